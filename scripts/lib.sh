@@ -1,0 +1,106 @@
+# Shared helpers for scripts/lab, scripts/test and the benchmarks.
+# Every function is idempotent: "already there" is success.
+# shellcheck shell=bash
+
+DISTWEB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DISTWEB_VENV="${DISTWEB_VENV:-$DISTWEB_ROOT/.venv}"
+DISTWEB_IMAGE="${DISTWEB_IMAGE:-distweb/lab-node:bookworm}"
+DISTWEB_STATE="${DISTWEB_STATE:-$DISTWEB_ROOT/.lab}"
+export DISTWEB_ROOT DISTWEB_VENV DISTWEB_IMAGE DISTWEB_STATE
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Debian packages the control node needs (docker engine, image builder, clients).
+ensure_host_packages() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_docker() {
+  if ! command -v dockerd >/dev/null 2>&1; then
+    ensure_host_packages docker.io
+  fi
+  if docker info >/dev/null 2>&1; then return 0; fi
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    as_root systemctl start docker
+  else
+    log "starting dockerd"
+    as_root mkdir -p /var/log
+    as_root sh -c 'setsid nohup dockerd >/var/log/dockerd.log 2>&1 < /dev/null &'
+  fi
+  local i
+  for i in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  die "the Docker engine did not start; see /var/log/dockerd.log"
+}
+
+ensure_venv() {
+  local stamp="$DISTWEB_VENV/.requirements.sha"
+  local want
+  want="$(sha256sum "$DISTWEB_ROOT/requirements-dev.txt" | cut -d' ' -f1)"
+  if [ -x "$DISTWEB_VENV/bin/ansible-playbook" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  log "creating the Python virtualenv in $DISTWEB_VENV"
+  python3 -m venv "$DISTWEB_VENV" 2>/dev/null || {
+    ensure_host_packages python3-venv
+    python3 -m venv "$DISTWEB_VENV"
+  }
+  "$DISTWEB_VENV/bin/pip" install -q --upgrade pip >/dev/null
+  "$DISTWEB_VENV/bin/pip" install -q -r "$DISTWEB_ROOT/requirements-dev.txt"
+  echo "$want" > "$stamp"
+}
+
+activate_venv() {
+  ensure_venv
+  # shellcheck disable=SC1091
+  . "$DISTWEB_VENV/bin/activate"
+  export ANSIBLE_CONFIG="$DISTWEB_ROOT/ansible.cfg"
+  ensure_collection_link
+}
+
+# Make the checkout importable as distweb.infra without building it: playbooks
+# use FQCNs, and ansible.cfg points collections_path at .collections.
+ensure_collection_link() {
+  local dir="$DISTWEB_ROOT/.collections/ansible_collections/distweb"
+  mkdir -p "$dir"
+  [ -L "$dir/infra" ] || ln -sfn ../../.. "$dir/infra"
+}
+
+# The lab image: pull debian:bookworm where a registry answers, otherwise
+# build the base from Debian's packages with debootstrap.
+ensure_image() {
+  docker image inspect "$DISTWEB_IMAGE" >/dev/null 2>&1 && return 0
+  local base=debian:bookworm
+  if ! docker image inspect "$base" >/dev/null 2>&1; then
+    if timeout 60 docker pull -q "$base" >/dev/null 2>&1; then
+      log "pulled $base"
+    else
+      base=distweb/debian-base:bookworm
+      if ! docker image inspect "$base" >/dev/null 2>&1; then
+        log "no registry answered: building $base with debootstrap"
+        ensure_host_packages debootstrap
+        local root
+        root="$(mktemp -d /var/tmp/distweb-rootfs.XXXXXX)"
+        as_root debootstrap --variant=minbase bookworm "$root" >/dev/null
+        as_root tar -C "$root" -c . | docker import - "$base" >/dev/null
+        as_root rm -rf "$root"
+      fi
+    fi
+  fi
+  log "building $DISTWEB_IMAGE from $base"
+  docker build -q --build-arg "BASE=$base" -t "$DISTWEB_IMAGE" "$DISTWEB_ROOT/scripts/image" >/dev/null
+}
