@@ -1,0 +1,82 @@
+"""Shared helpers for the lab verification: hosts are reached with
+``docker exec`` (testinfra's docker backend), the site through the load
+balancer's port published on 127.0.0.1."""
+
+import os
+import time
+
+import pytest
+import requests
+import testinfra
+
+LAB = os.environ.get("DISTWEB_LAB_NAME", "distweb-molecule")
+HTTP_PORT = os.environ.get("DISTWEB_LAB_HTTP_PORT", "18080")
+SITE = f"http://127.0.0.1:{HTTP_PORT}"
+SERVERS = ["server1", "server2", "server3"]
+PRIMARY = "server1"
+REPLICAS = ["server2", "server3"]
+
+
+def lab_host(name):
+    return testinfra.get_host(f"docker://{LAB}-{name}")
+
+
+def sql(name, query, user=None, password=None, host=None, check=True):
+    """Run one query with the mariadb client on a lab node (as root through
+    the socket, or as ``user`` over TCP to ``host``)."""
+    args = ["--batch", "--skip-column-names"]
+    if user:
+        args += ["-u", user, f"-p{password}", "-h", host]
+    args += ["-e", query]
+    cmd = lab_host(name).run("mariadb" + " %s" * len(args), *args)
+    if check:
+        assert cmd.rc == 0, f"{name}: {query}: {cmd.stderr}"
+    return cmd
+
+
+def rows(name, query):
+    out = sql(name, query).stdout.strip()
+    return [line.split("\t") for line in out.splitlines()] if out else []
+
+
+def get(path, **kwargs):
+    """One request through the load balancer, on a fresh connection."""
+    with requests.Session() as s:
+        return s.get(SITE + path, timeout=10, headers={"Connection": "close"}, **kwargs)
+
+
+def served_by(n):
+    """Send n GET / through the load balancer; return (statuses, counts)."""
+    statuses, counts = [], {}
+    for _ in range(n):
+        r = get("/")
+        statuses.append(r.status_code)
+        who = r.headers.get("X-Served-By", "?")
+        counts[who] = counts.get(who, 0) + 1
+    return statuses, counts
+
+
+def haproxy_server_states():
+    """{server: status} from the HAProxy runtime API on lb1 (local socket)."""
+    script = (
+        "import socket;s=socket.socket(socket.AF_UNIX);"
+        "s.connect('/run/haproxy/admin.sock');s.sendall(b'show stat\\n');"
+        "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())"
+    )
+    out = lab_host("lb1").check_output(f'python3 -c "{script}"')
+    states = {}
+    for line in out.splitlines():
+        fields = line.split(",")
+        if len(fields) > 17 and fields[0] == "web" and fields[1] not in ("BACKEND", "FRONTEND"):
+            states[fields[1]] = fields[17]
+    return states
+
+
+def wait_for(predicate, timeout=60, interval=0.5, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,763 @@
+"""foobar: the demo WSGI application of distweb.infra.
+
+A small, dependency-light web application (Python standard library plus
+PyMySQL) that shows which web server answered and stores short records in a
+replicated MariaDB cluster: writes go to the primary, reads to a replica, and
+a caller can ask for read-your-write consistency.
+
+Endpoints
+    GET  /                    HTML page naming the server that answered.
+    GET  /health              JSON health of the database nodes (200 or 503).
+    POST /api/records         {"value": "..."} -> inserted on the primary (201).
+    GET  /api/records?limit=N newest records, read from a replica.
+    GET  /api/records/<id>    one record, read from a replica.
+
+    GET parameters for reads: after_gtid=<gtid> (wait until the replica has
+    applied that GTID, else read from the primary) and consistency=primary
+    (read from the primary directly).
+
+Every response carries the header ``X-Served-By: <server_name>``.
+
+Configuration is a JSON file named by the environment variable FOOBAR_CONFIG
+(default /etc/foobar/foobar.json). It is re-read whenever its modification
+time (or size, or inode) changes, so the database nodes can be moved by
+rewriting the file: no restart is needed.
+
+Run it with any WSGI server, e.g. ``gunicorn foobar_app:application``.
+"""
+
+import html
+import json
+import logging
+import os
+import random
+import re
+import socket
+import sys
+import threading
+import time
+from http import HTTPStatus
+from urllib.parse import parse_qs
+
+import pymysql
+
+__version__ = "1.0.0"
+
+DEFAULT_CONFIG_PATH = "/etc/foobar/foobar.json"
+DEFAULT_PORT = 3306
+DEFAULT_CONNECT_TIMEOUT = 1.0
+DEFAULT_READ_YOUR_WRITE_TIMEOUT = 2.0
+# Longest a single statement may take once connected (read/write timeout).
+DEFAULT_QUERY_TIMEOUT = 5.0
+
+MAX_VALUE_LENGTH = 255
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+MAX_BODY_BYTES = 64 * 1024
+
+ER_NO_SUCH_TABLE = 1146
+
+SCHEMA_SQL = (
+    "CREATE TABLE IF NOT EXISTS records ("
+    "id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+    "value VARCHAR(255) NOT NULL, "
+    "server VARCHAR(255) NOT NULL, "
+    "created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+)
+INSERT_SQL = "INSERT INTO records (value, server) VALUES (%s, %s)"
+SELECT_ONE_SQL = "SELECT id, value, server, created_at FROM records WHERE id = %s"
+SELECT_MANY_SQL = (
+    "SELECT id, value, server, created_at FROM records ORDER BY id DESC LIMIT %s"
+)
+GTID_WAIT_SQL = "SELECT MASTER_GTID_WAIT(%s, %s)"
+LAST_GTID_SQL = "SELECT @@last_gtid"
+
+# A MariaDB GTID position: domain-server-sequence, comma separated per domain.
+GTID_RE = re.compile(r"[0-9]+-[0-9]+-[0-9]+(,[ ]*[0-9]+-[0-9]+-[0-9]+)*")
+RECORD_PATH_RE = re.compile(r"/api/records/([0-9]{1,18})")
+HEADER_UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+# Errors that mean "this database node could not serve the request".
+DB_ERRORS = (pymysql.MySQLError, OSError)
+
+LOG = logging.getLogger("foobar")
+if not LOG.handlers:
+    # gunicorn sends stderr to the journal; give the app its own log lines there.
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter("foobar[%(process)d] %(levelname)s %(message)s"))
+    LOG.addHandler(_handler)
+    LOG.setLevel(logging.INFO)
+    LOG.propagate = False
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+
+
+class Node:
+    """One database server: host and port."""
+
+    __slots__ = ("host", "port")
+
+    def __init__(self, host, port=DEFAULT_PORT):
+        self.host = host
+        self.port = port
+
+    @property
+    def label(self):
+        return "%s:%d" % (self.host, self.port)
+
+    def __eq__(self, other):
+        return isinstance(other, Node) and (self.host, self.port) == (other.host, other.port)
+
+    def __hash__(self):
+        return hash((self.host, self.port))
+
+    def __repr__(self):
+        return "Node(%r, %r)" % (self.host, self.port)
+
+
+class Settings:
+    """The parsed configuration file."""
+
+    def __init__(self, server_name=None, db_name=None, db_user=None, db_password=None,
+                 primary=None, replicas=(), connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+                 read_your_write_timeout=DEFAULT_READ_YOUR_WRITE_TIMEOUT,
+                 query_timeout=DEFAULT_QUERY_TIMEOUT):
+        self.server_name = server_name or socket.gethostname()
+        self.db_name = db_name
+        self.db_user = db_user
+        self.db_password = db_password
+        self.primary = primary
+        self.replicas = tuple(replicas)
+        self.connect_timeout = connect_timeout
+        self.read_your_write_timeout = read_your_write_timeout
+        self.query_timeout = query_timeout
+
+    @property
+    def database_configured(self):
+        return self.primary is not None or bool(self.replicas)
+
+
+def _parse_node(data, where):
+    if not isinstance(data, dict):
+        raise ValueError("%s must be an object with host and port" % where)
+    host = data.get("host")
+    if not isinstance(host, str) or not host:
+        raise ValueError("%s.host must be a non-empty string" % where)
+    port = data.get("port", DEFAULT_PORT)
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError("%s.port must be an integer between 1 and 65535" % where)
+    return Node(host, port)
+
+
+def _parse_seconds(data, key, default):
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError("database.%s must be a positive number of seconds" % key)
+    return float(value)
+
+
+def parse_config(data):
+    """Turn the decoded JSON document into Settings; raise ValueError if invalid."""
+    if not isinstance(data, dict):
+        raise ValueError("the configuration must be a JSON object")
+    server_name = data.get("server_name")
+    if server_name is not None and not isinstance(server_name, str):
+        raise ValueError("server_name must be a string")
+    db = data.get("database") or {}
+    if not isinstance(db, dict):
+        raise ValueError("database must be an object")
+    for key in ("name", "user", "password"):
+        if db.get(key) is not None and not isinstance(db[key], str):
+            raise ValueError("database.%s must be a string" % key)
+    primary = db.get("primary")
+    primary = _parse_node(primary, "database.primary") if primary else None
+    replicas = db.get("replicas") or []
+    if not isinstance(replicas, list):
+        raise ValueError("database.replicas must be a list")
+    replicas = [_parse_node(r, "database.replicas[%d]" % i) for i, r in enumerate(replicas)]
+    return Settings(
+        server_name=server_name,
+        db_name=db.get("name"),
+        db_user=db.get("user"),
+        db_password=db.get("password"),
+        primary=primary,
+        replicas=replicas,
+        connect_timeout=_parse_seconds(db, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        read_your_write_timeout=_parse_seconds(
+            db, "read_your_write_timeout", DEFAULT_READ_YOUR_WRITE_TIMEOUT),
+        query_timeout=_parse_seconds(db, "query_timeout", DEFAULT_QUERY_TIMEOUT),
+    )
+
+
+class ConfigStore:
+    """Holds the current Settings and reloads them when the file changes.
+
+    Each call to get() costs one os.stat(). The file is parsed again only when
+    its identity (path, mtime, size, inode) differs from the last one seen. A
+    file that cannot be read or parsed keeps the last good settings in force
+    (a half-written file never takes the site down); without any good
+    settings yet, the application runs without a database.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._key = None
+        self._path = None
+        self._settings = None
+
+    def get(self):
+        path = os.environ.get("FOOBAR_CONFIG") or DEFAULT_CONFIG_PATH
+        try:
+            st = os.stat(path)
+            key = (path, st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            st = None
+            key = (path, None, None, None)
+        settings = self._settings
+        if key == self._key and settings is not None:
+            return settings
+        with self._lock:
+            if key == self._key and self._settings is not None:
+                return self._settings
+            if st is None:
+                self._fallback(path, "the configuration file %s cannot be read" % path)
+            else:
+                try:
+                    with open(path, encoding="utf-8") as handle:
+                        self._settings = parse_config(json.load(handle))
+                    self._path = path
+                    LOG.info("loaded configuration from %s", path)
+                except (OSError, ValueError) as exc:
+                    self._fallback(path, "the configuration file %s is invalid: %s" % (path, exc))
+            self._key = key
+            return self._settings
+
+    def _fallback(self, path, reason):
+        if self._settings is not None and self._path == path:
+            LOG.error("%s; keeping the previous configuration", reason)
+        else:
+            LOG.error("%s; running without a database", reason)
+            self._settings = Settings()
+            self._path = path
+
+
+CONFIG = ConfigStore()
+
+
+# ---------------------------------------------------------------------------
+# Database access
+
+
+class DatabaseUnavailable(Exception):
+    """No database node could serve the request."""
+
+
+def connect(settings, node, read_timeout=None):
+    """Open a new connection to one node (autocommit on).
+
+    The server's greeting must arrive within connect_timeout too, so a node
+    that accepts TCP but never answers costs no more than a dead one. The
+    statements then get their own, longer limit (read_timeout, default
+    query_timeout); PyMySQL has no public setter for it, hence _read_timeout,
+    which PyMySQL 1.0 to 1.2 read before every receive.
+    """
+    conn = pymysql.connect(
+        host=node.host,
+        port=node.port,
+        user=settings.db_user,
+        password=settings.db_password or "",
+        database=settings.db_name,
+        charset="utf8mb4",
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.connect_timeout,
+        write_timeout=settings.query_timeout,
+        autocommit=True,
+    )
+    conn._read_timeout = read_timeout or settings.query_timeout
+    return conn
+
+
+def _close(conn):
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except Exception:  # closing a broken connection must never fail a request
+        pass
+
+
+def _error_code(exc):
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def ping(settings, node):
+    """True if the node accepts a connection and answers SELECT 1."""
+    conn = None
+    try:
+        conn = connect(settings, node, read_timeout=settings.connect_timeout)
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
+        return True
+    except DB_ERRORS as exc:
+        LOG.warning("health: %s is unreachable: %s", node.label, exc)
+        return False
+    finally:
+        _close(conn)
+
+
+def check_nodes(settings, nodes):
+    """Ping every node in parallel; return {node: bool}.
+
+    Running the checks side by side bounds the time of /health by one
+    connect timeout, however many nodes are down.
+    """
+    results = {}
+    unique = list(dict.fromkeys(nodes))
+    if len(unique) == 1:
+        results[unique[0]] = ping(settings, unique[0])
+        return results
+
+    def worker(node):
+        results[node] = ping(settings, node)
+
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in unique]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + settings.connect_timeout * 2 + 1
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return {node: results.get(node, False) for node in unique}
+
+
+_SCHEMA_READY = set()
+
+
+def ensure_schema(conn, settings, node):
+    """Create the records table once per process (and per primary address)."""
+    key = (node.host, node.port, settings.db_name)
+    if key in _SCHEMA_READY:
+        return
+    with conn.cursor() as cur:
+        cur.execute(SCHEMA_SQL)
+    _SCHEMA_READY.add(key)
+
+
+def insert_record(settings, value):
+    """Insert on the primary; return (id, gtid). Raises DatabaseUnavailable."""
+    node = settings.primary
+    if node is None:
+        raise DatabaseUnavailable("no primary database is configured")
+    conn = None
+    try:
+        conn = connect(settings, node)
+        ensure_schema(conn, settings, node)
+        try:
+            record_id = _insert(conn, settings, value)
+        except pymysql.MySQLError as exc:
+            if _error_code(exc) != ER_NO_SUCH_TABLE:
+                raise
+            # The table went away since this process created it: create it again.
+            _SCHEMA_READY.discard((node.host, node.port, settings.db_name))
+            ensure_schema(conn, settings, node)
+            record_id = _insert(conn, settings, value)
+        return record_id, _last_gtid(conn)
+    except DB_ERRORS as exc:
+        LOG.error("write to primary %s failed: %s", node.label, exc)
+        raise DatabaseUnavailable("the primary database is unavailable") from exc
+    finally:
+        _close(conn)
+
+
+def _insert(conn, settings, value):
+    with conn.cursor() as cur:
+        cur.execute(INSERT_SQL, (value, settings.server_name))
+        record_id = cur.lastrowid
+    conn.commit()
+    return record_id
+
+
+def _last_gtid(conn):
+    """The GTID of this session's last transaction (MariaDB), or None."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(LAST_GTID_SQL)
+            row = cur.fetchone()
+    except pymysql.MySQLError as exc:
+        # The write is committed: a server without @@last_gtid only loses
+        # read-your-write through a replica (consistency=primary still works).
+        LOG.warning("cannot read @@last_gtid: %s", exc)
+        return None
+    gtid = row[0] if row else None
+    if isinstance(gtid, bytes):
+        gtid = gtid.decode("ascii", "replace")
+    return gtid or None
+
+
+def replica_order(replicas):
+    """Replicas in the order to try them: random, so reads spread out."""
+    return random.sample(list(replicas), len(replicas))
+
+
+def read(settings, query, after_gtid=None, consistency=None):
+    """Run query(conn) on a replica or the primary; return (result, source).
+
+    Without after_gtid, replicas are tried in random order and the first that
+    answers serves the read; if none does, the primary does. With after_gtid,
+    the first replica that accepts a connection waits up to
+    read_your_write_timeout seconds for that GTID with MASTER_GTID_WAIT; if it
+    gets there (0) it serves the read, otherwise (-1, NULL, error) the primary
+    does. consistency="primary" reads from the primary directly.
+    """
+    if consistency != "primary":
+        read_timeout = settings.query_timeout
+        if after_gtid:
+            read_timeout += settings.read_your_write_timeout
+        for node in replica_order(settings.replicas):
+            conn = None
+            try:
+                try:
+                    conn = connect(settings, node, read_timeout=read_timeout)
+                except DB_ERRORS as exc:
+                    LOG.warning("replica %s is unreachable: %s", node.label, exc)
+                    continue
+                try:
+                    if after_gtid:
+                        with conn.cursor() as cur:
+                            cur.execute(GTID_WAIT_SQL, (after_gtid, settings.read_your_write_timeout))
+                            row = cur.fetchone()
+                        status = row[0] if row else None
+                        if status != 0:
+                            LOG.info("replica %s did not reach %s in %ss (%r): reading from the primary",
+                                     node.label, after_gtid, settings.read_your_write_timeout, status)
+                            break
+                    return query(conn), "replica:%s" % node.label
+                except DB_ERRORS as exc:
+                    LOG.warning("read from replica %s failed: %s", node.label, exc)
+                    if after_gtid:
+                        break
+                    continue
+            finally:
+                _close(conn)
+    return query_primary(settings, query), "primary"
+
+
+def query_primary(settings, query):
+    node = settings.primary
+    if node is None:
+        raise DatabaseUnavailable("no database node could serve the read")
+    conn = None
+    try:
+        conn = connect(settings, node)
+        return query(conn)
+    except DB_ERRORS as exc:
+        LOG.error("read from primary %s failed: %s", node.label, exc)
+        raise DatabaseUnavailable("no database node could serve the read") from exc
+    finally:
+        _close(conn)
+
+
+def _record(row):
+    created = row[3]
+    if hasattr(created, "isoformat"):
+        created = created.isoformat()
+    elif isinstance(created, bytes):
+        created = created.decode("ascii", "replace")
+    return {"id": row[0], "value": row[1], "server": row[2], "created_at": created}
+
+
+def fetch_one(record_id):
+    def query(conn):
+        try:
+            with conn.cursor() as cur:
+                cur.execute(SELECT_ONE_SQL, (record_id,))
+                row = cur.fetchone()
+        except pymysql.MySQLError as exc:
+            if _error_code(exc) == ER_NO_SUCH_TABLE:
+                return None  # nothing was ever written
+            raise
+        return _record(row) if row else None
+    return query
+
+
+def fetch_many(limit):
+    def query(conn):
+        try:
+            with conn.cursor() as cur:
+                cur.execute(SELECT_MANY_SQL, (limit,))
+                rows = cur.fetchall()
+        except pymysql.MySQLError as exc:
+            if _error_code(exc) == ER_NO_SUCH_TABLE:
+                return []
+            raise
+        return [_record(row) for row in rows]
+    return query
+
+
+# ---------------------------------------------------------------------------
+# HTTP
+
+
+class HTTPError(Exception):
+    def __init__(self, status, message, headers=None, **extra):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or []
+        self.extra = extra
+
+
+def _status_line(code):
+    return "%d %s" % (code, HTTPStatus(code).phrase)
+
+
+def json_response(code, payload, headers=None):
+    body = (json.dumps(payload, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+    hdrs = [("Content-Type", "application/json; charset=utf-8"),
+            ("Cache-Control", "no-store")]
+    return code, hdrs + list(headers or []), body
+
+
+def html_response(code, text):
+    body = text.encode("utf-8")
+    return code, [("Content-Type", "text/html; charset=utf-8"),
+                  ("Cache-Control", "no-store")], body
+
+
+def header_value(text):
+    """Make text safe as a header value (latin-1, no control characters)."""
+    text = HEADER_UNSAFE_RE.sub("", str(text))
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def query_params(environ):
+    return parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+
+
+def _param(params, name):
+    values = params.get(name)
+    return values[-1] if values else None
+
+
+def read_body(environ):
+    length = environ.get("CONTENT_LENGTH") or ""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    if length.strip():
+        try:
+            size = int(length)
+        except ValueError:
+            raise HTTPError(400, "invalid Content-Length") from None
+        if size < 0:
+            raise HTTPError(400, "invalid Content-Length")
+        if size > MAX_BODY_BYTES:
+            raise HTTPError(413, "request body larger than %d bytes" % MAX_BODY_BYTES)
+        return stream.read(size) if size else b""
+    if environ.get("wsgi.input_terminated"):
+        data = stream.read(MAX_BODY_BYTES + 1)
+        if len(data) > MAX_BODY_BYTES:
+            raise HTTPError(413, "request body larger than %d bytes" % MAX_BODY_BYTES)
+        return data
+    return b""
+
+
+def parse_record_body(environ):
+    raw = read_body(environ)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise HTTPError(400, 'the body must be a JSON object like {"value": "..."}') from None
+    if not isinstance(data, dict):
+        raise HTTPError(400, 'the body must be a JSON object like {"value": "..."}')
+    if "value" not in data:
+        raise HTTPError(400, 'missing "value"')
+    value = data["value"]
+    if not isinstance(value, str):
+        raise HTTPError(400, '"value" must be a string')
+    if len(value) > MAX_VALUE_LENGTH:
+        raise HTTPError(400, '"value" is longer than %d characters' % MAX_VALUE_LENGTH)
+    return value
+
+
+def read_options(environ):
+    """(after_gtid, consistency) from the query string, validated."""
+    params = query_params(environ)
+    after_gtid = (_param(params, "after_gtid") or "").strip() or None
+    if after_gtid is not None and not GTID_RE.fullmatch(after_gtid):
+        raise HTTPError(400, "after_gtid must be a MariaDB GTID position such as 0-1-42")
+    consistency = (_param(params, "consistency") or "").strip() or None
+    if consistency not in (None, "primary", "replica"):
+        raise HTTPError(400, "consistency must be 'primary' or 'replica'")
+    return after_gtid, consistency
+
+
+# Route handlers: (environ, settings) -> (code, headers, body)
+
+
+INDEX_TEMPLATE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>foobar &middot; {server}</title>
+<link rel="stylesheet" href="/static/style.css">
+</head>
+<body>
+<main>
+<h1>Hello from foobar</h1>
+<p>This page was served by <strong class="server">{server}</strong>.</p>
+<p class="hint">Reload the page: the load balancer spreads requests over every web server.</p>
+<ul>
+<li><a href="/health">/health</a> &mdash; state of the database nodes</li>
+<li><a href="/api/records">/api/records</a> &mdash; the latest records</li>
+</ul>
+</main>
+<footer>foobar {version}</footer>
+</body>
+</html>
+"""
+
+
+def handle_index(environ, settings):
+    page = INDEX_TEMPLATE.format(server=html.escape(settings.server_name), version=__version__)
+    return html_response(200, page)
+
+
+def handle_health(environ, settings):
+    nodes = ([settings.primary] if settings.primary else []) + list(settings.replicas)
+    results = check_nodes(settings, nodes) if nodes else {}
+    primary_up = bool(settings.primary and results.get(settings.primary))
+    replicas = {node.label: bool(results.get(node)) for node in settings.replicas}
+    if primary_up:
+        status, code = "ok", 200
+    elif any(replicas.values()):
+        status, code = "degraded", 200
+    else:
+        status, code = "down", 503
+    return json_response(code, {
+        "status": status,
+        "server": settings.server_name,
+        "database": {"primary": primary_up, "replicas": replicas},
+    })
+
+
+def handle_create(environ, settings):
+    value = parse_record_body(environ)
+    try:
+        record_id, gtid = insert_record(settings, value)
+    except DatabaseUnavailable as exc:
+        raise HTTPError(503, str(exc)) from None
+    return json_response(201, {
+        "id": record_id,
+        "value": value,
+        "server": settings.server_name,
+        "gtid": gtid,
+    }, headers=[("Location", "/api/records/%d" % record_id)])
+
+
+def handle_list(environ, settings):
+    params = query_params(environ)
+    raw_limit = _param(params, "limit")
+    limit = DEFAULT_LIMIT
+    if raw_limit not in (None, ""):
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise HTTPError(400, "limit must be an integer") from None
+        if limit < 1:
+            raise HTTPError(400, "limit must be at least 1")
+        limit = min(limit, MAX_LIMIT)
+    after_gtid, consistency = read_options(environ)
+    try:
+        records, source = read(settings, fetch_many(limit), after_gtid, consistency)
+    except DatabaseUnavailable as exc:
+        raise HTTPError(503, str(exc)) from None
+    return json_response(200, {
+        "records": records,
+        "count": len(records),
+        "limit": limit,
+        "source": source,
+        "served_by": settings.server_name,
+    })
+
+
+def handle_get(environ, settings, record_id):
+    after_gtid, consistency = read_options(environ)
+    try:
+        record, source = read(settings, fetch_one(record_id), after_gtid, consistency)
+    except DatabaseUnavailable as exc:
+        raise HTTPError(503, str(exc)) from None
+    if record is None:
+        raise HTTPError(404, "record %d not found" % record_id, source=source)
+    record.update(source=source, served_by=settings.server_name)
+    return json_response(200, record)
+
+
+def route(environ):
+    """Return (handler, allowed methods, extra args) for the request path."""
+    path = environ.get("PATH_INFO") or "/"
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    if path == "/":
+        return {"GET": handle_index}, ()
+    if path == "/health":
+        return {"GET": handle_health}, ()
+    if path == "/api/records":
+        return {"GET": handle_list, "POST": handle_create}, ()
+    match = RECORD_PATH_RE.fullmatch(path)
+    if match:
+        return {"GET": handle_get}, (int(match.group(1)),)
+    raise HTTPError(404, "not found", path=path)
+
+
+def dispatch(environ, settings):
+    try:
+        handlers, args = route(environ)
+        method = (environ.get("REQUEST_METHOD") or "GET").upper()
+        handler = handlers.get("GET" if method == "HEAD" else method)
+        if handler is None:
+            allowed = sorted(set(handlers) | ({"HEAD"} if "GET" in handlers else set()))
+            raise HTTPError(405, "method %s not allowed" % method,
+                            headers=[("Allow", ", ".join(allowed))])
+        return handler(environ, settings, *args)
+    except HTTPError as exc:
+        payload = {"error": exc.message, "status": exc.status}
+        payload.update(exc.extra)
+        return json_response(exc.status, payload, headers=exc.headers)
+
+
+def application(environ, start_response):
+    """The WSGI entry point."""
+    server_name = None
+    try:
+        settings = CONFIG.get()
+        server_name = settings.server_name
+        code, headers, body = dispatch(environ, settings)
+    except Exception:  # the client gets a JSON error, the log gets the traceback
+        LOG.exception("unhandled error on %s %s",
+                      environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+        code, headers, body = json_response(500, {"error": "internal server error", "status": 500})
+    headers.append(("Content-Length", str(len(body))))
+    headers.append(("X-Served-By", header_value(server_name or socket.gethostname())))
+    if (environ.get("REQUEST_METHOD") or "").upper() == "HEAD":
+        body = b""
+    start_response(_status_line(code), headers)
+    return [body]
+
+
+if __name__ == "__main__":  # a quick local run: python3 foobar_app.py [port]
+    from wsgiref.simple_server import make_server
+
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
+    with make_server("127.0.0.1", port, application) as httpd:
+        LOG.info("serving on http://127.0.0.1:%d/", port)
+        httpd.serve_forever()
