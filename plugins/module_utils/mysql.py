@@ -1,0 +1,898 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, distweb developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared MySQL/MariaDB code for the distweb.infra modules.
+
+The one place for:
+
+* the login options (``mysql_common_argument_spec``) and the connection
+  helper (``mysql_connect``), both shared by every module;
+* flavor and version detection and the SQL that depends on them
+  (``Dialect`` and its subclasses, chosen by ``dialect_for_version``);
+* reading replication status into one set of keys for both flavors
+  (``normalize_replica_status``) and comparing it with wanted settings;
+* waiting for the replication threads (``wait_for_replica``).
+"""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import os
+import re
+import time
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
+
+try:
+    import ssl as ssl_lib
+    HAS_SSL = True
+except ImportError:  # pragma: no cover - Python without the ssl module
+    ssl_lib = None
+    HAS_SSL = False
+
+try:
+    import pymysql
+    from pymysql.cursors import DictCursor
+    HAS_PYMYSQL = True
+    PYMYSQL_IMPORT_ERROR = None
+    MySQLError = pymysql.err.MySQLError
+except ImportError:
+    pymysql = None
+    DictCursor = None
+    HAS_PYMYSQL = False
+    PYMYSQL_IMPORT_ERROR = traceback.format_exc()
+
+    class MySQLError(Exception):
+        """Stand-in so that ``except MySQLError`` works without PyMySQL."""
+
+
+MASK = '********'
+
+# Where the servers of the supported distributions put their socket.
+DEFAULT_SOCKET_PATHS = (
+    '/run/mysqld/mysqld.sock',
+    '/var/run/mysqld/mysqld.sock',
+    '/var/lib/mysql/mysql.sock',
+    '/tmp/mysql.sock',
+)
+
+# Seconds both replication threads must keep running after a START before
+# the modules call replication healthy.
+START_SETTLE_SECONDS = 1.0
+
+# Server error numbers the modules make decisions on.
+ER_ACCESS_DENIED = 1045
+CR_CONN_HOST_ERROR = 2003
+
+
+class UnsupportedServerError(Exception):
+    """The server's flavor or version is not one the collection supports."""
+
+
+# ---------------------------------------------------------------------------
+# Login options and connection
+# ---------------------------------------------------------------------------
+
+def mysql_common_argument_spec():
+    """Argument spec of the login options shared by every module.
+
+    Documented by the ``distweb.infra.mysql_login`` doc fragment.
+    """
+    return dict(
+        login_user=dict(type='str'),
+        login_password=dict(type='str', no_log=True),
+        login_host=dict(type='str'),
+        login_port=dict(type='int', default=3306),
+        login_unix_socket=dict(type='path'),
+        config_file=dict(type='path', default='~/.my.cnf'),
+        connect_timeout=dict(type='int', default=30),
+        login_ssl_ca=dict(type='path'),
+        login_ssl_cert=dict(type='path'),
+        login_ssl_key=dict(type='path'),
+    )
+
+
+def login_params_from_module(module):
+    """Connection settings (for ``mysql_connect``) from the login options."""
+    p = module.params
+    tls = bool(p.get('login_ssl_ca') or p.get('login_ssl_cert') or p.get('login_ssl_key'))
+    return dict(
+        user=p.get('login_user'),
+        password=p.get('login_password'),
+        host=p.get('login_host'),
+        port=p.get('login_port'),
+        unix_socket=p.get('login_unix_socket'),
+        config_file=p.get('config_file'),
+        connect_timeout=p.get('connect_timeout'),
+        ssl=tls,
+        ssl_ca=p.get('login_ssl_ca'),
+        ssl_cert=p.get('login_ssl_cert'),
+        ssl_key=p.get('login_ssl_key'),
+        # With a CA given, the certificate chain is checked; the host name
+        # is not (local logins go through a socket or 127.0.0.1).
+        ssl_verify_cert=bool(p.get('login_ssl_ca')),
+        ssl_verify_identity=False,
+        default_socket=True,
+    )
+
+
+def find_default_socket(paths=DEFAULT_SOCKET_PATHS):
+    """First existing server socket of ``paths``, or None."""
+    for path in paths:
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def build_ssl_context(ca=None, cert=None, key=None, verify_cert=False, verify_identity=False):
+    """TLS context for a client connection.
+
+    ``verify_cert`` checks the server's certificate chain (against ``ca`` or the
+    system's CAs), ``verify_identity`` also checks its host name.
+    """
+    if not HAS_SSL:
+        raise ValueError('this Python has no ssl module')
+    ctx = ssl_lib.create_default_context(cafile=ca or None)
+    if verify_identity:
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl_lib.CERT_REQUIRED
+    elif verify_cert:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl_lib.CERT_REQUIRED
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl_lib.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(cert, keyfile=key or None)
+    return ctx
+
+
+def format_mysql_error(exc):
+    """The server's (or client library's) own message, with its error number."""
+    args = getattr(exc, 'args', ())
+    if len(args) >= 2 and isinstance(args[0], int):
+        return '%s (error %d)' % (args[1], args[0])
+    if args:
+        return ' '.join(str(a) for a in args)
+    return str(exc) or exc.__class__.__name__
+
+
+def mysql_error_code(exc):
+    """Error number of a PyMySQL exception, or None."""
+    args = getattr(exc, 'args', ())
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def mysql_connect(module, params=None, what='the MySQL/MariaDB server'):
+    """Open a PyMySQL connection (autocommit, DictCursor) or fail the module.
+
+    ``params`` is a dict with the keys ``user``, ``password``, ``host``,
+    ``port``, ``unix_socket``, ``config_file``, ``connect_timeout``, ``ssl``
+    (bool: use TLS), ``ssl_ca``, ``ssl_cert``, ``ssl_key``, ``ssl_verify_cert``,
+    ``ssl_verify_identity``, ``ssl_disabled`` (bool: no TLS at all, not even
+    opportunistic) and ``default_socket`` (bool: when the host is
+    ``localhost`` or unset and no socket is given, use the first existing
+    socket of ``DEFAULT_SOCKET_PATHS``, as the mysql client does). Missing keys
+    mean "not set". Without ``params`` the module's login options are used.
+
+    ``config_file`` is read (PyMySQL's ``read_default_file``, group
+    ``[client]``) only if it exists; explicit settings win over it.
+    On failure the module fails with the server's own error text.
+    """
+    if not HAS_PYMYSQL:
+        module.fail_json(msg=missing_required_lib('PyMySQL'), exception=PYMYSQL_IMPORT_ERROR)
+    if params is None:
+        params = login_params_from_module(module)
+
+    kwargs = dict(
+        user=params.get('user') or None,
+        password=params.get('password') or '',
+        connect_timeout=params.get('connect_timeout') or 30,
+        cursorclass=DictCursor,
+        autocommit=True,
+        charset='utf8mb4',
+        defer_connect=True,
+    )
+    if params.get('host'):
+        kwargs['host'] = params['host']
+    if params.get('port'):
+        kwargs['port'] = int(params['port'])
+    if params.get('unix_socket'):
+        kwargs['unix_socket'] = params['unix_socket']
+    config_file = params.get('config_file')
+    if config_file:
+        config_file = os.path.expanduser(config_file)
+        if os.path.isfile(config_file):
+            kwargs['read_default_file'] = config_file
+
+    if params.get('ssl'):
+        try:
+            kwargs['ssl'] = build_ssl_context(
+                ca=params.get('ssl_ca'), cert=params.get('ssl_cert'), key=params.get('ssl_key'),
+                verify_cert=params.get('ssl_verify_cert'),
+                verify_identity=params.get('ssl_verify_identity'))
+        except (OSError, ValueError) as exc:
+            module.fail_json(msg='Invalid TLS settings for the connection to %s: %s' % (what, exc))
+    elif params.get('ssl_disabled'):
+        kwargs['ssl_disabled'] = True
+
+    where = params.get('unix_socket') or '%s:%s' % (params.get('host') or 'localhost', params.get('port') or 3306)
+    try:
+        conn = pymysql.connect(**kwargs)
+        if params.get('default_socket') and not conn.unix_socket and conn.host == 'localhost':
+            sock = find_default_socket()
+            if sock:
+                conn.unix_socket = sock
+        if conn.unix_socket:
+            where = 'unix socket %s' % conn.unix_socket
+        else:
+            where = '%s:%s' % (conn.host, conn.port)
+        conn.connect()
+    except MySQLError as exc:
+        module.fail_json(msg='Unable to connect to %s (%s): %s' % (what, where, format_mysql_error(exc)),
+                         errno=mysql_error_code(exc))
+    except (OSError, ValueError) as exc:
+        module.fail_json(msg='Unable to connect to %s (%s): %s' % (what, where, exc))
+    return conn
+
+
+# ---------------------------------------------------------------------------
+# SQL statements
+# ---------------------------------------------------------------------------
+
+def quote_for_display(value):
+    """A string literal as it would be sent, for showing statements to users."""
+    return "'%s'" % str(value).replace('\\', '\\\\').replace("'", "\\'")
+
+
+class Statement(object):
+    """One SQL statement: text with ``%s`` placeholders, its parameters
+    (escaped by PyMySQL when executed) and a display form with secrets masked."""
+
+    def __init__(self, sql, params=None, display=None):
+        self.sql = sql
+        self.params = tuple(params) if params else None
+        self.display = display if display is not None else sql
+
+    def __str__(self):
+        return self.display
+
+    def __repr__(self):
+        return 'Statement(%r)' % self.display
+
+
+# Wanted replication settings, keyed like the normalised status:
+# (key, kind). Kinds: str (escaped parameter), int, float, bool, gtid.
+CHANGE_SOURCE_KEYS = (
+    ('source_host', 'str'),
+    ('source_port', 'int'),
+    ('source_user', 'str'),
+    ('source_password', 'secret'),
+    ('using_gtid', 'gtid'),
+    ('heartbeat_period', 'float'),
+    ('connect_retry', 'int'),
+    ('sql_delay', 'int'),
+    ('ssl', 'bool'),
+    ('ssl_ca', 'str'),
+    ('ssl_cert', 'str'),
+    ('ssl_key', 'str'),
+    ('ssl_verify_server_cert', 'bool'),
+)
+
+
+class Dialect(object):
+    """SQL of one server flavor and version range. Use ``dialect_for_version``."""
+
+    flavor = None
+    name = None
+    change_source_sql = None
+    start_replica_sql = None
+    stop_replica_sql = None
+    reset_replica_all_sql = None
+    replica_status_sql = None
+    binlog_status_sql = None
+    # CHANGE ... TO option names per wanted-settings key
+    option_names = {}
+    # system variable names that differ between flavors
+    semi_sync_source_prefix = None
+    semi_sync_replica_prefix = None
+
+    def __init__(self, version_string, version):
+        self.version_string = version_string
+        self.version = tuple(version)
+
+    def __repr__(self):
+        return '%s(%r)' % (self.__class__.__name__, self.version_string)
+
+    # -- wanted settings ---------------------------------------------------
+    def gtid_mode(self, use_gtid):
+        """The ``using_gtid`` value this flavor uses for the wanted GTID mode."""
+        raise NotImplementedError
+
+    def gtid_literal(self, mode):
+        """Value of the GTID option of CHANGE ... TO for a ``using_gtid`` value."""
+        raise NotImplementedError
+
+    def change_source(self, settings):
+        """``Statement`` for CHANGE MASTER TO / CHANGE REPLICATION SOURCE TO.
+
+        ``settings`` is keyed like CHANGE_SOURCE_KEYS; keys that are absent
+        or None are left out (the server keeps their current values, except
+        the heartbeat period, which the servers reset to their default on a
+        CHANGE without it: always pass ``heartbeat_period``).
+        Strings are sent as escaped parameters; numbers and booleans are
+        coerced and range-checked here, as the grammar wants literals.
+        """
+        clauses = []
+        shown = []
+        params = []
+        for key, kind in CHANGE_SOURCE_KEYS:
+            value = settings.get(key)
+            if value is None:
+                continue
+            option = self.option_names[key]
+            if kind in ('str', 'secret'):
+                clauses.append('%s=%%s' % option)
+                params.append(str(value))
+                shown.append('%s=%s' % (option, quote_for_display(MASK if kind == 'secret' else value)))
+                continue
+            if kind == 'int':
+                literal = '%d' % int(value)
+            elif kind == 'float':
+                literal = format_decimal(value)
+            elif kind == 'bool':
+                literal = '1' if value else '0'
+            else:
+                literal = self.gtid_literal(value)
+            clauses.append('%s=%s' % (option, literal))
+            shown.append('%s=%s' % (option, literal))
+        if not clauses:
+            raise ValueError('nothing to change')
+        sql = '%s %s' % (self.change_source_sql, ', '.join(clauses))
+        display = '%s %s' % (self.change_source_sql, ', '.join(shown))
+        return Statement(sql, params, display)
+
+    # -- simple statements -------------------------------------------------
+    def start_replica(self):
+        return Statement(self.start_replica_sql)
+
+    def stop_replica(self):
+        return Statement(self.stop_replica_sql)
+
+    def reset_replica_all(self):
+        return Statement(self.reset_replica_all_sql)
+
+    # -- reading -----------------------------------------------------------
+    def server_info_sql(self):
+        return ('SELECT @@server_id AS server_id, @@hostname AS hostname, '
+                '@@port AS port, @@read_only AS read_only')
+
+    def heartbeat_sql(self):
+        """(sql, column) that reads the replica's heartbeat period."""
+        raise NotImplementedError
+
+    def gtid_positions_sql(self):
+        raise NotImplementedError
+
+    def wait_for_gtid_sql(self):
+        """SQL (two parameters: GTID position/set, timeout in seconds) that
+        waits until the server has applied the position; 0 = reached."""
+        raise NotImplementedError
+
+
+class MariaDBDialect(Dialect):
+    """MariaDB 10.6 to 11.x."""
+
+    flavor = 'mariadb'
+    name = 'MariaDB'
+    change_source_sql = 'CHANGE MASTER TO'
+    start_replica_sql = 'START SLAVE'
+    stop_replica_sql = 'STOP SLAVE'
+    reset_replica_all_sql = 'RESET SLAVE ALL'
+    replica_status_sql = 'SHOW SLAVE STATUS'
+    binlog_status_sql = 'SHOW MASTER STATUS'
+    semi_sync_source_prefix = 'rpl_semi_sync_master_'
+    semi_sync_replica_prefix = 'rpl_semi_sync_slave_'
+    option_names = {
+        'source_host': 'MASTER_HOST',
+        'source_port': 'MASTER_PORT',
+        'source_user': 'MASTER_USER',
+        'source_password': 'MASTER_PASSWORD',
+        'using_gtid': 'MASTER_USE_GTID',
+        'heartbeat_period': 'MASTER_HEARTBEAT_PERIOD',
+        'connect_retry': 'MASTER_CONNECT_RETRY',
+        'sql_delay': 'MASTER_DELAY',
+        'ssl': 'MASTER_SSL',
+        'ssl_ca': 'MASTER_SSL_CA',
+        'ssl_cert': 'MASTER_SSL_CERT',
+        'ssl_key': 'MASTER_SSL_KEY',
+        'ssl_verify_server_cert': 'MASTER_SSL_VERIFY_SERVER_CERT',
+    }
+
+    def gtid_mode(self, use_gtid):
+        if use_gtid not in ('slave_pos', 'current_pos', 'no'):
+            raise ValueError('MariaDB GTID mode must be slave_pos, current_pos or no, not %r' % (use_gtid,))
+        return use_gtid
+
+    def gtid_literal(self, mode):
+        return self.gtid_mode(mode)
+
+    def heartbeat_sql(self):
+        return ("SHOW GLOBAL STATUS LIKE 'Slave_heartbeat_period'", 'Value')
+
+    def gtid_positions_sql(self):
+        return ('SELECT @@gtid_slave_pos AS gtid_slave_pos, @@gtid_binlog_pos AS gtid_binlog_pos, '
+                '@@gtid_current_pos AS gtid_current_pos')
+
+    def wait_for_gtid_sql(self):
+        return 'SELECT MASTER_GTID_WAIT(%s, %s) AS result'
+
+
+class MySQLDialect(Dialect):
+    """MySQL 8.0.23 up to 8.3: the REPLICA/SOURCE syntax."""
+
+    flavor = 'mysql'
+    name = 'MySQL'
+    change_source_sql = 'CHANGE REPLICATION SOURCE TO'
+    start_replica_sql = 'START REPLICA'
+    stop_replica_sql = 'STOP REPLICA'
+    reset_replica_all_sql = 'RESET REPLICA ALL'
+    replica_status_sql = 'SHOW REPLICA STATUS'
+    binlog_status_sql = 'SHOW MASTER STATUS'
+    semi_sync_source_prefix = 'rpl_semi_sync_source_'
+    semi_sync_replica_prefix = 'rpl_semi_sync_replica_'
+    option_names = {
+        'source_host': 'SOURCE_HOST',
+        'source_port': 'SOURCE_PORT',
+        'source_user': 'SOURCE_USER',
+        'source_password': 'SOURCE_PASSWORD',
+        'using_gtid': 'SOURCE_AUTO_POSITION',
+        'heartbeat_period': 'SOURCE_HEARTBEAT_PERIOD',
+        'connect_retry': 'SOURCE_CONNECT_RETRY',
+        'sql_delay': 'SOURCE_DELAY',
+        'ssl': 'SOURCE_SSL',
+        'ssl_ca': 'SOURCE_SSL_CA',
+        'ssl_cert': 'SOURCE_SSL_CERT',
+        'ssl_key': 'SOURCE_SSL_KEY',
+        'ssl_verify_server_cert': 'SOURCE_SSL_VERIFY_SERVER_CERT',
+    }
+
+    def gtid_mode(self, use_gtid):
+        # MySQL replicas of this collection always use GTID auto-positioning;
+        # MariaDB's slave_pos/current_pos have no MySQL counterpart.
+        return 'no' if use_gtid == 'no' else 'auto_position'
+
+    def gtid_literal(self, mode):
+        return '0' if self.gtid_mode(mode) == 'no' else '1'
+
+    def server_info_sql(self):
+        return ('SELECT @@server_id AS server_id, @@hostname AS hostname, @@port AS port, '
+                '@@read_only AS read_only, @@super_read_only AS super_read_only, '
+                '@@server_uuid AS server_uuid')
+
+    def heartbeat_sql(self):
+        return ("SELECT HEARTBEAT_INTERVAL FROM performance_schema.replication_connection_configuration "
+                "WHERE CHANNEL_NAME = ''", 'HEARTBEAT_INTERVAL')
+
+    def gtid_positions_sql(self):
+        return 'SELECT @@gtid_executed AS gtid_executed, @@gtid_purged AS gtid_purged'
+
+    def wait_for_gtid_sql(self):
+        return 'SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s) AS result'
+
+
+class MySQL84Dialect(MySQLDialect):
+    """MySQL 8.4 and later: SHOW MASTER STATUS is gone."""
+
+    binlog_status_sql = 'SHOW BINARY LOG STATUS'
+
+
+VERSION_RE = re.compile(r'^\s*(\d+)\.(\d+)\.(\d+)')
+
+
+def parse_version(version_string):
+    """(major, minor, patch) of a VERSION() string."""
+    match = VERSION_RE.match(version_string or '')
+    if not match:
+        raise UnsupportedServerError('Cannot parse the server version %r' % (version_string,))
+    return tuple(int(part) for part in match.groups())
+
+
+def dialect_for_version(version_string):
+    """The ``Dialect`` for a ``SELECT VERSION()`` result; raises
+    ``UnsupportedServerError`` for flavors/versions the collection does not support."""
+    version = parse_version(version_string)
+    if 'mariadb' in version_string.lower():
+        if version < (10, 6, 0):
+            raise UnsupportedServerError(
+                'MariaDB %s is not supported: 10.6 or later is needed' % version_string)
+        return MariaDBDialect(version_string, version)
+    if version < (8, 0, 23):
+        raise UnsupportedServerError(
+            'MySQL %s is not supported: 8.0.23 or later is needed' % version_string)
+    if version >= (8, 4, 0):
+        return MySQL84Dialect(version_string, version)
+    return MySQLDialect(version_string, version)
+
+
+def format_decimal(value):
+    """A float as a plain SQL decimal literal (millisecond resolution)."""
+    text = '%.3f' % float(value)
+    text = text.rstrip('0')
+    if text.endswith('.'):
+        text += '0'
+    return text
+
+
+# ---------------------------------------------------------------------------
+# Status normalisation
+# ---------------------------------------------------------------------------
+
+# normalised key -> candidate column names (lower case), MariaDB's first.
+STATUS_COLUMNS = {
+    'source_host': ('master_host', 'source_host'),
+    'source_port': ('master_port', 'source_port'),
+    'source_user': ('master_user', 'source_user'),
+    'source_server_id': ('master_server_id', 'source_server_id'),
+    'io_state': ('slave_io_state', 'replica_io_state'),
+    'io_thread': ('slave_io_running', 'replica_io_running'),
+    'sql_thread': ('slave_sql_running', 'replica_sql_running'),
+    'sql_state': ('slave_sql_running_state', 'replica_sql_running_state'),
+    'connect_retry': ('connect_retry',),
+    'sql_delay': ('sql_delay',),
+    'sql_remaining_delay': ('sql_remaining_delay',),
+    'ssl': ('master_ssl_allowed', 'source_ssl_allowed'),
+    'ssl_ca': ('master_ssl_ca_file', 'source_ssl_ca_file'),
+    'ssl_cert': ('master_ssl_cert', 'source_ssl_cert'),
+    'ssl_key': ('master_ssl_key', 'source_ssl_key'),
+    'ssl_verify_server_cert': ('master_ssl_verify_server_cert', 'source_ssl_verify_server_cert'),
+    'last_io_errno': ('last_io_errno',),
+    'last_io_error': ('last_io_error',),
+    'last_sql_errno': ('last_sql_errno',),
+    'last_sql_error': ('last_sql_error',),
+    'seconds_behind': ('seconds_behind_master', 'seconds_behind_source'),
+    'source_log_file': ('master_log_file', 'source_log_file'),
+    'read_source_log_pos': ('read_master_log_pos', 'read_source_log_pos'),
+    'relay_source_log_file': ('relay_master_log_file', 'relay_source_log_file'),
+    'exec_source_log_pos': ('exec_master_log_pos', 'exec_source_log_pos'),
+    'gtid_io_pos': ('gtid_io_pos', 'retrieved_gtid_set'),
+    'executed_gtid_set': ('executed_gtid_set',),
+}
+
+# Keys of a normalised status, for documentation and tests.
+STATUS_KEYS = (
+    'configured', 'flavor', 'source_host', 'source_port', 'source_user', 'source_server_id',
+    'io_state', 'io_thread', 'io_running', 'sql_thread', 'sql_running', 'sql_state',
+    'using_gtid', 'auto_position', 'gtid_io_pos', 'executed_gtid_set',
+    'connect_retry', 'heartbeat_period', 'sql_delay', 'sql_remaining_delay',
+    'ssl', 'ssl_ca', 'ssl_cert', 'ssl_key', 'ssl_verify_server_cert',
+    'last_io_errno', 'last_io_error', 'last_sql_errno', 'last_sql_error',
+    'seconds_behind', 'source_log_file', 'read_source_log_pos',
+    'relay_source_log_file', 'exec_source_log_pos',
+)
+
+_INT_KEYS = ('source_port', 'source_server_id', 'connect_retry', 'sql_delay', 'sql_remaining_delay',
+             'last_io_errno', 'last_sql_errno', 'seconds_behind', 'read_source_log_pos',
+             'exec_source_log_pos')
+
+
+def _text(value):
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode('utf-8', 'replace')
+    return str(value)
+
+
+def _to_int(value):
+    value = _text(value)
+    if value is None or value.strip() == '':
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+def _to_float(value):
+    value = _text(value)
+    if value is None or value.strip() == '':
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _yes(value):
+    value = _text(value)
+    return value is not None and value.strip().lower() in ('yes', '1', 'on', 'true', 'ignored')
+
+
+def is_on(value):
+    """A server variable (1/0, ON/OFF, b'1', ...) as a bool."""
+    value = _text(value)
+    if value is None:
+        return False
+    return value.strip().upper() not in ('', '0', 'OFF', 'NO', 'FALSE')
+
+
+def empty_replica_status(flavor=None):
+    """Normalised status of a server that is not a replica."""
+    status = dict((key, None) for key in STATUS_KEYS)
+    status.update(configured=False, flavor=flavor, io_running=False, sql_running=False,
+                  io_thread='No', sql_thread='No', auto_position=False, using_gtid='no',
+                  last_io_errno=0, last_io_error='', last_sql_errno=0, last_sql_error='')
+    return status
+
+
+def normalize_replica_status(row, flavor, heartbeat_period=None):
+    """One set of keys (``STATUS_KEYS``) for a MariaDB or MySQL status row.
+
+    ``row`` is a row of SHOW SLAVE STATUS / SHOW REPLICA STATUS as a dict (or
+    None for a server that is not a replica); ``heartbeat_period`` comes from a
+    separate query, as neither flavor shows it there.
+    """
+    if not row:
+        return empty_replica_status(flavor)
+    lower = dict((str(k).lower(), v) for k, v in row.items())
+    status = empty_replica_status(flavor)
+    for key, names in STATUS_COLUMNS.items():
+        value = None
+        for name in names:
+            if name in lower:
+                value = lower[name]
+                break
+        if key in _INT_KEYS:
+            value = _to_int(value)
+        elif key in ('ssl', 'ssl_verify_server_cert'):
+            value = _yes(value)
+        else:
+            value = _text(value)
+        status[key] = value
+    for key in ('last_io_errno', 'last_sql_errno'):
+        status[key] = status[key] or 0
+    for key in ('last_io_error', 'last_sql_error', 'ssl_ca', 'ssl_cert', 'ssl_key', 'source_host',
+                'source_user'):
+        status[key] = status[key] or ''
+    status['io_thread'] = status['io_thread'] or 'No'
+    status['sql_thread'] = status['sql_thread'] or 'No'
+    status['io_running'] = status['io_thread'].lower() == 'yes'
+    status['sql_running'] = status['sql_thread'].lower() == 'yes'
+    if 'using_gtid' in lower:
+        mode = (_text(lower['using_gtid']) or 'no').strip().lower()
+        status['using_gtid'] = mode if mode in ('slave_pos', 'current_pos') else 'no'
+    elif 'auto_position' in lower:
+        status['using_gtid'] = 'auto_position' if is_on(lower['auto_position']) else 'no'
+    status['auto_position'] = status['using_gtid'] != 'no'
+    if heartbeat_period is None and 'slave_heartbeat_period' in lower:
+        heartbeat_period = lower['slave_heartbeat_period']
+    status['heartbeat_period'] = _to_float(heartbeat_period)
+    status['configured'] = bool(status['source_host'])
+    return status
+
+
+def threads_stopped(status):
+    """True if neither replication thread runs (or tries to connect)."""
+    return status['io_thread'].lower() == 'no' and status['sql_thread'].lower() == 'no'
+
+
+def threads_started(status):
+    """True if both threads run; the IO thread may still be connecting."""
+    return status['io_thread'].lower() != 'no' and status['sql_thread'].lower() != 'no'
+
+
+def compare_replica_settings(status, wanted):
+    """Keys of ``wanted`` (keyed like CHANGE_SOURCE_KEYS) that differ from a
+    normalised ``status``. None values in ``wanted`` are not managed, the
+    password cannot be read back and is never reported, and a setting the
+    server does not show (None in ``status``) is taken as matching."""
+    if not status.get('configured'):
+        return [key for key, dummy in CHANGE_SOURCE_KEYS
+                if wanted.get(key) is not None and key != 'source_password']
+    differ = []
+    for key, kind in CHANGE_SOURCE_KEYS:
+        want = wanted.get(key)
+        if want is None or kind == 'secret':
+            continue
+        have = status.get(key)
+        if have is None:
+            continue
+        if kind == 'str':
+            same = str(have) == str(want)
+            if key == 'source_host':
+                same = str(have).lower() == str(want).lower()
+        elif kind == 'int':
+            same = int(have) == int(want)
+        elif kind == 'float':
+            same = abs(float(have) - float(want)) < 0.0005
+        elif kind == 'bool':
+            same = bool(have) == bool(want)
+        else:
+            same = have == want
+        if not same:
+            differ.append(key)
+    return differ
+
+
+# ---------------------------------------------------------------------------
+# A connected server
+# ---------------------------------------------------------------------------
+
+class MySQLServer(object):
+    """A connection plus the helpers the modules share.
+
+    Errors of the server are raised as PyMySQL's ``MySQLError``
+    (use ``format_mysql_error``); unsupported versions as
+    ``UnsupportedServerError``.
+    """
+
+    def __init__(self, connection, what='the server'):
+        self.connection = connection
+        self.what = what
+        self._dialect = None
+        self._version = None
+
+    def query(self, sql, params=None):
+        """All rows (dicts) of a read-only query."""
+        cursor = self.connection.cursor()
+        try:
+            if params is None:
+                cursor.execute(sql)
+            else:
+                cursor.execute(sql, params)
+            return list(cursor.fetchall() or [])
+        finally:
+            cursor.close()
+
+    def query_one(self, sql, params=None):
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def execute(self, statement):
+        """Run a ``Statement`` (or plain SQL text)."""
+        if not isinstance(statement, Statement):
+            statement = Statement(statement)
+        cursor = self.connection.cursor()
+        try:
+            if statement.params is None:
+                cursor.execute(statement.sql)
+            else:
+                cursor.execute(statement.sql, statement.params)
+        finally:
+            cursor.close()
+
+    @property
+    def version(self):
+        if self._version is None:
+            row = self.query_one('SELECT VERSION() AS version')
+            self._version = _text(list(row.values())[0]) if row else ''
+        return self._version
+
+    @property
+    def dialect(self):
+        if self._dialect is None:
+            self._dialect = dialect_for_version(self.version)
+        return self._dialect
+
+    def server_info(self):
+        """server_id, hostname, port, read_only (bool), version, flavor
+        (and server_uuid, super_read_only on MySQL)."""
+        row = self.query_one(self.dialect.server_info_sql()) or {}
+        info = dict((str(k).lower(), v) for k, v in row.items())
+        result = dict(
+            server_id=_to_int(info.get('server_id')),
+            hostname=_text(info.get('hostname')),
+            port=_to_int(info.get('port')),
+            read_only=is_on(info.get('read_only')) or is_on(info.get('super_read_only')),
+            version=self.version,
+            flavor=self.dialect.flavor,
+        )
+        if 'server_uuid' in info:
+            result['server_uuid'] = _text(info.get('server_uuid'))
+            result['super_read_only'] = is_on(info.get('super_read_only'))
+        return result
+
+    def raw_replica_status(self):
+        """The status row of the default connection/channel, or None."""
+        rows = self.query(self.dialect.replica_status_sql)
+        if not rows:
+            return None
+        for row in rows:
+            lower = dict((str(k).lower(), v) for k, v in row.items())
+            if not _text(lower.get('channel_name')):
+                return row
+        return rows[0]
+
+    def heartbeat_period(self):
+        sql, column = self.dialect.heartbeat_sql()
+        try:
+            row = self.query_one(sql)
+        except MySQLError:
+            return None
+        if not row:
+            return None
+        lower = dict((str(k).lower(), v) for k, v in row.items())
+        return _to_float(lower.get(column.lower()))
+
+    def replica_status(self):
+        """Normalised replication status (``STATUS_KEYS``)."""
+        row = self.raw_replica_status()
+        if row is None:
+            return empty_replica_status(self.dialect.flavor)
+        heartbeat = None
+        lower_keys = set(str(k).lower() for k in row)
+        if 'slave_heartbeat_period' not in lower_keys:
+            heartbeat = self.heartbeat_period()
+        return normalize_replica_status(row, self.dialect.flavor, heartbeat)
+
+    def close(self):
+        try:
+            self.connection.close()
+        except Exception:
+            pass
+
+
+# ---------------------------------------------------------------------------
+# Waiting for the replication threads
+# ---------------------------------------------------------------------------
+
+def replica_problem(status):
+    """A hard problem visible in a status (a stopped thread), or None."""
+    if not status['configured']:
+        return 'replication is not configured'
+    if status['sql_thread'].lower() == 'no' and status['last_sql_errno']:
+        return 'the SQL thread stopped with error %d: %s' % (status['last_sql_errno'], status['last_sql_error'])
+    if status['io_thread'].lower() == 'no' and status['last_io_errno']:
+        return 'the IO thread stopped with error %d: %s' % (status['last_io_errno'], status['last_io_error'])
+    if status['sql_thread'].lower() == 'no' or status['io_thread'].lower() == 'no':
+        return 'replication threads are not running (IO thread: %s, SQL thread: %s)' % (
+            status['io_thread'], status['sql_thread'])
+    return None
+
+
+def wait_for_replica(server, timeout, interval=0.5, sleep=None, clock=None, settle=0):
+    """Poll ``server.replica_status()`` until both threads run and the IO
+    thread has connected to the primary.
+
+    Returns ``(ok, status, message)``. A stopped thread counts only when seen
+    on two polls in a row (the first poll after START may still show the
+    previous error). A connecting IO thread is waited for until ``timeout``;
+    the message then carries its last error. With ``settle`` (seconds, use it
+    right after START) both threads must still run that long later, so that
+    an SQL thread that fails on the first event it applies is caught.
+    """
+    sleep = sleep or time.sleep
+    clock = clock or time.monotonic
+    deadline = clock() + max(0, timeout)
+    seen_problem = None
+    running_since = None
+    while True:
+        status = server.replica_status()
+        if status['io_running'] and status['sql_running']:
+            now = clock()
+            if running_since is None:
+                running_since = now
+            if now - running_since >= settle or now >= deadline:
+                return True, status, None
+            sleep(min(interval, settle - (now - running_since)))
+            continue
+        running_since = None
+        problem = replica_problem(status)
+        if problem and (problem == seen_problem or not status['configured']):
+            return False, status, 'Replication failed: %s' % problem
+        seen_problem = problem
+        if clock() >= deadline:
+            if problem:
+                return False, status, 'Replication failed: %s' % problem
+            if status['last_io_errno']:
+                message = ('the IO thread has not connected to the primary within %ss: error %d: %s'
+                           % (timeout, status['last_io_errno'], status['last_io_error']))
+            else:
+                message = ('the replication threads are not running after %ss (IO thread: %s, SQL thread: %s)'
+                           % (timeout, status['io_thread'], status['sql_thread']))
+            return False, status, 'Replication failed: %s' % message
+        sleep(interval)

@@ -1,0 +1,517 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, distweb developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit test fixtures: a fake MySQL/MariaDB server behind a fake PyMySQL.
+
+The fake records every statement it is sent, answers the read-only queries
+the collection uses from its state, and applies STOP/START/CHANGE/RESET to
+that state the way a server does (CHANGE and RESET ALL refuse to run while
+a replication thread runs), so the modules can be run end to end.
+"""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import os
+import re
+import sys
+
+import pytest
+
+# Make ``ansible_collections.distweb.infra`` importable from this checkout.
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_COLLECTIONS = os.path.join(_REPO, '.collections')
+_LINK = os.path.join(_COLLECTIONS, 'ansible_collections', 'distweb', 'infra')
+_in_collection_tree = os.path.basename(os.path.dirname(os.path.dirname(_REPO))) == 'ansible_collections'
+if not _in_collection_tree:
+    if not os.path.lexists(_LINK):
+        os.makedirs(os.path.dirname(_LINK), exist_ok=True)
+        os.symlink(os.path.join('..', '..', '..'), _LINK)
+    if _COLLECTIONS not in sys.path:
+        sys.path.insert(0, _COLLECTIONS)
+else:
+    _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(_REPO)))
+    if _ROOT not in sys.path:
+        sys.path.insert(0, _ROOT)
+
+import pymysql  # noqa: E402  pylint: disable=wrong-import-position
+
+from ansible.module_utils import basic  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.module_utils.common import warnings as ansible_warnings  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.module_utils.testing import patch_module_args  # noqa: E402  pylint: disable=wrong-import-position
+
+from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils  # noqa: E402  pylint: disable=wrong-import-position
+
+
+FAKE_PASSWORD = 'fake-Repl-pw-1'  # a made-up test value, used nowhere else
+ROOT_SOCKET = '/run/mysqld/mysqld.sock'
+
+
+# ---------------------------------------------------------------------------
+# Status rows as the servers show them
+# ---------------------------------------------------------------------------
+
+def mariadb_status_row(**overrides):
+    """A SHOW SLAVE STATUS row of a healthy MariaDB 10.11 replica."""
+    row = {
+        'Slave_IO_State': 'Waiting for master to send event',
+        'Master_Host': 'server1',
+        'Master_User': 'repl',
+        'Master_Port': 3306,
+        'Connect_Retry': 10,
+        'Master_Log_File': 'mysql-bin.000003',
+        'Read_Master_Log_Pos': 1234,
+        'Relay_Log_File': 'relay-bin.000002',
+        'Relay_Log_Pos': 700,
+        'Relay_Master_Log_File': 'mysql-bin.000003',
+        'Slave_IO_Running': 'Yes',
+        'Slave_SQL_Running': 'Yes',
+        'Replicate_Do_DB': '',
+        'Replicate_Ignore_DB': '',
+        'Last_Errno': 0,
+        'Last_Error': '',
+        'Skip_Counter': 0,
+        'Exec_Master_Log_Pos': 1234,
+        'Relay_Log_Space': 1000,
+        'Until_Condition': 'None',
+        'Master_SSL_Allowed': 'No',
+        'Master_SSL_CA_File': '',
+        'Master_SSL_CA_Path': '',
+        'Master_SSL_Cert': '',
+        'Master_SSL_Cipher': '',
+        'Master_SSL_Key': '',
+        'Seconds_Behind_Master': 0,
+        'Master_SSL_Verify_Server_Cert': 'No',
+        'Last_IO_Errno': 0,
+        'Last_IO_Error': '',
+        'Last_SQL_Errno': 0,
+        'Last_SQL_Error': '',
+        'Replicate_Ignore_Server_Ids': '',
+        'Master_Server_Id': 1,
+        'Master_SSL_Crl': '',
+        'Master_SSL_Crlpath': '',
+        'Using_Gtid': 'Slave_Pos',
+        'Gtid_IO_Pos': '0-1-42',
+        'Replicate_Do_Domain_Ids': '',
+        'Replicate_Ignore_Domain_Ids': '',
+        'Parallel_Mode': 'optimistic',
+        'SQL_Delay': 0,
+        'SQL_Remaining_Delay': None,
+        'Slave_SQL_Running_State': 'Slave has read all relay log; waiting for more updates',
+        'Slave_DDL_Groups': 3,
+        'Slave_Non_Transactional_Groups': 0,
+        'Slave_Transactional_Groups': 39,
+    }
+    row.update(overrides)
+    return row
+
+
+def mysql_status_row(**overrides):
+    """A SHOW REPLICA STATUS row of a healthy MySQL 8.0/8.4 replica."""
+    row = {
+        'Replica_IO_State': 'Waiting for source to send event',
+        'Source_Host': 'server1',
+        'Source_User': 'repl',
+        'Source_Port': 3306,
+        'Connect_Retry': 10,
+        'Source_Log_File': 'binlog.000002',
+        'Read_Source_Log_Pos': 2000,
+        'Relay_Log_File': 'relay.000002',
+        'Relay_Log_Pos': 500,
+        'Relay_Source_Log_File': 'binlog.000002',
+        'Replica_IO_Running': 'Yes',
+        'Replica_SQL_Running': 'Yes',
+        'Last_Errno': 0,
+        'Last_Error': '',
+        'Exec_Source_Log_Pos': 2000,
+        'Source_SSL_Allowed': 'No',
+        'Source_SSL_CA_File': '',
+        'Source_SSL_CA_Path': '',
+        'Source_SSL_Cert': '',
+        'Source_SSL_Cipher': '',
+        'Source_SSL_Key': '',
+        'Seconds_Behind_Source': 0,
+        'Source_SSL_Verify_Server_Cert': 'No',
+        'Last_IO_Errno': 0,
+        'Last_IO_Error': '',
+        'Last_SQL_Errno': 0,
+        'Last_SQL_Error': '',
+        'Source_Server_Id': 1,
+        'Source_UUID': '3e11fa47-71ca-11e1-9e33-c80aa9429562',
+        'SQL_Delay': 0,
+        'SQL_Remaining_Delay': None,
+        'Replica_SQL_Running_State': 'Replica has read all relay log; waiting for more updates',
+        'Retrieved_Gtid_Set': '3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5',
+        'Executed_Gtid_Set': '3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5',
+        'Auto_Position': 1,
+        'Channel_Name': '',
+    }
+    row.update(overrides)
+    return row
+
+
+# CHANGE ... TO option suffix (after MASTER_/SOURCE_) -> (column suffix, kind)
+_CHANGE_COLUMNS = {
+    'HOST': ('Host', 'str'),
+    'PORT': ('Port', 'int'),
+    'USER': ('User', 'str'),
+    'CONNECT_RETRY': ('Connect_Retry', 'int'),
+    'DELAY': ('SQL_Delay', 'int'),
+    'SSL': ('SSL_Allowed', 'yesno'),
+    'SSL_CA': ('SSL_CA_File', 'str'),
+    'SSL_CERT': ('SSL_Cert', 'str'),
+    'SSL_KEY': ('SSL_Key', 'str'),
+    'SSL_VERIFY_SERVER_CERT': ('SSL_Verify_Server_Cert', 'yesno'),
+}
+
+
+class FakeServer(object):
+    """State and behaviour of one fake server."""
+
+    def __init__(self, flavor='mariadb', version=None, server_id=2, hostname='server2', port=3306,
+                 read_only=True, status=None, heartbeat=None, users=None, server_uuid=None):
+        self.flavor = flavor
+        self.version = version or ('10.11.6-MariaDB-0+deb12u1-log' if flavor == 'mariadb' else '8.0.36')
+        self.server_id = server_id
+        self.hostname = hostname
+        self.port = port
+        self.read_only = read_only
+        self.status = status
+        self.heartbeat = heartbeat
+        self.users = users  # {user: password}: checked on login when set
+        self.server_uuid = server_uuid or ('uuid-%d' % server_id)
+        self.password = None  # replication password set by CHANGE
+        self.executed = []  # (sql, params) of everything sent
+        # column overrides applied by START (default: both threads run)
+        self.start_effect = None
+        # callables run after each SHOW ... STATUS (to script progress)
+        self.status_script = []
+        # sql regex -> exception raised instead of running it
+        self.errors = {}
+
+    # -- helpers for tests ---------------------------------------------------
+    @property
+    def mariadb(self):
+        return self.flavor == 'mariadb'
+
+    def col(self, suffix):
+        return ('Master_' if self.mariadb else 'Source_') + suffix
+
+    @property
+    def io_col(self):
+        return 'Slave_IO_Running' if self.mariadb else 'Replica_IO_Running'
+
+    @property
+    def sql_col(self):
+        return 'Slave_SQL_Running' if self.mariadb else 'Replica_SQL_Running'
+
+    def statements(self):
+        """SQL texts sent, read-only queries left out."""
+        return [sql for sql, dummy in self.executed if not re.match(r'(?i)\s*(SELECT|SHOW)\b', sql)]
+
+    def threads_running(self):
+        return bool(self.status) and (self.status[self.io_col] != 'No' or self.status[self.sql_col] != 'No')
+
+    # -- the server side -----------------------------------------------------
+    def handle(self, sql, params):
+        self.executed.append((sql, params))
+        for pattern, exc in self.errors.items():
+            if re.search(pattern, sql):
+                raise exc
+        text = sql.strip()
+        upper = text.upper()
+        if upper == 'SELECT VERSION() AS VERSION':
+            return [{'version': self.version}]
+        if upper.startswith('SELECT @@SERVER_ID'):
+            row = {'server_id': self.server_id, 'hostname': self.hostname, 'port': self.port,
+                   'read_only': 1 if self.read_only else 0}
+            if 'SERVER_UUID' in upper:
+                if self.mariadb:
+                    raise pymysql.err.OperationalError(1193, "Unknown system variable 'server_uuid'")
+                row['super_read_only'] = 1 if self.read_only else 0
+                row['server_uuid'] = self.server_uuid
+            return [row]
+        if upper in ('SHOW SLAVE STATUS', 'SHOW REPLICA STATUS'):
+            if (upper == 'SHOW SLAVE STATUS') != self.mariadb:
+                raise pymysql.err.ProgrammingError(1064, 'You have an error in your SQL syntax near STATUS')
+            rows = [dict(self.status)] if self.status else []
+            if self.status_script:
+                step = self.status_script.pop(0)
+                step(self)
+            return rows
+        if upper == "SHOW GLOBAL STATUS LIKE 'SLAVE_HEARTBEAT_PERIOD'":
+            assert self.mariadb
+            value = self.heartbeat if self.heartbeat is not None else 0
+            return [{'Variable_name': 'Slave_heartbeat_period', 'Value': '%.3f' % value}]
+        if upper.startswith('SELECT HEARTBEAT_INTERVAL FROM PERFORMANCE_SCHEMA'):
+            assert not self.mariadb
+            return [{'HEARTBEAT_INTERVAL': self.heartbeat}] if self.status else []
+        if upper in ('STOP SLAVE', 'STOP REPLICA'):
+            self._check_syntax(upper, 'STOP SLAVE')
+            if self.status:
+                self.status[self.io_col] = 'No'
+                self.status[self.sql_col] = 'No'
+            return []
+        if upper in ('START SLAVE', 'START REPLICA'):
+            self._check_syntax(upper, 'START SLAVE')
+            if not self.status:
+                raise pymysql.err.OperationalError(1200, 'Misconfigured slave: MASTER_HOST was not set')
+            effect = {self.io_col: 'Yes', self.sql_col: 'Yes', 'Last_IO_Errno': 0, 'Last_IO_Error': '',
+                      'Last_SQL_Errno': 0, 'Last_SQL_Error': ''}
+            effect.update(self.start_effect or {})
+            self.status.update(effect)
+            return []
+        if upper in ('RESET SLAVE ALL', 'RESET REPLICA ALL'):
+            self._check_syntax(upper, 'RESET SLAVE ALL')
+            self._refuse_if_running()
+            self.status = None
+            self.heartbeat = None
+            return []
+        if upper.startswith('CHANGE MASTER TO ') or upper.startswith('CHANGE REPLICATION SOURCE TO '):
+            self._check_syntax(upper, 'CHANGE MASTER TO')
+            self._refuse_if_running()
+            self._change(text, params)
+            return []
+        raise AssertionError('the fake server does not know this statement: %r' % sql)
+
+    def _check_syntax(self, upper, mariadb_form):
+        if upper.startswith(mariadb_form) != self.mariadb:
+            raise pymysql.err.ProgrammingError(1064, 'You have an error in your SQL syntax near %r' % upper)
+
+    def _refuse_if_running(self):
+        if self.threads_running():
+            raise pymysql.err.OperationalError(
+                1198, 'This operation cannot be performed as you have a running slave; run STOP SLAVE first')
+
+    def _change(self, text, params):
+        clauses = re.sub(r'(?i)^CHANGE (MASTER|REPLICATION SOURCE) TO ', '', text).split(', ')
+        params = list(params or ())
+        assert text.count('%s') == len(params), 'placeholders and parameters do not match'
+        if not self.status:
+            self.status = (mariadb_status_row if self.mariadb else mysql_status_row)(
+                **{self.io_col: 'No', self.sql_col: 'No', 'Using_Gtid': 'No', 'Auto_Position': 0,
+                   'Connect_Retry': 60, 'Master_Host': '', 'Source_Host': '', 'Master_User': '',
+                   'Source_User': '', 'Master_Server_Id': 0, 'Source_Server_Id': 0})
+            if self.mariadb:
+                self.status.pop('Source_Host', None)
+                self.status.pop('Source_User', None)
+                self.status.pop('Source_Server_Id', None)
+                self.status.pop('Auto_Position', None)
+            else:
+                for key in ('Master_Host', 'Master_User', 'Master_Server_Id', 'Using_Gtid'):
+                    self.status.pop(key, None)
+            self.heartbeat = 30.0
+        names = [clause.split('=', 1)[0].split('_', 1)[1] for clause in clauses]
+        if 'HEARTBEAT_PERIOD' not in names and (self.mariadb or 'HOST' in names or 'PORT' in names):
+            # as the servers do: back to slave_net_timeout / 2
+            self.heartbeat = 30.0
+        for clause in clauses:
+            name, value = clause.split('=', 1)
+            if value == '%s':
+                value = params.pop(0)
+            prefix, suffix = name.split('_', 1)
+            assert prefix == ('MASTER' if self.mariadb else 'SOURCE'), clause
+            if suffix == 'PASSWORD':
+                self.password = value
+            elif suffix == 'HEARTBEAT_PERIOD':
+                self.heartbeat = float(value)
+            elif suffix == 'USE_GTID':
+                assert self.mariadb
+                self.status['Using_Gtid'] = {'slave_pos': 'Slave_Pos', 'current_pos': 'Current_Pos',
+                                             'no': 'No'}[value]
+            elif suffix == 'AUTO_POSITION':
+                assert not self.mariadb
+                self.status['Auto_Position'] = int(value)
+            else:
+                column, kind = _CHANGE_COLUMNS[suffix]
+                if column.startswith('SSL') or column in ('Host', 'Port', 'User'):
+                    column = self.col(column)
+                if kind == 'int':
+                    value = int(value)
+                elif kind == 'yesno':
+                    value = 'Yes' if value == '1' else 'No'
+                self.status[column] = value
+        self.status['Last_IO_Errno'] = 0
+        self.status['Last_IO_Error'] = ''
+
+
+class FakeCursor(object):
+    def __init__(self, conn):
+        self.conn = conn
+        self.rows = []
+
+    def execute(self, sql, params=None):
+        if self.conn.closed:
+            raise pymysql.err.InterfaceError(0, 'connection closed')
+        self.rows = self.conn.server.handle(sql, params)
+        return len(self.rows)
+
+    def fetchall(self):
+        return list(self.rows)
+
+    def fetchone(self):
+        return self.rows[0] if self.rows else None
+
+    def close(self):
+        pass
+
+
+class FakeConnection(object):
+    def __init__(self, net, kwargs):
+        self.net = net
+        self.kwargs = kwargs
+        self.host = kwargs.get('host') or 'localhost'
+        self.port = kwargs.get('port') or 3306
+        self.unix_socket = kwargs.get('unix_socket')
+        self.server = None
+        self.closed = False
+
+    def connect(self):
+        net = self.net
+        key = self.unix_socket if self.unix_socket else (self.host, self.port)
+        self.net.connects.append(dict(self.kwargs, unix_socket=self.unix_socket, host=self.host, port=self.port))
+        if key in net.errors:
+            raise net.errors[key]
+        server = net.servers.get(key)
+        if server is None:
+            if self.unix_socket:
+                raise pymysql.err.OperationalError(
+                    2003, "Can't connect to MySQL server on 'localhost' ([Errno 2] No such file or directory)")
+            raise pymysql.err.OperationalError(
+                2003, "Can't connect to MySQL server on '%s' ([Errno 111] Connection refused)" % self.host)
+        if server.users is not None:
+            user = self.kwargs.get('user')
+            if server.users.get(user) != self.kwargs.get('password'):
+                raise pymysql.err.OperationalError(
+                    1045, "Access denied for user '%s'@'server2' (using password: YES)" % user)
+        self.server = server
+
+    def cursor(self):
+        return FakeCursor(self)
+
+    def close(self):
+        self.closed = True
+
+
+class FakeNet(object):
+    """Where fake connections go: sockets and (host, port) pairs."""
+
+    def __init__(self):
+        self.servers = {}
+        self.errors = {}
+        self.connects = []
+
+    def add(self, server, socket=None, host=None, port=3306):
+        if socket:
+            self.servers[socket] = server
+        if host:
+            self.servers[(host, port)] = server
+        return server
+
+    def connect(self, **kwargs):
+        return FakeConnection(self, kwargs)
+
+
+class FakeClock(object):
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps = []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class AnsibleExitJson(Exception):
+    pass
+
+
+class AnsibleFailJson(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# Fixtures
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def fake_net(monkeypatch):
+    """A FakeNet that PyMySQL's connect() goes to."""
+    net = FakeNet()
+    monkeypatch.setattr(mysql_utils.pymysql, 'connect', net.connect)
+    monkeypatch.setattr(mysql_utils, 'find_default_socket', lambda *a, **k: None)
+    return net
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """Time as seen by module_utils: sleeping advances it at once."""
+    clock = FakeClock()
+    monkeypatch.setattr(mysql_utils, 'time', clock)
+    return clock
+
+
+@pytest.fixture
+def make_server():
+    return FakeServer
+
+
+@pytest.fixture
+def status_rows():
+    """The status row builders: (mariadb_status_row, mysql_status_row)."""
+    return mariadb_status_row, mysql_status_row
+
+
+@pytest.fixture
+def fake_password():
+    return FAKE_PASSWORD
+
+
+@pytest.fixture
+def module_exit(monkeypatch):
+    """Make exit_json/fail_json raise, carrying the result (warnings of the
+    run under ``_warnings``)."""
+    monkeypatch.setattr(ansible_warnings, '_global_warnings', {})
+
+    def exit_json(self, **kwargs):
+        kwargs.setdefault('changed', False)
+        kwargs['_warnings'] = list(ansible_warnings.get_warning_messages())
+        raise AnsibleExitJson(kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        kwargs['msg'] = msg
+        kwargs['failed'] = True
+        kwargs.setdefault('changed', False)
+        raise AnsibleFailJson(kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    return AnsibleExitJson, AnsibleFailJson
+
+
+@pytest.fixture
+def run_main(module_exit):
+    """run_main(main, args, check_mode=False, diff=False) -> result dict
+    (with ``failed: True`` when the module failed)."""
+    exit_exc, fail_exc = module_exit
+
+    def run(main, args, check_mode=False, diff=False):
+        args = dict(args)
+        if check_mode:
+            args['_ansible_check_mode'] = True
+        if diff:
+            args['_ansible_diff'] = True
+        ansible_warnings._global_warnings.clear()
+        with patch_module_args(args):
+            try:
+                main()
+            except exit_exc as exc:
+                return exc.args[0]
+            except fail_exc as exc:
+                return exc.args[0]
+        raise AssertionError('the module returned without exit_json or fail_json')
+
+    return run
