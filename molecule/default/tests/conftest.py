@@ -48,7 +48,7 @@ def get(path, **kwargs):
 def served_by(n):
     """Send n GET / through the load balancer; return (statuses, counts)."""
     statuses, counts = [], {}
-    for _ in range(n):
+    for _attempt in range(n):
         r = get("/")
         statuses.append(r.status_code)
         who = r.headers.get("X-Served-By", "?")

@@ -37,7 +37,7 @@ def test_nginx_serves_static_files_itself():
 
 
 def test_health_reports_the_database():
-    for _ in SERVERS:
+    for _attempt in SERVERS:
         r = get("/health")
         assert r.status_code == 200
         body = r.json()

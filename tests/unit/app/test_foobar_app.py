@@ -177,7 +177,11 @@ class FakeDB:
 # Fixtures and helpers
 
 
-def make_config(server_name="web1", primary=PRIMARY, replicas=(REPLICA_A, REPLICA_B), **db):
+_DEFAULT = object()
+
+
+def make_config(server_name="web1", primary=_DEFAULT, replicas=(REPLICA_A, REPLICA_B), **db):
+    primary = dict(PRIMARY) if primary is _DEFAULT else primary
     database = {
         "name": "foobar",
         "user": "foobar",
@@ -220,7 +224,7 @@ def db(monkeypatch, config_file):
     monkeypatch.setattr(foobar_app, "CONFIG", foobar_app.ConfigStore())
     monkeypatch.setattr(foobar_app, "_SCHEMA_READY", set())
     # Deterministic replica choice: in the configured order.
-    monkeypatch.setattr(foobar_app, "replica_order", lambda replicas: list(replicas))
+    monkeypatch.setattr(foobar_app, "replica_order", list)
     return fake
 
 
@@ -574,7 +578,7 @@ def test_every_node_down_is_503(db):
 def test_replica_choice_is_random(monkeypatch):
     nodes = [foobar_app.Node("r%d" % i) for i in range(5)]
     seen = set()
-    for _ in range(50):
+    for _attempt in range(50):
         order = foobar_app.replica_order(nodes)
         assert sorted(n.host for n in order) == [n.host for n in nodes]
         seen.add(order[0].host)
@@ -716,7 +720,7 @@ def test_config_is_parsed_only_when_it_changes(db, config_file, monkeypatch):
     calls = []
     real = foobar_app.parse_config
     monkeypatch.setattr(foobar_app, "parse_config", lambda data: calls.append(1) or real(data))
-    for _ in range(5):
+    for _request in range(5):
         call("GET", "/")
     assert len(calls) == 1
     config_file.write(make_config(server_name="web2"))
