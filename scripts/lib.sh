@@ -39,8 +39,7 @@ ensure_docker() {
     as_root mkdir -p /var/log
     as_root sh -c 'setsid nohup dockerd >/var/log/dockerd.log 2>&1 < /dev/null &'
   fi
-  local i
-  for i in $(seq 1 60); do
+  for _attempt in $(seq 1 60); do
     docker info >/dev/null 2>&1 && return 0
     sleep 1
   done

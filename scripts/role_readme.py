@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 """Write the variables table of roles/<role>/README.md from the role's
 meta/argument_specs.yml and defaults/main.yml, between the markers
 <!-- BEGIN VARIABLES --> and <!-- END VARIABLES -->.
 
-    scripts/role_readme.py            rewrite every role README that has the markers
-    scripts/role_readme.py --check    exit 1 if one is out of date
+    python scripts/role_readme.py         rewrite every role README that has the markers
+    python scripts/role_readme.py --check exit 1 if one is out of date
 """
 
 import pathlib
@@ -42,7 +41,7 @@ def table(role_dir):
 def render(readme, role_dir):
     text = readme.read_text()
     head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+    tail = rest.split(END, 1)[1]
     return f"{head}{BEGIN}\n{table(role_dir)}\n{END}{tail}"
 
 
@@ -59,7 +58,7 @@ def main(argv):
             if not check:
                 readme.write_text(new)
     if check and stale:
-        print("out of date (run scripts/role_readme.py):", ", ".join(stale))
+        print("out of date (run python scripts/role_readme.py):", ", ".join(stale))
         return 1
     return 0
 
