@@ -18,7 +18,7 @@ def run(*args, env=None):
         timeout=900,
         check=False,
         cwd=PROJECT,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})},
     )
 
 

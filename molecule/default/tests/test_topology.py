@@ -143,6 +143,7 @@ def test_a_bad_variable_stops_the_run_before_any_host_changes():
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"},
         check=False,
     )
     out = run.stdout + run.stderr
