@@ -299,6 +299,17 @@ class Dialect(object):
     # system variable names that differ between flavors
     semi_sync_source_prefix = None
     semi_sync_replica_prefix = None
+    # (source prefix, replica prefix) pairs of the semi-sync variable names
+    # this flavor may have, preferred first (see ``semi_sync_names``)
+    semi_sync_prefixes = ()
+    # lists the replicas connected to this server
+    replica_hosts_sql = None
+    # global variable/status names that may hold a unique id of the server
+    # besides @@server_uuid (MySQL has that one in ``server_info_sql``)
+    server_uid_names = ()
+    # normalised key (``GTID_POSITION_KEYS``) -> column of gtid_positions_sql(),
+    # None where the flavor has no such position
+    gtid_position_columns = {}
 
     def __init__(self, version_string, version):
         self.version_string = version_string
@@ -382,6 +393,49 @@ class Dialect(object):
         waits until the server has applied the position; 0 = reached."""
         raise NotImplementedError
 
+    def global_values_sql(self, kind, names):
+        """``Statement`` reading the named global variables (``kind``
+        'variable') or status values (``kind`` 'status'); names the server
+        does not have are simply not in the result."""
+        if kind not in ('variable', 'status'):
+            raise ValueError('kind must be variable or status, not %r' % (kind,))
+        names = list(names)
+        if not names:
+            raise ValueError('no names given')
+        what = 'VARIABLES' if kind == 'variable' else 'STATUS'
+        sql = 'SHOW GLOBAL %s WHERE Variable_name IN (%s)' % (what, ', '.join(['%s'] * len(names)))
+        display = 'SHOW GLOBAL %s WHERE Variable_name IN (%s)' % (
+            what, ', '.join(quote_for_display(name) for name in names))
+        return Statement(sql, names, display)
+
+    def semi_sync_names(self):
+        """Where the semi-sync settings and counters are:
+        {key: (kind, names)} with kind 'variable' (SHOW GLOBAL VARIABLES) or
+        'status' (SHOW GLOBAL STATUS) and the candidate names, preferred
+        first, written as the server shows them. Keys: ``SEMI_SYNC_KEYS``
+        (less ``available`` and ``fallen_back_to_async``)."""
+        names = {}
+        fields = (
+            ('source_enabled', 'variable', 0, 'enabled'),
+            ('replica_enabled', 'variable', 1, 'enabled'),
+            ('wait_point', 'variable', 0, 'wait_point'),
+            ('timeout_ms', 'variable', 0, 'timeout'),
+            ('source_status', 'status', 0, 'status'),
+            ('replica_status', 'status', 1, 'status'),
+            ('clients', 'status', 0, 'clients'),
+            ('yes_tx', 'status', 0, 'yes_tx'),
+            ('no_tx', 'status', 0, 'no_tx'),
+        )
+        for key, kind, side, suffix in fields:
+            candidates = []
+            for prefixes in self.semi_sync_prefixes:
+                name = prefixes[side] + suffix
+                if kind == 'status':
+                    name = name[0].upper() + name[1:]
+                candidates.append(name)
+            names[key] = (kind, tuple(candidates))
+        return names
+
 
 class MariaDBDialect(Dialect):
     """MariaDB 10.6 to 11.x."""
@@ -396,6 +450,15 @@ class MariaDBDialect(Dialect):
     binlog_status_sql = 'SHOW MASTER STATUS'
     semi_sync_source_prefix = 'rpl_semi_sync_master_'
     semi_sync_replica_prefix = 'rpl_semi_sync_slave_'
+    semi_sync_prefixes = (('rpl_semi_sync_master_', 'rpl_semi_sync_slave_'),)
+    replica_hosts_sql = 'SHOW SLAVE HOSTS'
+    server_uid_names = ('server_uid',)
+    gtid_position_columns = {
+        'executed': 'gtid_current_pos',
+        'binlog': 'gtid_binlog_pos',
+        'slave_pos': 'gtid_slave_pos',
+        'purged': None,
+    }
     option_names = {
         'source_host': 'MASTER_HOST',
         'source_port': 'MASTER_PORT',
@@ -444,6 +507,17 @@ class MySQLDialect(Dialect):
     binlog_status_sql = 'SHOW MASTER STATUS'
     semi_sync_source_prefix = 'rpl_semi_sync_source_'
     semi_sync_replica_prefix = 'rpl_semi_sync_replica_'
+    # 8.0.26+ plugins first; the older rpl_semi_sync_master/slave plugins
+    # (the only ones before 8.0.26) may still be the ones installed
+    semi_sync_prefixes = (('rpl_semi_sync_source_', 'rpl_semi_sync_replica_'),
+                          ('rpl_semi_sync_master_', 'rpl_semi_sync_slave_'))
+    replica_hosts_sql = 'SHOW REPLICAS'
+    gtid_position_columns = {
+        'executed': 'gtid_executed',
+        'binlog': 'gtid_executed',
+        'slave_pos': None,
+        'purged': 'gtid_purged',
+    }
     option_names = {
         'source_host': 'SOURCE_HOST',
         'source_port': 'SOURCE_PORT',
@@ -718,6 +792,80 @@ def compare_replica_settings(status, wanted):
     return differ
 
 
+# Keys of ``normalize_semi_sync``.
+SEMI_SYNC_KEYS = (
+    'available', 'source_enabled', 'replica_enabled', 'source_status', 'replica_status',
+    'fallen_back_to_async', 'clients', 'wait_point', 'timeout_ms', 'yes_tx', 'no_tx',
+)
+
+# Keys of ``MySQLServer.gtid_positions``.
+GTID_POSITION_KEYS = ('executed', 'binlog', 'slave_pos', 'purged')
+
+# Keys of ``normalize_replica_host``.
+REPLICA_HOST_KEYS = ('server_id', 'host', 'port', 'source_id', 'uuid')
+
+
+def normalize_semi_sync(dialect, variables, status):
+    """One set of keys (``SEMI_SYNC_KEYS``) for the semi-sync state of either
+    flavor, from {name (any case): value} of the global variables and status
+    values named by ``dialect.semi_sync_names()``.
+
+    Missing names (MySQL without the semi-sync plugins) read as disabled,
+    counters and settings as None. ``fallen_back_to_async`` is true when the
+    source side is enabled but not active: commits are then acknowledged
+    without waiting for a replica.
+    """
+    variables = dict((str(k).lower(), v) for k, v in (variables or {}).items())
+    status = dict((str(k).lower(), v) for k, v in (status or {}).items())
+    found = {}
+    available = False
+    for key, (kind, names) in dialect.semi_sync_names().items():
+        source = variables if kind == 'variable' else status
+        value = None
+        for name in names:
+            if name.lower() in source:
+                value = source[name.lower()]
+                if kind == 'variable':
+                    available = True
+                break
+        found[key] = value
+    wait_point = _text(found['wait_point'])
+    result = dict(
+        available=available,
+        source_enabled=is_on(found['source_enabled']),
+        replica_enabled=is_on(found['replica_enabled']),
+        source_status=is_on(found['source_status']),
+        replica_status=is_on(found['replica_status']),
+        clients=_to_int(found['clients']),
+        wait_point=wait_point.strip().upper() if wait_point and wait_point.strip() else None,
+        timeout_ms=_to_int(found['timeout_ms']),
+        yes_tx=_to_int(found['yes_tx']),
+        no_tx=_to_int(found['no_tx']),
+    )
+    result['fallen_back_to_async'] = result['source_enabled'] and not result['source_status']
+    return result
+
+
+def normalize_replica_host(row):
+    """One set of keys (``REPLICA_HOST_KEYS``) for a row of SHOW SLAVE HOSTS
+    (MariaDB) or SHOW REPLICAS (MySQL)."""
+    lower = dict((str(k).lower(), v) for k, v in row.items())
+
+    def pick(*names):
+        for name in names:
+            if name in lower:
+                return lower[name]
+        return None
+
+    return dict(
+        server_id=_to_int(pick('server_id')),
+        host=_text(pick('host')) or '',
+        port=_to_int(pick('port')),
+        source_id=_to_int(pick('master_id', 'source_id')),
+        uuid=_text(pick('replica_uuid', 'slave_uuid')) or None,
+    )
+
+
 # ---------------------------------------------------------------------------
 # A connected server
 # ---------------------------------------------------------------------------
@@ -828,6 +976,65 @@ class MySQLServer(object):
         if 'slave_heartbeat_period' not in lower_keys:
             heartbeat = self.heartbeat_period()
         return normalize_replica_status(row, self.dialect.flavor, heartbeat)
+
+    def global_values(self, kind, names):
+        """{lower-case name: text value} of the named global variables
+        (``kind`` 'variable') or status values (``kind`` 'status') that the
+        server has."""
+        names = list(names)
+        if not names:
+            return {}
+        statement = self.dialect.global_values_sql(kind, names)
+        values = {}
+        for row in self.query(statement.sql, statement.params):
+            lower = dict((str(k).lower(), v) for k, v in row.items())
+            name = _text(lower.get('variable_name'))
+            if name is not None:
+                values[name.lower()] = _text(lower.get('value'))
+        return values
+
+    def semi_sync(self):
+        """Normalised semi-sync state (``SEMI_SYNC_KEYS``)."""
+        names = self.dialect.semi_sync_names()
+        wanted = {'variable': [], 'status': []}
+        for kind, candidates in names.values():
+            wanted[kind].extend(candidates)
+        return normalize_semi_sync(self.dialect, self.global_values('variable', wanted['variable']),
+                                   self.global_values('status', wanted['status']))
+
+    def gtid_positions(self):
+        """GTID positions (``GTID_POSITION_KEYS``) as the server shows them:
+        ``executed`` (MariaDB @@gtid_current_pos, MySQL @@gtid_executed),
+        ``binlog`` (MariaDB @@gtid_binlog_pos, MySQL @@gtid_executed),
+        ``slave_pos`` (MariaDB @@gtid_slave_pos, MySQL None) and ``purged``
+        (MySQL @@gtid_purged, MariaDB None)."""
+        row = self.query_one(self.dialect.gtid_positions_sql()) or {}
+        lower = dict((str(k).lower(), v) for k, v in row.items())
+        positions = {}
+        for key in GTID_POSITION_KEYS:
+            column = self.dialect.gtid_position_columns.get(key)
+            positions[key] = (_text(lower.get(column)) or '') if column else None
+        return positions
+
+    def replica_hosts(self):
+        """Replicas connected to this server (``REPLICA_HOST_KEYS``)."""
+        return [normalize_replica_host(row) for row in self.query(self.dialect.replica_hosts_sql)]
+
+    def server_uid(self):
+        """A unique id of the server: MySQL @@server_uuid; on MariaDB the
+        value of ``server_uid`` (global variable or status) when the server
+        has one, else None."""
+        if self.dialect.flavor == 'mysql':
+            return self.server_info().get('server_uuid')
+        names = list(self.dialect.server_uid_names)
+        if not names:
+            return None
+        for kind in ('variable', 'status'):
+            values = self.global_values(kind, names)
+            for name in names:
+                if values.get(name.lower()):
+                    return values[name.lower()]
+        return None
 
     def close(self):
         try:

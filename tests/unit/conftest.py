@@ -515,3 +515,111 @@ def run_main(module_exit):
         raise AssertionError('the module returned without exit_json or fail_json')
 
     return run
+
+
+# ---------------------------------------------------------------------------
+# A fake server that also answers what mysql_replication_info reads
+# ---------------------------------------------------------------------------
+
+class FakeInfoServer(FakeServer):
+    """FakeServer plus GTID positions, global variables/status (semi-sync) and
+    the list of connected replicas. Everything else is FakeServer's."""
+
+    def __init__(self, *args, **kwargs):
+        super(FakeInfoServer, self).__init__(*args, **kwargs)
+        if self.mariadb:
+            self.gtid = {'gtid_slave_pos': '', 'gtid_binlog_pos': '', 'gtid_current_pos': ''}
+        else:
+            self.gtid = {'gtid_executed': '', 'gtid_purged': ''}
+        self.variables = {}  # SHOW GLOBAL VARIABLES: name -> value
+        self.global_status = {}  # SHOW GLOBAL STATUS: name -> value
+        self.replica_hosts = []  # rows of SHOW SLAVE HOSTS / SHOW REPLICAS
+
+    # -- helpers for tests ---------------------------------------------------
+    def set_gtid(self, **positions):
+        """MariaDB: slave_pos, binlog_pos, current_pos (defaults to the
+        binlog position); MySQL: executed, purged."""
+        for key, value in positions.items():
+            self.gtid['gtid_' + key] = value
+        if self.mariadb and 'current_pos' not in positions and 'binlog_pos' in positions:
+            self.gtid['gtid_current_pos'] = positions['binlog_pos']
+        return self
+
+    def semi_sync_prefixes(self):
+        if self.mariadb or tuple(int(x) for x in self.version.split('-')[0].split('.')[:3]) < (8, 0, 26):
+            return 'rpl_semi_sync_master_', 'rpl_semi_sync_slave_'
+        return 'rpl_semi_sync_source_', 'rpl_semi_sync_replica_'
+
+    def set_semi_sync(self, source_enabled=True, replica_enabled=False, source_status=None, replica_status=None,
+                      clients=0, wait_point='AFTER_SYNC', timeout=10000, yes_tx=0, no_tx=0):
+        """Variables and status values as the server (or, on MySQL, its
+        installed semi-sync plugins) shows them. ``source_status`` defaults to
+        ``source_enabled``, ``replica_status`` to ``replica_enabled``."""
+        source, replica = self.semi_sync_prefixes()
+
+        def on(flag):
+            return 'ON' if flag else 'OFF'
+
+        self.variables.update({
+            source + 'enabled': on(source_enabled),
+            source + 'timeout': str(timeout),
+            source + 'wait_point': wait_point,
+            replica + 'enabled': on(replica_enabled),
+        })
+        self.global_status.update({
+            'R' + source[1:] + 'status': on(source_enabled if source_status is None else source_status),
+            'R' + source[1:] + 'clients': str(clients),
+            'R' + source[1:] + 'yes_tx': str(yes_tx),
+            'R' + source[1:] + 'no_tx': str(no_tx),
+            'R' + replica[1:] + 'status': on(replica_enabled if replica_status is None else replica_status),
+        })
+        return self
+
+    def add_replica_host(self, server_id, host='', port=3306, source_id=None):
+        if self.mariadb:
+            row = {'Server_id': server_id, 'Host': host, 'Port': port, 'Master_id': source_id or self.server_id}
+        else:
+            row = {'Server_Id': server_id, 'Host': host, 'Port': port, 'Source_Id': source_id or self.server_id,
+                   'Replica_UUID': 'uuid-%d' % server_id}
+        self.replica_hosts.append(row)
+        return self
+
+    # -- the server side -----------------------------------------------------
+    def handle(self, sql, params):
+        upper = sql.strip().upper()
+        mine = (upper.startswith('SELECT @@GTID_') or upper.startswith('SHOW GLOBAL VARIABLES WHERE')
+                or upper.startswith('SHOW GLOBAL STATUS WHERE')
+                or upper in ('SHOW SLAVE HOSTS', 'SHOW REPLICA HOSTS', 'SHOW REPLICAS'))
+        if not mine:
+            return super(FakeInfoServer, self).handle(sql, params)
+        self.executed.append((sql, params))
+        for pattern, exc in self.errors.items():
+            if re.search(pattern, sql):
+                raise exc
+        if upper.startswith('SELECT @@GTID_'):
+            row = {}
+            for name, alias in re.findall(r'(?i)@@(\w+) AS (\w+)', sql):
+                if name.lower() not in self.gtid:
+                    raise pymysql.err.OperationalError(1193, "Unknown system variable '%s'" % name)
+                row[alias] = self.gtid[name.lower()]
+            return [row]
+        if upper.startswith('SHOW GLOBAL'):
+            assert sql.count('%s') == len(params or ()), 'placeholders and parameters do not match'
+            source = self.variables if upper.startswith('SHOW GLOBAL VARIABLES') else self.global_status
+            wanted = set(str(p).lower() for p in params)
+            return [{'Variable_name': name, 'Value': value} for name, value in sorted(source.items())
+                    if name.lower() in wanted]
+        # the list of connected replicas
+        if self.mariadb and upper == 'SHOW REPLICAS':
+            raise pymysql.err.ProgrammingError(1064, 'You have an error in your SQL syntax near REPLICAS')
+        if not self.mariadb and upper != 'SHOW REPLICAS' and (upper == 'SHOW REPLICA HOSTS' or
+                                                              not self.version.startswith('8.0')):
+            raise pymysql.err.ProgrammingError(1064, 'You have an error in your SQL syntax near HOSTS')
+        return [dict(row) for row in self.replica_hosts]
+
+
+@pytest.fixture
+def make_info_server():
+    """FakeInfoServer: a FakeServer that also has GTID positions, semi-sync
+    variables/status and connected replicas."""
+    return FakeInfoServer
