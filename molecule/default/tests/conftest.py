@@ -3,6 +3,9 @@
 balancer's port published on 127.0.0.1."""
 
 import os
+import pathlib
+import re
+import subprocess
 import time
 
 import pytest
@@ -15,6 +18,12 @@ SITE = f"http://127.0.0.1:{HTTP_PORT}"
 SERVERS = ["server1", "server2", "server3"]
 PRIMARY = "server1"
 REPLICAS = ["server2", "server3"]
+
+
+def lab_secret(name):
+    """A secret the lab generated (see inventories/lab/group_vars/all/lab.yml)."""
+    base = os.environ.get("DISTWEB_LAB_SECRETS") or os.path.join(os.environ["HOME"], ".distweb", LAB)
+    return pathlib.Path(base, name).read_text().split()[0]
 
 
 def lab_host(name):
@@ -80,3 +89,31 @@ def wait_for(predicate, timeout=60, interval=0.5, what="condition"):
             return value
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", "."))
+INVENTORY = pathlib.Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", ".")) / "inventory"
+
+
+def run(*args, env=None, timeout=1200):
+    """Run an Ansible command (or any) from the project, output without colour."""
+    return subprocess.run(
+        list(args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=PROJECT,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})},
+    )
+
+
+def playbook(*args, env=None):
+    """ansible-playbook against the scenario's inventory."""
+    return run("ansible-playbook", "-i", str(INVENTORY), *args, env=env)
+
+
+def changed_per_host(output):
+    """{host: changed count} from a play recap."""
+    recap = output[output.index("PLAY RECAP"):]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", recap, re.M)}

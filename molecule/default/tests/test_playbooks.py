@@ -1,34 +1,11 @@
 """The playbook itself on the converged lab: check mode tells the truth, and
 the built, installed collection runs by its FQCN and changes nothing."""
 
-import os
-import pathlib
-import re
-import subprocess
-
-PROJECT = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-INVENTORY = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
-
-
-def run(*args, env=None):
-    return subprocess.run(
-        list(args),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        cwd=PROJECT,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})},
-    )
-
-
-def changed_per_host(output):
-    recap = output[output.index("PLAY RECAP"):]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", recap, re.M)}
+from conftest import INVENTORY, PROJECT, changed_per_host, playbook, run
 
 
 def test_check_mode_on_the_converged_lab_reports_no_change():
-    result = run("ansible-playbook", "-i", str(INVENTORY), "site.yml", "--check", "--diff")
+    result = playbook("site.yml", "--check", "--diff")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     changed = changed_per_host(result.stdout)
     assert set(changed) == {"lb1", "server1", "server2", "server3"}
@@ -56,8 +33,7 @@ def test_the_installed_collection_runs_by_its_fqcn(tmp_path):
         env={"ANSIBLE_COLLECTIONS_PATH": str(collections)},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert str(installed) in run(
-        "ansible-galaxy", "collection", "list", "distweb.infra", env={"ANSIBLE_COLLECTIONS_PATH": str(collections)}
-    ).stdout
+    listed = run("ansible-galaxy", "collection", "list", "distweb.infra", env={"ANSIBLE_COLLECTIONS_PATH": str(collections)})
+    assert str(collections / "ansible_collections") in listed.stdout, listed.stdout
     changed = changed_per_host(result.stdout)
     assert changed == {"lb1": 0, "server1": 0, "server2": 0, "server3": 0}, changed
