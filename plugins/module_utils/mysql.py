@@ -17,6 +17,7 @@ The one place for:
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
+import math
 import os
 import re
 import time
@@ -393,6 +394,10 @@ class Dialect(object):
         waits until the server has applied the position; 0 = reached."""
         raise NotImplementedError
 
+    def wait_for_gtid_function(self):
+        """Name of the SQL function of ``wait_for_gtid_sql``."""
+        return self.wait_for_gtid_sql().split('(')[0].split()[-1]
+
     def global_values_sql(self, kind, names):
         """``Statement`` reading the named global variables (``kind``
         'variable') or status values (``kind`` 'status'); names the server
@@ -435,6 +440,58 @@ class Dialect(object):
                 candidates.append(name)
             names[key] = (kind, tuple(candidates))
         return names
+
+    # -- cluster operations (failover, switchover, rejoin) -------------------
+    # STOP/START of the IO (receiver) thread only
+    stop_replica_io_sql = None
+    start_replica_io_sql = None
+    # statements that make the server refuse / take writes of ordinary users
+    read_only_on_sql = ()
+    read_only_off_sql = ()
+    processlist_sql = 'SHOW PROCESSLIST'
+    connection_id_sql = 'SELECT CONNECTION_ID() AS id'
+    # Command values of server threads that serve replication or the server
+    # itself, never killed when client sessions are
+    system_commands = ('binlog dump', 'binlog dump gtid', 'daemon', 'killed', 'slave_io', 'slave_sql',
+                       'slave_worker', 'connect', 'register slave')
+    system_users = ('system user', 'event_scheduler')
+
+    def stop_replica_io(self):
+        return Statement(self.stop_replica_io_sql)
+
+    def start_replica_io(self):
+        return Statement(self.start_replica_io_sql)
+
+    def set_read_only(self, read_only):
+        """``Statement`` list that makes the server read-only (MySQL: also
+        for users with SUPER, super_read_only) or writable."""
+        return [Statement(sql) for sql in (self.read_only_on_sql if read_only else self.read_only_off_sql)]
+
+    def kill_connection(self, connection_id):
+        return Statement('KILL CONNECTION %d' % int(connection_id))
+
+    def lock_wait_timeout(self, seconds):
+        """``Statement`` bounding how long this session waits for metadata
+        locks (SET GLOBAL read_only waits for them)."""
+        return Statement('SET SESSION lock_wait_timeout = %d' % max(1, int(seconds)))
+
+    def wait_for_gtid(self, position, timeout):
+        """``Statement`` of ``wait_for_gtid_sql`` with its parameters."""
+        timeout = max(0, int(timeout))
+        return Statement(self.wait_for_gtid_sql(), [str(position), timeout],
+                         self.wait_for_gtid_sql().replace('%s, %s', '%s, %d' % (quote_for_display(position),
+                                                                                timeout)))
+
+    def set_gtid_slave_pos(self, position):
+        """``Statement`` setting @@gtid_slave_pos (MariaDB only)."""
+        raise ValueError('%s has no gtid_slave_pos' % self.name)
+
+    def gtid_history_sql(self):
+        """SQL reading the GTIDs in the binary log with as much detail as the
+        flavor keeps (column ``gtid_binlog_state``): MariaDB
+        @@gtid_binlog_state (last GTID of each domain and server_id), MySQL
+        @@gtid_executed."""
+        raise NotImplementedError
 
 
 class MariaDBDialect(Dialect):
@@ -492,6 +549,18 @@ class MariaDBDialect(Dialect):
 
     def wait_for_gtid_sql(self):
         return 'SELECT MASTER_GTID_WAIT(%s, %s) AS result'
+
+    stop_replica_io_sql = 'STOP SLAVE IO_THREAD'
+    start_replica_io_sql = 'START SLAVE IO_THREAD'
+    read_only_on_sql = ('SET GLOBAL read_only = 1',)
+    read_only_off_sql = ('SET GLOBAL read_only = 0',)
+
+    def set_gtid_slave_pos(self, position):
+        return Statement('SET GLOBAL gtid_slave_pos = %s', [str(position)],
+                         'SET GLOBAL gtid_slave_pos = %s' % quote_for_display(position))
+
+    def gtid_history_sql(self):
+        return 'SELECT @@gtid_binlog_state AS gtid_binlog_state'
 
 
 class MySQLDialect(Dialect):
@@ -556,6 +625,15 @@ class MySQLDialect(Dialect):
 
     def wait_for_gtid_sql(self):
         return 'SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s) AS result'
+
+    stop_replica_io_sql = 'STOP REPLICA IO_THREAD'
+    start_replica_io_sql = 'START REPLICA IO_THREAD'
+    # super_read_only=1 turns read_only on too; read_only=0 turns both off
+    read_only_on_sql = ('SET GLOBAL super_read_only = 1',)
+    read_only_off_sql = ('SET GLOBAL super_read_only = 0', 'SET GLOBAL read_only = 0')
+
+    def gtid_history_sql(self):
+        return 'SELECT @@gtid_executed AS gtid_binlog_state'
 
 
 class MySQL84Dialect(MySQLDialect):
@@ -1036,6 +1114,48 @@ class MySQLServer(object):
                     return values[name.lower()]
         return None
 
+    def connection_id(self):
+        row = self.query_one(self.dialect.connection_id_sql) or {}
+        return _to_int(list(row.values())[0]) if row else None
+
+    def client_sessions(self):
+        """Sessions of clients (``{id, user, host, command}``): every thread
+        of SHOW PROCESSLIST except this connection, the server's own threads
+        and replication threads (binlog dump threads feeding replicas
+        included)."""
+        own = self.connection_id()
+        sessions = []
+        for row in self.query(self.dialect.processlist_sql):
+            lower = dict((str(k).lower(), v) for k, v in row.items())
+            thread_id = _to_int(lower.get('id'))
+            user = (_text(lower.get('user')) or '').strip().lower()
+            command = (_text(lower.get('command')) or '').strip().lower()
+            if thread_id is None or thread_id == own:
+                continue
+            if user in self.dialect.system_users or command in self.dialect.system_commands:
+                continue
+            sessions.append(dict(id=thread_id, user=_text(lower.get('user')), host=_text(lower.get('host')),
+                                 command=_text(lower.get('command'))))
+        return sessions
+
+    def gtid_history(self):
+        """MariaDB @@gtid_binlog_state, MySQL @@gtid_executed (text)."""
+        row = self.query_one(self.dialect.gtid_history_sql()) or {}
+        lower = dict((str(k).lower(), v) for k, v in row.items())
+        return _text(lower.get('gtid_binlog_state')) or ''
+
+    def wait_for_gtid(self, position, timeout):
+        """Run MASTER_GTID_WAIT / WAIT_FOR_EXECUTED_GTID_SET: True when the
+        position was applied, False when ``timeout`` (whole seconds) passed,
+        None when the server returned NULL (an error, such as a bad position)."""
+        statement = self.dialect.wait_for_gtid(position, timeout)
+        row = self.query_one(statement.sql, statement.params) or {}
+        value = list(row.values())[0] if row else None
+        value = _to_int(value)
+        if value is None:
+            return None
+        return value == 0
+
     def close(self):
         try:
             self.connection.close()
@@ -1103,3 +1223,444 @@ def wait_for_replica(server, timeout, interval=0.5, sleep=None, clock=None, sett
                            % (timeout, status['io_thread'], status['sql_thread']))
             return False, status, 'Replication failed: %s' % message
         sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# Cluster-level modules: several nodes reached over TCP from the control node
+# ---------------------------------------------------------------------------
+
+def monotonic():
+    """Seconds of a monotonic clock (the one the waiting helpers use)."""
+    return time.monotonic()
+
+
+def mysql_cluster_argument_spec():
+    """Login options of the cluster-level modules (failover, switchover,
+    rejoin), which log in to every node over TCP with one administrative
+    account. The host and port come from the node options
+    (``cluster_node_options``); no socket and no option file are used."""
+    return dict(
+        login_user=dict(type='str'),
+        login_password=dict(type='str', no_log=True),
+        login_ssl_ca=dict(type='path'),
+        login_ssl_cert=dict(type='path'),
+        login_ssl_key=dict(type='path'),
+        connect_timeout=dict(type='int', default=5),
+    )
+
+
+def cluster_node_options():
+    """Sub-options of one node: ``name``, ``host``, ``port``, and how the
+    other nodes reach it for replication (``replication_host``,
+    ``replication_port``, default ``host`` and ``port``)."""
+    return dict(
+        name=dict(type='str', required=True),
+        host=dict(type='str', required=True),
+        port=dict(type='int', default=3306),
+        replication_host=dict(type='str'),
+        replication_port=dict(type='int'),
+    )
+
+
+def replication_argument_spec():
+    """Options of the replication the cluster-level modules set up when they
+    point a node at a (new) primary."""
+    return dict(
+        replication_user=dict(type='str', required=True),
+        replication_password=dict(type='str', required=True, no_log=True),
+        replication_ssl=dict(type='bool', default=False),
+        replication_ssl_ca=dict(type='path'),
+        replication_ssl_verify_server_cert=dict(type='bool', default=False),
+        replication_heartbeat_period=dict(type='float', default=1.0),
+        replication_connect_retry=dict(type='int', default=10),
+    )
+
+
+def check_cluster_params(params):
+    """Problems (list of text) of the login and replication options."""
+    problems = []
+    if params.get('connect_timeout') is not None and params['connect_timeout'] < 1:
+        problems.append('connect_timeout must be at least 1 second')
+    if params.get('replication_ssl_verify_server_cert') and not params.get('replication_ssl'):
+        problems.append('replication_ssl_verify_server_cert needs replication_ssl=true')
+    period = params.get('replication_heartbeat_period')
+    if period is not None and not 0 <= period <= 4294967:
+        problems.append('replication_heartbeat_period must be between 0 and 4294967 seconds')
+    retry = params.get('replication_connect_retry')
+    if retry is not None and not 1 <= retry <= 31536000:
+        problems.append('replication_connect_retry must be between 1 and 31536000 seconds')
+    return problems
+
+
+def check_node_options(nodes, what='nodes'):
+    """Problems (list of text) of a list of node options."""
+    problems = []
+    seen = set()
+    for node in nodes:
+        if not node.get('name'):
+            problems.append('every entry of %s needs a name' % what)
+            continue
+        if node['name'] in seen:
+            problems.append('the node name %s is given twice in %s' % (node['name'], what))
+        seen.add(node['name'])
+        if not node.get('host'):
+            problems.append('node %s has no host' % node['name'])
+        for key in ('port', 'replication_port'):
+            if node.get(key) is not None and not 1 <= node[key] <= 65535:
+                problems.append('%s of node %s must be between 1 and 65535' % (key, node['name']))
+    return problems
+
+
+def node_login_params(params, host, port):
+    """Connection settings (for ``mysql_connect_node``) of one node from the
+    cluster login options."""
+    tls = bool(params.get('login_ssl_ca') or params.get('login_ssl_cert') or params.get('login_ssl_key'))
+    timeout = params.get('connect_timeout') or 5
+    return dict(
+        user=params.get('login_user'),
+        password=params.get('login_password'),
+        host=host,
+        port=port,
+        connect_timeout=timeout,
+        # a node that accepts the connection but does not answer must not
+        # hang the module; the longest statement it waits for is a
+        # GTID wait of one second or SET GLOBAL read_only (lock_wait_timeout)
+        read_timeout=max(10, 3 * timeout),
+        write_timeout=max(10, 3 * timeout),
+        ssl=tls,
+        ssl_ca=params.get('login_ssl_ca'),
+        ssl_cert=params.get('login_ssl_cert'),
+        ssl_key=params.get('login_ssl_key'),
+        ssl_verify_cert=bool(params.get('login_ssl_ca')),
+        ssl_verify_identity=False,
+    )
+
+
+def mysql_connect_node(params, what='the server'):
+    """Open a PyMySQL connection over TCP without failing the module:
+    ``(connection, None, None)`` or ``(None, message, error number or
+    None)``. No option file is read and no socket used (an option file's
+    ``socket`` would send every node's connection to the local server)."""
+    if not HAS_PYMYSQL:
+        return None, missing_required_lib('PyMySQL'), None
+    kwargs = dict(
+        user=params.get('user') or None,
+        password=params.get('password') or '',
+        host=params.get('host'),
+        port=int(params.get('port') or 3306),
+        connect_timeout=params.get('connect_timeout') or 5,
+        cursorclass=DictCursor,
+        autocommit=True,
+        charset='utf8mb4',
+        defer_connect=True,
+    )
+    for key in ('read_timeout', 'write_timeout'):
+        if params.get(key):
+            kwargs[key] = params[key]
+    if params.get('ssl'):
+        try:
+            kwargs['ssl'] = build_ssl_context(
+                ca=params.get('ssl_ca'), cert=params.get('ssl_cert'), key=params.get('ssl_key'),
+                verify_cert=params.get('ssl_verify_cert'), verify_identity=params.get('ssl_verify_identity'))
+        except (OSError, ValueError) as exc:
+            return None, 'Invalid TLS settings for the connection to %s: %s' % (what, exc), None
+    where = '%s:%s' % (kwargs['host'], kwargs['port'])
+    try:
+        conn = pymysql.connect(**kwargs)
+        conn.connect()
+    except MySQLError as exc:
+        return None, 'Unable to connect to %s (%s): %s' % (what, where, format_mysql_error(exc)), \
+            mysql_error_code(exc)
+    except (OSError, ValueError) as exc:
+        return None, 'Unable to connect to %s (%s): %s' % (what, where, exc), None
+    return conn, None, None
+
+
+def is_connection_error(exc):
+    """True if a PyMySQL error means the connection is gone or the server
+    does not answer (client-side errors 2000-2999, or no error number),
+    False for an error the server returned (privileges, syntax, ...)."""
+    code = mysql_error_code(exc)
+    return not code or 2000 <= code < 3000
+
+
+def replication_source_settings(params, host, port, dialect):
+    """Wanted settings (keyed like CHANGE_SOURCE_KEYS) that point a replica
+    at ``host:port`` with the ``replication_*`` options, GTID based
+    (MariaDB MASTER_USE_GTID=slave_pos, MySQL SOURCE_AUTO_POSITION=1)."""
+    settings = dict(
+        source_host=host,
+        source_port=int(port),
+        source_user=params['replication_user'],
+        source_password=params['replication_password'],
+        using_gtid=dialect.gtid_mode('slave_pos'),
+        heartbeat_period=params.get('replication_heartbeat_period'),
+        connect_retry=params.get('replication_connect_retry'),
+        ssl=bool(params.get('replication_ssl')),
+        ssl_verify_server_cert=bool(params.get('replication_ssl_verify_server_cert')),
+    )
+    if params.get('replication_ssl_ca'):
+        settings['ssl_ca'] = params['replication_ssl_ca']
+    if settings['heartbeat_period'] is None:
+        settings['heartbeat_period'] = 1.0
+    return settings
+
+
+def wait_for_gtid_position(server, position, timeout, interval=1):
+    """Wait until the replica ``server`` has applied ``position``
+    (MASTER_GTID_WAIT / WAIT_FOR_EXECUTED_GTID_SET in slices of ``interval``
+    whole seconds), checking between the slices that its SQL thread still
+    runs. Returns ``(ok, message)``."""
+    deadline = time.monotonic() + max(0, timeout)
+    while True:
+        remaining = deadline - time.monotonic()
+        chunk = int(max(0, min(interval, math.ceil(remaining))))
+        reached = server.wait_for_gtid(position, chunk)
+        if reached:
+            return True, None
+        if reached is None:
+            return False, '%s returned NULL for the position %s' % (
+                server.dialect.wait_for_gtid_function(), position)
+        status = server.replica_status()
+        if status['last_sql_errno']:
+            return False, 'the SQL thread stopped with error %d: %s' % (
+                status['last_sql_errno'], status['last_sql_error'])
+        if not status['sql_running']:
+            return False, 'the SQL thread is not running'
+        if time.monotonic() >= deadline:
+            return False, 'the position %s was not applied within %s s' % (position, timeout)
+
+
+class ClusterNode(object):
+    """One node of a cluster-level module: its options, its connection (a
+    ``MySQLServer``, or None and ``error`` when unreachable) and the reading
+    of its state for the ``topology`` module utils."""
+
+    def __init__(self, name, host, port=3306, replication_host=None, replication_port=None):
+        self.name = name
+        self.host = host
+        self.port = int(port or 3306)
+        self.replication_host = replication_host or None
+        self.replication_port = int(replication_port) if replication_port else None
+        self.server = None
+        self.error = None
+        # error number of a failed login the server answered (access
+        # denied, too many connections, ...): the node is up
+        self.refused_code = None
+
+    @classmethod
+    def from_options(cls, options):
+        return cls(options['name'], options['host'], options.get('port') or 3306,
+                   options.get('replication_host'), options.get('replication_port'))
+
+    def __repr__(self):
+        return 'ClusterNode(%r, %s:%s)' % (self.name, self.host, self.port)
+
+    @property
+    def where(self):
+        return '%s:%s' % (self.host, self.port)
+
+    @property
+    def source_host(self):
+        """The host the other nodes replicate from."""
+        return self.replication_host or self.host
+
+    @property
+    def source_port(self):
+        return self.replication_port or self.port
+
+    @property
+    def reachable(self):
+        return self.server is not None
+
+    @property
+    def dialect(self):
+        return self.server.dialect
+
+    def connect(self, params):
+        """Log in with the cluster login options; False (and ``error``)
+        when the node cannot be reached."""
+        conn, error, code = mysql_connect_node(node_login_params(params, self.host, self.port), what=self.name)
+        if conn is None:
+            self.error = error
+            if code and not 2000 <= code < 3000:
+                self.refused_code = code
+            return False
+        self.server = MySQLServer(conn, self.name)
+        self.error = None
+        try:
+            self.server.dialect
+        except MySQLError as exc:
+            self.lost(exc)
+            return False
+        return True
+
+    def lost(self, exc):
+        """Mark the node unreachable after a connection error."""
+        self.error = 'lost the connection to %s (%s): %s' % (self.name, self.where, format_mysql_error(exc))
+        self.close()
+        self.server = None
+
+    def base_state(self):
+        return dict(name=self.name, host=self.host, port=self.port, replication_host=self.replication_host,
+                    replication_port=self.replication_port, reachable=self.reachable, error=self.error)
+
+    def read_state(self, semi_sync=True, history=False):
+        """The node state for ``topology`` (see its documentation). Raises
+        ``MySQLError`` and ``UnsupportedServerError``; an unreachable node
+        gives ``reachable=False``."""
+        state = self.base_state()
+        if not self.reachable:
+            return state
+        server = self.server
+        info = server.server_info()
+        status = server.replica_status()
+        positions = server.gtid_positions()
+        state.update(
+            flavor=info['flavor'],
+            version=info['version'],
+            server_id=info['server_id'],
+            server_uuid=info.get('server_uuid'),
+            read_only=info['read_only'],
+            configured=status['configured'],
+            source_host=status['source_host'],
+            source_port=status['source_port'],
+            source_server_id=status['source_server_id'],
+            io_running=status['io_running'],
+            sql_running=status['sql_running'],
+            io_thread=status['io_thread'],
+            sql_thread=status['sql_thread'],
+            last_io_errno=status['last_io_errno'],
+            last_io_error=status['last_io_error'],
+            last_sql_errno=status['last_sql_errno'],
+            last_sql_error=status['last_sql_error'],
+            seconds_behind=status['seconds_behind'],
+            heartbeat_period=status['heartbeat_period'],
+            connect_retry=status['connect_retry'],
+            using_gtid=status['using_gtid'],
+            gtid_binlog=positions['binlog'] or '',
+            gtid_slave_pos=positions['slave_pos'],
+            gtid_received=(status['gtid_io_pos'] or '') if status['configured'] else '',
+            gtid_executed=positions['executed'] or '',
+        )
+        if history and info['flavor'] == 'mariadb':
+            state['gtid_binlog_state'] = server.gtid_history()
+        if semi_sync:
+            state['semi_sync'] = server.semi_sync()
+        return state
+
+    def close(self):
+        if self.server is not None:
+            self.server.close()
+
+
+# MariaDB/MySQL: KILL of a thread that has already ended
+ER_NO_SUCH_THREAD = 1094
+# MariaDB/MySQL: lock_wait_timeout passed
+ER_LOCK_WAIT_TIMEOUT = 1205
+
+
+class ClusterOperations(object):
+    """The changing steps the cluster-level modules share, each a short list
+    of statements of the node's dialect, logged in ``queries`` as
+    ``'<node>: <statement>'`` (passwords masked). Server errors are raised
+    as ``MySQLError``; nothing here runs in check mode (the modules plan
+    instead)."""
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.queries = []
+        self.phases = {}
+        self.started = monotonic()
+
+    # -- bookkeeping ---------------------------------------------------------
+    def timed(self, name, since):
+        """Add the seconds from ``since`` to now to phase ``name``."""
+        self.phases[name] = round(self.phases.get(name, 0.0) + (monotonic() - since), 3)
+        return monotonic()
+
+    def execute(self, node, statements):
+        for statement in statements:
+            self.queries.append('%s: %s' % (node.name, statement.display))
+            node.server.execute(statement)
+
+    # -- steps ---------------------------------------------------------------
+    def fence(self, node, kill_sessions=True, lock_wait=None):
+        """Make ``node`` refuse writes (MariaDB read_only=1, MySQL
+        super_read_only=1), then kill its client sessions. Returns the
+        killed session ids. SET GLOBAL read_only waits for the locks of
+        running statements: that wait is bounded by ``lock_wait`` seconds
+        (default ``connect_timeout``); when it times out, the client sessions
+        are killed first and read_only set once more."""
+        dialect = node.dialect
+        self.execute(node, [dialect.lock_wait_timeout(lock_wait or self.params.get('connect_timeout') or 5)])
+        killed = []
+        try:
+            self.execute(node, dialect.set_read_only(True))
+        except MySQLError as exc:
+            # a long statement of a client holds a lock read_only waits for:
+            # end the client sessions first, then try once more
+            if mysql_error_code(exc) != ER_LOCK_WAIT_TIMEOUT or not kill_sessions:
+                raise
+            killed.extend(self.kill_client_sessions(node))
+            self.execute(node, dialect.set_read_only(True))
+        if kill_sessions:
+            killed.extend(self.kill_client_sessions(node))
+        return killed
+
+    def kill_client_sessions(self, node):
+        """Kill the client sessions of ``node``; the ids killed."""
+        killed = []
+        for session in node.server.client_sessions():
+            try:
+                self.execute(node, [node.dialect.kill_connection(session['id'])])
+                killed.append(session['id'])
+            except MySQLError as exc:
+                if mysql_error_code(exc) != ER_NO_SUCH_THREAD:
+                    raise
+        return killed
+
+    def unfence(self, node):
+        self.execute(node, node.dialect.set_read_only(False))
+
+    def stop_io(self, node):
+        self.execute(node, [node.dialect.stop_replica_io()])
+
+    def start_io(self, node):
+        self.execute(node, [node.dialect.start_replica_io()])
+
+    def promote(self, node):
+        """STOP SLAVE; RESET SLAVE ALL; make it writable."""
+        dialect = node.dialect
+        self.execute(node, [dialect.stop_replica(), dialect.reset_replica_all()] + dialect.set_read_only(False))
+
+    def point_at(self, node, primary, running=True, slave_pos=None):
+        """Make ``node`` a replica of ``primary`` (a ``ClusterNode``) with the
+        ``replication_*`` options and start it: STOP SLAVE (when ``running``),
+        on MariaDB SET GLOBAL gtid_slave_pos (when ``slave_pos`` is given),
+        CHANGE MASTER TO ... MASTER_USE_GTID=slave_pos (MySQL
+        SOURCE_AUTO_POSITION=1), START SLAVE."""
+        dialect = node.dialect
+        statements = []
+        if running:
+            statements.append(dialect.stop_replica())
+        if slave_pos is not None and dialect.flavor == 'mariadb':
+            statements.append(dialect.set_gtid_slave_pos(slave_pos))
+        settings = replication_source_settings(self.params, primary.source_host, primary.source_port, dialect)
+        statements.append(dialect.change_source(settings))
+        statements.append(dialect.start_replica())
+        self.execute(node, statements)
+
+    def point_at_statements(self, node, primary, running=True, slave_pos=None):
+        """The statements ``point_at`` would run, as text (for plans)."""
+        dialect = node.dialect
+        shown = []
+        if running:
+            shown.append(dialect.stop_replica().display)
+        if slave_pos is not None and dialect.flavor == 'mariadb':
+            shown.append(dialect.set_gtid_slave_pos(slave_pos).display)
+        settings = replication_source_settings(self.params, primary.source_host, primary.source_port, dialect)
+        shown.append(dialect.change_source(settings).display)
+        shown.append(dialect.start_replica().display)
+        return shown

@@ -623,3 +623,258 @@ def make_info_server():
     """FakeInfoServer: a FakeServer that also has GTID positions, semi-sync
     variables/status and connected replicas."""
     return FakeInfoServer
+
+
+# ---------------------------------------------------------------------------
+# A fake cluster for the cluster-level modules (failover, switchover, rejoin)
+# ---------------------------------------------------------------------------
+
+CLUSTER_UUIDS = {
+    'server1': '3e11fa47-71ca-11e1-9e33-c80aa9429562',
+    'server2': '4f22ab58-82db-22f2-8f44-d91bb853a673',
+    'server3': '5a33bc69-93ec-33a3-9a55-ea2cc964b784',
+    'server4': '6b44cd70-a4fd-44b4-ab66-fb3dd075c895',
+}
+
+_READ_ONLY_RE = re.compile(r'(?i)^SET GLOBAL (super_read_only|read_only) = ([01])$')
+_KILL_RE = re.compile(r'(?i)^KILL CONNECTION (\d+)$')
+
+
+class FakeClusterServer(FakeInfoServer):
+    """FakeInfoServer plus what the cluster-level modules send: read_only,
+    the process list and KILL, STOP/START of the IO thread alone, the GTID
+    waits and SET GLOBAL gtid_slave_pos.
+
+    Every statement that is not a plain read is appended, as (name, sql), to
+    the ``log`` shared by the servers of one cluster, in the order sent.
+    """
+
+    def __init__(self, name, flavor='mariadb', log=None, clock=None, **kwargs):
+        kwargs.setdefault('hostname', name)
+        kwargs.setdefault('server_uuid', CLUSTER_UUIDS.get(name))
+        super(FakeClusterServer, self).__init__(flavor, **kwargs)
+        self.name = name
+        self.log = log if log is not None else []
+        self.clock = clock
+        if self.mariadb:
+            self.gtid['gtid_binlog_state'] = ''
+        # MASTER_GTID_WAIT / WAIT_FOR_EXECUTED_GTID_SET reach the position
+        # (and then the applied position becomes it), else they time out
+        self.wait_applies = True
+        self.waits = []  # (position, timeout)
+        self.own_id = 7
+        self.processlist = [
+            {'Id': 1, 'User': 'system user', 'Host': '', 'db': None, 'Command': 'Daemon', 'Time': 10,
+             'State': 'InnoDB purge coordinator', 'Info': None},
+            {'Id': self.own_id, 'User': 'admin', 'Host': 'control:40000', 'db': None, 'Command': 'Query',
+             'Time': 0, 'State': 'starting', 'Info': 'SHOW PROCESSLIST'},
+        ]
+        self.killed = []
+        self.session_vars = {}
+        # (regex, callable(server, sql)) run after a matching statement
+        self.after = []
+
+    # -- helpers for tests ---------------------------------------------------
+    def add_session(self, user='app', command='Query', host='10.0.0.5:41000'):
+        thread_id = max(row['Id'] for row in self.processlist) + 1
+        self.processlist.append({'Id': thread_id, 'User': user, 'Host': host, 'db': 'app', 'Command': command,
+                                 'Time': 0, 'State': '', 'Info': None})
+        return thread_id
+
+    def changes(self):
+        return [sql for name, sql in self.log if name == self.name]
+
+    # -- the server side -----------------------------------------------------
+    def handle(self, sql, params):
+        text = sql.strip()
+        upper = text.upper()
+        plain_read = re.match(r'(?i)\s*(SELECT|SHOW)\b', text) and 'GTID_WAIT' not in upper \
+            and 'WAIT_FOR_EXECUTED_GTID_SET' not in upper
+        if not plain_read:
+            shown = text
+            if params:
+                shown = text % tuple(repr(p) if isinstance(p, str) else p for p in params)
+            self.log.append((self.name, shown))
+        mine = (_READ_ONLY_RE.match(text) or _KILL_RE.match(text) or upper.startswith('SET SESSION ')
+                or upper in ('SHOW PROCESSLIST', 'SELECT CONNECTION_ID() AS ID', 'STOP SLAVE IO_THREAD',
+                             'START SLAVE IO_THREAD', 'STOP REPLICA IO_THREAD', 'START REPLICA IO_THREAD')
+                or upper.startswith('SELECT MASTER_GTID_WAIT(') or upper.startswith('SELECT WAIT_FOR_EXECUTED_GTID_SET(')
+                or upper.startswith('SET GLOBAL GTID_SLAVE_POS'))
+        if not mine:
+            rows = super(FakeClusterServer, self).handle(sql, params)
+        else:
+            self.executed.append((sql, params))
+            for pattern, exc in self.errors.items():
+                if re.search(pattern, sql):
+                    raise exc
+            rows = self._cluster_handle(text, upper, params)
+        for pattern, action in list(self.after):
+            if re.search(pattern, text):
+                action(self, text)
+        return rows
+
+    def _cluster_handle(self, text, upper, params):
+        match = _READ_ONLY_RE.match(text)
+        if match:
+            name, value = match.group(1).lower(), match.group(2) == '1'
+            if name == 'super_read_only':
+                assert not self.mariadb, 'MariaDB has no super_read_only'
+                if value:
+                    self.read_only = True
+            else:
+                self.read_only = value
+            return []
+        match = _KILL_RE.match(text)
+        if match:
+            thread_id = int(match.group(1))
+            rows = [row for row in self.processlist if row['Id'] == thread_id]
+            if not rows:
+                raise pymysql.err.InternalError(1094, 'Unknown thread id: %d' % thread_id)
+            self.processlist.remove(rows[0])
+            self.killed.append(thread_id)
+            return []
+        if upper.startswith('SET SESSION '):
+            name, value = text[len('SET SESSION '):].split('=', 1)
+            self.session_vars[name.strip().lower()] = value.strip()
+            return []
+        if upper == 'SHOW PROCESSLIST':
+            return [dict(row) for row in self.processlist]
+        if upper == 'SELECT CONNECTION_ID() AS ID':
+            return [{'id': self.own_id}]
+        if upper.endswith('IO_THREAD'):
+            if (upper.split(' ')[1] == 'SLAVE') != self.mariadb:
+                raise pymysql.err.ProgrammingError(1064, 'You have an error in your SQL syntax near %r' % upper)
+            if not self.status:
+                raise pymysql.err.OperationalError(1200, 'Misconfigured slave: MASTER_HOST was not set')
+            self.status[self.io_col] = 'Yes' if upper.startswith('START') else 'No'
+            return []
+        if upper.startswith('SELECT MASTER_GTID_WAIT(') or upper.startswith('SELECT WAIT_FOR_EXECUTED_GTID_SET('):
+            assert upper.startswith('SELECT MASTER_GTID_WAIT(') == self.mariadb, text
+            position, timeout = params
+            assert isinstance(timeout, int)
+            self.waits.append((position, timeout))
+            if self.wait_applies:
+                if self.mariadb:
+                    self.gtid['gtid_slave_pos'] = position
+                    self.gtid['gtid_binlog_pos'] = position
+                    self.gtid['gtid_current_pos'] = position
+                else:
+                    self.gtid['gtid_executed'] = position
+                    if self.status:
+                        self.status['Executed_Gtid_Set'] = position
+                return [{'result': 0}]
+            if self.clock is not None:
+                self.clock.now += max(timeout, 0.001)
+            return [{'result': -1 if self.mariadb else 1}]
+        if upper.startswith('SET GLOBAL GTID_SLAVE_POS'):
+            assert self.mariadb
+            self._refuse_if_running()
+            self.gtid['gtid_slave_pos'] = params[0]
+            return []
+        raise AssertionError('the fake cluster server does not know this statement: %r' % text)
+
+
+class FakeCluster(object):
+    """Fake servers reachable as ``<name>:3306`` through a FakeNet, with one
+    statement log. The default layout: server1 the writable primary with
+    lossless semi-sync active, server2 and server3 healthy replicas of it that
+    have received and applied everything."""
+
+    def __init__(self, net, clock, flavor='mariadb', names=('server1', 'server2', 'server3'), version=None):
+        self.net = net
+        self.clock = clock
+        self.flavor = flavor
+        self.log = []
+        self.servers = {}
+        self.names = list(names)
+        primary = self.names[0]
+        for index, name in enumerate(self.names):
+            server = FakeClusterServer(name, flavor, log=self.log, clock=clock, version=version,
+                                       server_id=index + 1, read_only=name != primary, heartbeat=None,
+                                       users={'admin': FAKE_PASSWORD})
+            self.servers[name] = server
+            net.add(server, host=name, port=3306)
+        self.primary_gtid = '0-1-100' if flavor == 'mariadb' else '%s:1-100' % CLUSTER_UUIDS[primary]
+        self.set_gtid(primary, self.primary_gtid, slave_pos='')
+        self.servers[primary].set_semi_sync(source_enabled=True, replica_enabled=True, clients=2, yes_tx=100,
+                                            no_tx=0)
+        for name in self.names[1:]:
+            self.make_replica(name, primary, received=self.primary_gtid, applied=self.primary_gtid)
+            self.servers[name].set_semi_sync(source_enabled=True, replica_enabled=True, replica_status=True,
+                                             source_status=False)
+
+    def __getitem__(self, name):
+        return self.servers[name]
+
+    @property
+    def mariadb(self):
+        return self.flavor == 'mariadb'
+
+    def set_gtid(self, name, binlog, slave_pos=None, binlog_state=None):
+        """Binlog GTIDs of a node (MariaDB gtid_binlog_pos, MySQL
+        gtid_executed) and, MariaDB, its gtid_slave_pos and binlog state."""
+        server = self.servers[name]
+        if self.mariadb:
+            server.set_gtid(binlog_pos=binlog)
+            if slave_pos is not None:
+                server.gtid['gtid_slave_pos'] = slave_pos
+            server.gtid['gtid_binlog_state'] = binlog_state if binlog_state is not None else binlog
+        else:
+            server.set_gtid(executed=binlog)
+            if server.status:
+                server.status['Executed_Gtid_Set'] = binlog
+        return server
+
+    def make_replica(self, name, source, received, applied=None, **overrides):
+        """Make ``name`` a running replica of ``source`` that has received
+        ``received`` and applied ``applied`` (default: all of it)."""
+        server = self.servers[name]
+        applied = received if applied is None else applied
+        source_id = self.servers[source].server_id if source in self.servers else 99
+        if self.mariadb:
+            row = mariadb_status_row(Master_Host=source, Master_Server_Id=source_id, Gtid_IO_Pos=received,
+                                     **overrides)
+        else:
+            row = mysql_status_row(Source_Host=source, Source_Server_Id=source_id, Retrieved_Gtid_Set=received,
+                                   Executed_Gtid_Set=applied, Source_UUID=CLUSTER_UUIDS.get(source, ''),
+                                   **overrides)
+        server.status = row
+        server.heartbeat = 1.0
+        server.password = FAKE_PASSWORD
+        server.read_only = True
+        self.set_gtid(name, applied, slave_pos=applied)
+        return server
+
+    def down(self, name):
+        """The node stops answering (connection refused)."""
+        for key, server in list(self.net.servers.items()):
+            if server is self.servers[name]:
+                del self.net.servers[key]
+
+    def nodes(self):
+        return [dict(name=name, host=name, port=3306) for name in self.names]
+
+    def changes(self, name=None):
+        """(name, sql) of every statement that is not a plain read, in order;
+        with ``name``, that node's SQL only."""
+        if name is None:
+            return list(self.log)
+        return [sql for node, sql in self.log if node == name]
+
+    def index(self, name, pattern):
+        """Position in the log of the first statement of ``name`` matching
+        ``pattern`` (a regex), or None."""
+        for i, (node, sql) in enumerate(self.log):
+            if node == name and re.search(pattern, sql):
+                return i
+        return None
+
+
+@pytest.fixture
+def make_cluster(fake_net, fake_clock):
+    """make_cluster(flavor='mariadb', names=(...), version=None) -> FakeCluster."""
+
+    def make(flavor='mariadb', names=('server1', 'server2', 'server3'), version=None):
+        return FakeCluster(fake_net, fake_clock, flavor=flavor, names=names, version=version)
+
+    return make

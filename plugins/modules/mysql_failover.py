@@ -1,0 +1,819 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, distweb developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: mysql_failover
+short_description: Promote the most advanced replica when the MariaDB/MySQL primary has failed, losing no acknowledged write
+version_added: 0.2.0
+description:
+  - Runs on the control node (C(delegate_to=localhost) or C(hosts=localhost))
+    and logs in over TCP to every node of O(nodes) with one administrative
+    account.
+  - "The steps, in this order:
+    (1) fence the old primary if it can be reached: C(SET GLOBAL read_only=1)
+    (MySQL C(super_read_only=1)), then kill its client sessions (not the
+    replication threads serving the replicas);
+    (2) stop the IO threads of its replicas (C(STOP SLAVE IO_THREAD) /
+    C(STOP REPLICA IO_THREAD)), so that the received positions stop moving;
+    (3) collect every node's GTID positions and replication state;
+    (4) decide (see below), and refuse by failing without promoting anything;
+    (5) wait on the chosen replica with C(MASTER_GTID_WAIT)
+    (MySQL C(WAIT_FOR_EXECUTED_GTID_SET)) until it has applied everything it
+    received; its IO thread is not restarted and C(CHANGE MASTER) is not run on
+    it before, as both would discard its relay log;
+    (6) promote it: C(STOP SLAVE), C(RESET SLAVE ALL), C(SET GLOBAL read_only=0);
+    (7) re-point every other healthy replica to it (C(CHANGE MASTER TO ...
+    MASTER_USE_GTID=slave_pos) / C(SOURCE_AUTO_POSITION=1)) and start
+    replication."
+  - "The decision (the C(topology) module utils): replicas that cannot be
+    reached, that do not replicate from the old primary, whose SQL thread
+    stopped, or that have errant transactions (GTIDs in their binlog the old
+    primary never had; without the old primary, MariaDB binlog GTIDs that
+    C(gtid_slave_pos) does not cover, MySQL GTIDs of their own server_uuid no
+    other node has) are excluded and left as they were (an IO thread the
+    module stopped is started again). The received GTIDs of
+    the others (MariaDB C(Gtid_IO_Pos) joined with C(gtid_slave_pos), MySQL
+    C(Retrieved_Gtid_Set) joined with C(gtid_executed)) must be in one line,
+    else it refuses (a possible split brain). The most advanced one is
+    promoted."
+  - It refuses, unless O(allow_data_loss=true), when lossless semi-sync
+    replication was not active on the old primary (not enabled, fallen back to
+    asynchronous replication, wait point C(AFTER_COMMIT), or its count of
+    commits not acknowledged by a replica grew while it was fenced), as an
+    asynchronous primary can have acknowledged commits no replica received.
+    An unreachable old primary cannot be asked, so then at least one replica must
+    have been an active semi-sync replica of it when first read (before its IO
+    thread was stopped).
+  - It also refuses, unless O(allow_data_loss=true), when the chosen replica
+    lacks GTIDs that the old primary (if reachable) or another reachable node
+    has; they are returned in RV(lost_gtids).
+  - "A refusal is a failure that leaves the nodes as they were: the IO threads
+    the module stopped are started again and the old primary, if the module
+    fenced it, is made writable again (killed client sessions stay killed).
+    The same is done when the chosen replica does not apply its relay log
+    within O(catchup_timeout). After the promotion nothing is undone; a
+    replica that cannot be re-pointed is reported in RV(repoint_failed) and
+    with a warning."
+  - Idempotent. When a node other than the old primary is already the
+    writable primary and every reachable replica replicates from it, nothing
+    is done (C(changed=false)). Without O(primary), a detected primary that is
+    reachable, writable and has connected replicas is not failed over either.
+  - The old primary, when fenced, stays read-only and is not made a replica;
+    bring it back with M(distweb.infra.mysql_rejoin), which refuses it if it
+    has GTIDs the new primary lacks.
+  - Supports MariaDB 10.6 to 11.x and MySQL 8.0.23 or later (8.4 included).
+    Only the default replication connection (channel) is managed.
+author:
+  - distweb developers (@distweb)
+options:
+  nodes:
+    description:
+      - Every node of the cluster, the old primary included.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description:
+          - Name of the node, unique; used in O(primary), O(preferred_candidate)
+            and the results.
+        type: str
+        required: true
+      host:
+        description:
+          - Host name or address the control node logs in to.
+        type: str
+        required: true
+      port:
+        description:
+          - TCP port of the node.
+        type: int
+        default: 3306
+      replication_host:
+        description:
+          - Host name or address the other nodes replicate from this node
+            with, when it differs from O(nodes[].host). Also used to tell which
+            node a replica replicates from.
+        type: str
+      replication_port:
+        description:
+          - Port the other nodes replicate from this node with (default
+            O(nodes[].port)).
+        type: int
+  primary:
+    description:
+      - Name of the failed (old) primary.
+      - Without it, the node the reachable replicas replicate from. A detected
+        primary that is still reachable and writable, with replicas connected,
+        is then left alone; naming it here forces the failover.
+    type: str
+  preferred_candidate:
+    description:
+      - Name of the replica to promote when it is among the most advanced
+        ones (it received every GTID the most advanced one did).
+      - A preferred replica that lacks GTIDs is not caught up from another
+        replica first; the most advanced one is promoted instead and
+        RV(notes) says why.
+    type: str
+  allow_data_loss:
+    description:
+      - Fail over although lossless semi-sync was not active on the old
+        primary, or although the promoted replica lacks GTIDs that the old
+        primary or another reachable node has (they are reported in
+        RV(lost_gtids)).
+    type: bool
+    default: false
+  catchup_timeout:
+    description:
+      - Seconds to wait for the chosen replica to apply what it received
+        before promoting it; when it does not, nothing is promoted and the
+        nodes are put back as they were.
+      - Also the time each re-pointed replica has to connect to the new
+        primary.
+    type: int
+    default: 30
+  kill_client_sessions:
+    description:
+      - Kill the client sessions of the old primary after making it
+        read-only, so that no open transaction of a client commits there.
+    type: bool
+    default: true
+  login_user:
+    description:
+      - Administrative account to log in to every node with.
+    type: str
+  login_password:
+    description:
+      - Password of O(login_user).
+    type: str
+  login_ssl_ca:
+    description:
+      - CA certificate file on the control node to verify the nodes'
+        certificates with. Setting it turns on TLS for the logins and the
+        check of the certificate chain (not of the host name).
+    type: path
+  login_ssl_cert:
+    description:
+      - Client certificate file for the logins. Setting it turns on TLS.
+    type: path
+  login_ssl_key:
+    description:
+      - Private key file of O(login_ssl_cert).
+    type: path
+  connect_timeout:
+    description:
+      - Seconds to wait for the connection to a node. A node that cannot be
+        reached in that time counts as unreachable.
+      - Statements wait at most three times as long (at least 10 seconds) for
+        an answer, so a node that hangs cannot hang the failover.
+    type: int
+    default: 5
+  replication_user:
+    description:
+      - Replication account the re-pointed replicas log in to the new primary
+        with (needs C(REPLICATION SLAVE) there).
+    type: str
+    required: true
+  replication_password:
+    description:
+      - Password of O(replication_user).
+    type: str
+    required: true
+  replication_ssl:
+    description:
+      - Replicate over TLS (C(MASTER_SSL=1) / C(SOURCE_SSL=1)).
+      - Sent on every C(CHANGE MASTER TO), so V(false) turns TLS off on a
+        re-pointed replica that had it.
+    type: bool
+    default: false
+  replication_ssl_ca:
+    description:
+      - CA certificate file on the replica hosts to verify the new primary
+        with (C(MASTER_SSL_CA)). Not set means left as it is.
+    type: path
+  replication_ssl_verify_server_cert:
+    description:
+      - Verify the new primary's certificate and that it names its
+        replication host (C(MASTER_SSL_VERIFY_SERVER_CERT)). Needs
+        O(replication_ssl=true).
+    type: bool
+    default: false
+  replication_heartbeat_period:
+    description:
+      - Seconds between heartbeats from the new primary
+        (C(MASTER_HEARTBEAT_PERIOD)), keep it below C(slave_net_timeout).
+    type: float
+    default: 1.0
+  replication_connect_retry:
+    description:
+      - Seconds between reconnection attempts of the IO threads
+        (C(MASTER_CONNECT_RETRY)).
+    type: int
+    default: 10
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Only reads. The old primary is not fenced and no IO thread is
+        stopped, so the plan is made from positions that may still move; the
+        check for GTIDs the candidate would lose is only noted in RV(notes).
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+requirements:
+  - PyMySQL (Python package) on the control node.
+notes:
+  - "Privileges of O(login_user) on MariaDB 10.11:
+    C(GRANT PROCESS, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN,
+    SLAVE MONITOR ON *.* TO ...). On MySQL 8: C(PROCESS), C(REPLICATION CLIENT),
+    C(SYSTEM_VARIABLES_ADMIN), C(CONNECTION_ADMIN) and C(REPLICATION_SLAVE_ADMIN)."
+  - An unreachable old primary cannot be fenced. The collection's servers start
+    read-only, so a crashed primary that restarts takes no writes; one that is
+    only cut off from the control node may still take them (the module warns).
+  - Nodes are connected to one after the other; an unreachable one costs up to
+    O(connect_timeout) seconds. Only a node that cannot be connected to (or
+    stops answering) counts as unreachable; a node that refuses the login
+    (wrong password, missing grant, too many connections) fails the module
+    before anything changes, as it is up and could still take writes.
+  - Moving the application's writes to the new primary (the local DB routers)
+    is not done here.
+seealso:
+  - module: distweb.infra.mysql_switchover
+  - module: distweb.infra.mysql_rejoin
+  - module: distweb.infra.mysql_replication_info
+  - name: MariaDB MASTER_GTID_WAIT
+    description: The wait for the relay log to be applied.
+    link: https://mariadb.com/kb/en/master_gtid_wait/
+'''
+
+EXAMPLES = r'''
+- name: Fail over from the dead primary server1
+  distweb.infra.mysql_failover:
+    nodes:
+      - {name: server1, host: 10.0.0.11}
+      - {name: server2, host: 10.0.0.12}
+      - {name: server3, host: 10.0.0.13}
+    primary: server1
+    login_user: distweb_admin
+    login_password: "{{ vault_mysql_admin_password }}"
+    login_ssl_ca: /etc/distweb/ca.crt
+    replication_user: repl
+    replication_password: "{{ vault_mysql_replication_password }}"
+    replication_ssl: true
+    replication_ssl_ca: /etc/mysql/ssl/ca.crt
+  delegate_to: localhost
+  run_once: true
+  register: failover
+
+- name: Show what would be done, changing nothing
+  distweb.infra.mysql_failover:
+    nodes: "{{ groups['db'] | map('extract', hostvars) | map(attribute='db_node') | list }}"
+    login_user: distweb_admin
+    login_password: "{{ vault_mysql_admin_password }}"
+    replication_user: repl
+    replication_password: "{{ vault_mysql_replication_password }}"
+    preferred_candidate: server2
+  check_mode: true
+  delegate_to: localhost
+  run_once: true
+
+- name: Fail over although replication was asynchronous (writes may be lost)
+  distweb.infra.mysql_failover:
+    nodes: "{{ db_nodes }}"
+    primary: server1
+    allow_data_loss: true
+    login_user: distweb_admin
+    login_password: "{{ vault_mysql_admin_password }}"
+    replication_user: repl
+    replication_password: "{{ vault_mysql_replication_password }}"
+  delegate_to: localhost
+'''
+
+RETURN = r'''
+old_primary:
+  description: Name of the old (failed) primary, given or detected; V(null) when it could not be told.
+  returned: always
+  type: str
+  sample: server1
+new_primary:
+  description:
+    - Name of the promoted replica (in check mode the one that would be
+      promoted, when nothing was to do the current primary). V(null) when
+      refused.
+  returned: always
+  type: str
+  sample: server2
+repointed:
+  description: Names of the replicas now replicating from the new primary (in check mode, that would be).
+  returned: always
+  type: list
+  elements: str
+  sample: [server3]
+repoint_failed:
+  description: Replicas that could not be re-pointed or did not start replicating from the new primary.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Name of the node.
+      type: str
+    reason:
+      description: What went wrong.
+      type: str
+  sample: []
+excluded:
+  description: Nodes that were neither promoted nor re-pointed, and why.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Name of the node.
+      type: str
+    reason:
+      description: Why it was excluded.
+      type: str
+  sample:
+    - name: server3
+      reason: "errant transactions (GTIDs the old primary never had): 0-3-17"
+lost_gtids:
+  description:
+    - GTIDs the old primary (when reachable) or another reachable node had and
+      the new primary lacks; C('') when none, which is the normal case.
+      Non-empty only with O(allow_data_loss=true) (or in the message of a
+      refusal).
+  returned: always
+  type: str
+  sample: ""
+candidate_position:
+  description:
+    - The GTIDs the new primary had received and was waited for before its
+      promotion (MariaDB position, MySQL GTID set).
+  returned: always
+  type: str
+  sample: 0-1-1042
+semi_sync:
+  description: Whether lossless semi-sync was active on the old primary, and how that was told.
+  returned: when the decision was made
+  type: dict
+  contains:
+    active:
+      description: Whether it was active.
+      type: bool
+    source:
+      description: V(old primary) (read from it) or V(replicas) (it was unreachable).
+      type: str
+    reason:
+      description: The evidence, in words.
+      type: str
+  sample:
+    active: true
+    source: replicas
+    reason: server1 cannot be read; server2, server3 were semi-sync replicas of it
+phases:
+  description:
+    - Seconds spent per phase; keys V(connect), V(fence), V(stop_io),
+      V(collect), V(decide), V(catchup), V(promote), V(repoint) (including the
+      wait for the re-pointed replicas to connect) and V(total). Writes are
+      possible again on the new primary after V(promote).
+  returned: always
+  type: dict
+  sample: {connect: 0.02, fence: 0.01, stop_io: 0.01, collect: 0.03, decide: 0.0, catchup: 0.2, promote: 0.02,
+           repoint: 1.05, total: 1.34}
+plan:
+  description: The steps, in words, with the statements per node (passwords masked).
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "fence server1: SET GLOBAL read_only = 1, then kill its client sessions"
+    - "stop the IO threads of server2, server3: STOP SLAVE IO_THREAD"
+    - "wait up to 30 s until server2 has applied 0-1-1042 (MASTER_GTID_WAIT)"
+    - "promote server2: STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0"
+    - "re-point server3 to server2:3306: STOP SLAVE; CHANGE MASTER TO MASTER_HOST='server2', ...; START SLAVE"
+notes:
+  description: Remarks on the decision (preferred candidate honoured or not, equally advanced replicas, ...).
+  returned: always
+  type: list
+  elements: str
+  sample: [the preferred candidate server2 is the most advanced replica]
+killed_sessions:
+  description: Number of client sessions killed on the old primary.
+  returned: always
+  type: int
+  sample: 12
+queries:
+  description: "The changing statements run, as C(<node>: <statement>), in order; passwords masked."
+  returned: always
+  type: list
+  elements: str
+  sample: ["server1: SET GLOBAL read_only = 1", "server2: STOP SLAVE IO_THREAD"]
+msg:
+  description: What was done or why not, in words.
+  returned: always
+  type: str
+  sample: Promoted server2 (old primary server1); re-pointed server3
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.distweb.infra.plugins.module_utils import topology
+from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
+    START_SETTLE_SECONDS,
+    ClusterNode,
+    ClusterOperations,
+    MySQLError,
+    UnsupportedServerError,
+    check_cluster_params,
+    check_node_options,
+    cluster_node_options,
+    format_mysql_error,
+    is_connection_error,
+    monotonic,
+    mysql_cluster_argument_spec,
+    replication_argument_spec,
+    wait_for_gtid_position,
+    wait_for_replica,
+)
+
+
+PHASES = ('connect', 'fence', 'stop_io', 'collect', 'decide', 'catchup', 'promote', 'repoint')
+
+
+def argument_spec():
+    spec = mysql_cluster_argument_spec()
+    spec.update(replication_argument_spec())
+    spec.update(
+        nodes=dict(type='list', elements='dict', required=True, options=cluster_node_options()),
+        primary=dict(type='str'),
+        preferred_candidate=dict(type='str'),
+        allow_data_loss=dict(type='bool', default=False),
+        catchup_timeout=dict(type='int', default=30),
+        kill_client_sessions=dict(type='bool', default=True),
+    )
+    return spec
+
+
+def check_params(module):
+    p = module.params
+    problems = check_cluster_params(p) + check_node_options(p['nodes'])
+    names = [n['name'] for n in p['nodes']]
+    for option in ('primary', 'preferred_candidate'):
+        if p[option] is not None and p[option] not in names:
+            problems.append('%s %s is not the name of one of the nodes (%s)' % (option, p[option], ', '.join(names)))
+    if p['catchup_timeout'] < 0:
+        problems.append('catchup_timeout must not be negative')
+    if len(names) < 2:
+        problems.append('nodes must list at least two nodes')
+    if problems:
+        module.fail_json(msg='; '.join(problems))
+
+
+class Failover(ClusterOperations):
+    """One run of the module."""
+
+    def __init__(self, module):
+        super(Failover, self).__init__(module)
+        self.nodes = [ClusterNode.from_options(options) for options in self.params['nodes']]
+        self.by_name = dict((node.name, node) for node in self.nodes)
+        self.fenced = None  # the node this run made read-only
+        self.promoted = False
+        self.io_stopped = []  # nodes whose IO thread this run stopped
+        self.killed = []
+        self.plan_text = []
+        self.warnings = []
+        self.result = dict(changed=False, old_primary=None, new_primary=None, repointed=[], repoint_failed=[],
+                           excluded=[], lost_gtids='', candidate_position='', notes=[], killed_sessions=0)
+        for phase in PHASES:
+            self.phases[phase] = 0.0
+
+    # -- results -------------------------------------------------------------
+    def finish(self, **kwargs):
+        self.result.update(kwargs)
+        self.phases['total'] = round(monotonic() - self.started, 3)
+        self.result.update(phases=dict(self.phases), plan=list(self.plan_text), queries=list(self.queries),
+                           killed_sessions=len(self.killed))
+        for warning in self.warnings:
+            self.module.warn(warning)
+        return self.result
+
+    def fail(self, msg, **kwargs):
+        result = self.finish(**kwargs)
+        self.close()
+        self.module.fail_json(msg=msg, **result)
+
+    def close(self):
+        for node in self.nodes:
+            node.close()
+
+    # -- reading -------------------------------------------------------------
+    def read_states(self, order=None, before=None):
+        """Node states (in node order), read in ``order`` (names). A node
+        whose connection breaks becomes unreachable. ``before``: earlier
+        states whose semi-sync reads become ``semi_sync_before``."""
+        states = {}
+        for name in order or [n.name for n in self.nodes]:
+            node = self.by_name[name]
+            try:
+                states[name] = node.read_state(semi_sync=True, history=True)
+            except MySQLError as exc:
+                if not is_connection_error(exc):
+                    self.abort('Reading the state of %s (%s) failed: %s'
+                               % (name, node.where, format_mysql_error(exc)))
+                node.lost(exc)
+                states[name] = node.base_state()
+            except UnsupportedServerError as exc:
+                self.abort('%s (%s) is not supported: %s' % (name, node.where, exc))
+        result = []
+        for node in self.nodes:
+            state = states[node.name]
+            if before is not None and before.get(node.name):
+                state['semi_sync_before'] = before[node.name].get('semi_sync')
+            result.append(state)
+        return result
+
+    # -- plan text -----------------------------------------------------------
+    def describe(self, plan, states, settled):
+        by_state = dict((s['name'], s) for s in states)
+        old = self.by_name[plan['old_primary']]
+        text = []
+        if old.reachable:
+            dialect = old.dialect
+            text.append('fence %s: %s%s' % (old.name, '; '.join(s.display for s in dialect.set_read_only(True)),
+                                            ', then kill its client sessions'
+                                            if self.params['kill_client_sessions'] else ''))
+        else:
+            text.append('the old primary %s is unreachable: it cannot be fenced' % old.name)
+        stop = [name for name in plan['stop_io'] if self.by_name[name].reachable]
+        if stop:
+            text.append('stop the IO threads of %s: %s' % (', '.join(stop),
+                                                           self.by_name[stop[0]].dialect.stop_replica_io_sql))
+        text.append('collect the GTID positions and replication state of every reachable node')
+        candidate = self.by_name[plan['candidate']]
+        dialect = candidate.dialect
+        text.append('wait up to %s s until %s has applied %s (%s)' % (
+            self.params['catchup_timeout'], candidate.name, plan['wait_position'] or 'nothing',
+            dialect.wait_for_gtid_function()))
+        text.append('promote %s: %s' % (candidate.name, '; '.join(
+            [dialect.stop_replica_sql, dialect.reset_replica_all_sql] +
+            [s.display for s in dialect.set_read_only(False)])))
+        for name in plan['repoint']:
+            node = self.by_name[name]
+            text.append('re-point %s to %s (%s:%s): %s' % (
+                name, candidate.name, candidate.source_host, candidate.source_port,
+                '; '.join(self.point_at_statements(node, candidate,
+                                                   running=by_state[name]['sql_running']
+                                                   or by_state[name]['io_running']))))
+        for entry in plan['excluded']:
+            text.append('leave %s as it is: %s' % (entry['name'], entry['reason']))
+        if old.reachable:
+            text.append('%s stays read-only; bring it back with distweb.infra.mysql_rejoin' % old.name)
+        if not settled:
+            text.append('(planned from positions read before fencing; decided again after step 3)')
+        return text
+
+    # -- undo ------------------------------------------------------------------
+    def undo(self):
+        """Start the IO threads this run stopped and make the old primary
+        writable again if this run fenced it. Returns (what was put back,
+        what could not be)."""
+        done = []
+        problems = []
+        started = []
+        for node in self.io_stopped:
+            if not node.reachable:
+                problems.append('the IO thread of %s could not be started again: %s' % (node.name, node.error))
+                continue
+            try:
+                self.start_io(node)
+                started.append(node.name)
+            except MySQLError as exc:
+                problems.append('starting the IO thread of %s failed: %s' % (node.name, format_mysql_error(exc)))
+        if started:
+            done.append('the IO threads of %s were started again' % ', '.join(started))
+        self.io_stopped = []
+        if self.fenced is not None:
+            if not self.fenced.reachable:
+                problems.append('%s could not be made writable again: %s' % (self.fenced.name, self.fenced.error))
+            else:
+                try:
+                    self.unfence(self.fenced)
+                    done.append('%s was made writable again%s' % (
+                        self.fenced.name, ' (its killed client sessions stay killed)' if self.killed else ''))
+                except MySQLError as exc:
+                    problems.append('making %s writable again failed: %s'
+                                    % (self.fenced.name, format_mysql_error(exc)))
+            self.fenced = None
+        return done, problems
+
+    def abort(self, msg):
+        """Fail on an unexpected error: before the promotion, putting back
+        what this run changed (as a refusal does)."""
+        if self.promoted:
+            self.fail(msg, changed=True)
+        self.refuse(msg)
+
+    def refuse(self, msg, **kwargs):
+        """Fail without promoting, after putting back what this run changed."""
+        done, problems = self.undo()
+        changed = bool(self.queries)
+        if done:
+            msg += '. Put back: %s' % '; '.join(done)
+        elif not changed:
+            msg += '. Nothing was changed'
+        if problems:
+            msg += '. BUT: %s' % '; '.join(problems)
+        self.fail(msg, changed=changed, **kwargs)
+
+    # -- the run -------------------------------------------------------------
+    def run(self):
+        p = self.params
+        since = monotonic()
+        for node in self.nodes:
+            node.connect(p)
+        refused = [node for node in self.nodes if node.refused_code]
+        if refused:
+            self.fail('Cannot log in to %s: %s. A node that answers is not unreachable; nothing was changed'
+                      % (', '.join(node.name for node in refused), '; '.join(node.error for node in refused)))
+        before = self.read_states()
+        since = self.timed('connect', since)
+
+        plan = topology.plan_failover(before, primary=p['primary'], preferred=p['preferred_candidate'],
+                                      allow_data_loss=p['allow_data_loss'], settled=False)
+        self.result.update(old_primary=plan['old_primary'], excluded=plan['excluded'], notes=plan['notes'])
+        self.warnings.extend(plan['warnings'])
+        if plan['action'] == topology.NONE:
+            return self.finish(msg=plan['reason'], new_primary=plan['candidate'])
+        if plan['action'] == topology.REFUSE:
+            self.fail('Refusing to fail over: %s. Nothing was changed.' % plan['reason'],
+                      semi_sync=plan['semi_sync'])
+        self.plan_text = self.describe(plan, before, settled=False)
+        if self.module.check_mode:
+            since = self.timed('decide', since)
+            return self.finish(changed=True, new_primary=plan['candidate'], repointed=plan['repoint'],
+                               candidate_position=plan['wait_position'], semi_sync=plan['semi_sync'],
+                               msg='Would promote %s (old primary %s)%s' % (
+                                   plan['candidate'], plan['old_primary'],
+                                   '; would re-point %s' % ', '.join(plan['repoint']) if plan['repoint'] else ''))
+
+        old = self.by_name[plan['old_primary']]
+        before_by_name = dict((s['name'], s) for s in before)
+
+        # (1) fence the old primary
+        if old.reachable:
+            was_read_only = before_by_name[old.name]['read_only']
+            try:
+                self.killed = self.fence(old, kill_sessions=p['kill_client_sessions'])
+                if not was_read_only:
+                    self.fenced = old
+                if not old.server.server_info()['read_only']:
+                    self.refuse('Refusing to fail over: %s is still writable after %s'
+                                % (old.name, '; '.join(s.display for s in old.dialect.set_read_only(True))))
+            except MySQLError as exc:
+                if not is_connection_error(exc):
+                    if not was_read_only:
+                        self.fenced = old
+                    self.refuse('Refusing to fail over: fencing the old primary %s failed: %s'
+                                % (old.name, format_mysql_error(exc)))
+                old.lost(exc)
+                self.warnings.append('the old primary %s stopped answering while it was fenced (%s): it is treated '
+                                     'as unreachable and may not be read-only' % (old.name, old.error))
+        since = self.timed('fence', since)
+
+        # (2) stop the IO threads of its replicas
+        for name in plan['stop_io']:
+            node = self.by_name[name]
+            state = before_by_name[name]
+            if not node.reachable or (state.get('io_thread') or 'No').lower() == 'no':
+                continue
+            try:
+                self.stop_io(node)
+                self.io_stopped.append(node)
+            except MySQLError as exc:
+                if not is_connection_error(exc):
+                    self.refuse('Refusing to fail over: stopping the IO thread of %s failed: %s'
+                                % (name, format_mysql_error(exc)))
+                node.lost(exc)
+        since = self.timed('stop_io', since)
+
+        # (3) collect: the replicas first, the (fenced) old primary last
+        order = [n.name for n in self.nodes if n.name != old.name] + [old.name]
+        after = self.read_states(order=order, before=before_by_name)
+        since = self.timed('collect', since)
+
+        # (4) decide
+        plan = topology.plan_failover(after, primary=old.name, preferred=p['preferred_candidate'],
+                                      allow_data_loss=p['allow_data_loss'], settled=True)
+        self.result.update(excluded=plan['excluded'], notes=plan['notes'], lost_gtids=plan['lost_gtids'],
+                           semi_sync=plan['semi_sync'])
+        for warning in plan['warnings']:
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+        since = self.timed('decide', since)
+        if plan['action'] != topology.FAILOVER:
+            self.refuse('Refusing to fail over: %s' % plan['reason'])
+        self.plan_text = self.describe(plan, after, settled=True)
+        candidate = self.by_name[plan['candidate']]
+        self.result.update(candidate_position=plan['wait_position'])
+
+        # (5) let the candidate apply its relay log
+        try:
+            ok, message = wait_for_gtid_position(candidate.server, plan['wait_position'], p['catchup_timeout'])
+        except MySQLError as exc:
+            ok, message = False, format_mysql_error(exc)
+        since = self.timed('catchup', since)
+        if not ok:
+            self.refuse('Refusing to promote %s: it did not apply the GTIDs it received (%s): %s'
+                        % (candidate.name, plan['wait_position'], message))
+
+        # (6) promote
+        self.io_stopped = [n for n in self.io_stopped if n is not candidate]
+        self.fenced = None
+        self.promoted = True
+        try:
+            self.promote(candidate)
+            if candidate.server.server_info()['read_only']:
+                raise MySQLError('%s is still read-only after the promotion' % candidate.name)
+        except MySQLError as exc:
+            self.fail('Promoting %s failed: %s. The old primary %s stays fenced and the IO threads of %s stay '
+                      'stopped; finish by hand.' % (candidate.name, format_mysql_error(exc), old.name,
+                                                    ', '.join(n.name for n in self.io_stopped) or 'no replica'),
+                      changed=True, new_primary=None)
+        since = self.timed('promote', since)
+        self.result.update(changed=True, new_primary=candidate.name)
+
+        # (7) re-point the other replicas
+        by_state = dict((s['name'], s) for s in after)
+        started = []
+        failed = []
+        for name in plan['repoint']:
+            node = self.by_name[name]
+            state = by_state[name]
+            try:
+                self.point_at(node, candidate, running=state['sql_running'] or state['io_running'])
+                started.append(node)
+            except MySQLError as exc:
+                failed.append(dict(name=name, reason=format_mysql_error(exc)))
+        repointed = []
+        for node in started:
+            try:
+                ok, dummy, message = wait_for_replica(node.server, p['catchup_timeout'], settle=START_SETTLE_SECONDS)
+            except MySQLError as exc:
+                ok, message = False, format_mysql_error(exc)
+            if ok:
+                repointed.append(node.name)
+            else:
+                failed.append(dict(name=node.name, reason=message))
+        # excluded replicas are left as they were: their IO thread runs again
+        for node in self.io_stopped:
+            if node.name in plan['repoint'] or not node.reachable:
+                continue
+            try:
+                self.start_io(node)
+            except MySQLError as exc:
+                self.warnings.append('starting the IO thread of %s again failed: %s'
+                                     % (node.name, format_mysql_error(exc)))
+        self.io_stopped = []
+        since = self.timed('repoint', since)
+        for entry in failed:
+            self.warnings.append('%s was not re-pointed to the new primary %s: %s'
+                                 % (entry['name'], candidate.name, entry['reason']))
+        msg = 'Promoted %s (old primary %s)' % (candidate.name, old.name)
+        if repointed:
+            msg += '; re-pointed %s' % ', '.join(repointed)
+        if failed:
+            msg += '; re-pointing failed for %s' % ', '.join(e['name'] for e in failed)
+        if plan['lost_gtids']:
+            msg += '; LOST GTIDs: %s' % plan['lost_gtids']
+        return self.finish(msg=msg, repointed=repointed, repoint_failed=failed)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    check_params(module)
+    failover = Failover(module)
+    try:
+        result = failover.run()
+    except MySQLError as exc:
+        failover.abort('Query failed: %s' % format_mysql_error(exc))
+    except UnsupportedServerError as exc:
+        failover.abort('A node is not supported: %s' % exc)
+    finally:
+        failover.close()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

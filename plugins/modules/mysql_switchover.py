@@ -1,0 +1,614 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, distweb developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: mysql_switchover
+short_description: Move the MariaDB/MySQL primary role to a replica without losing a write
+version_added: 0.2.0
+description:
+  - A planned change of primary, for maintenance of the primary's host for
+    example. Runs on the control node (C(delegate_to=localhost) or
+    C(hosts=localhost)) and logs in over TCP to every node of O(nodes) with
+    one administrative account.
+  - The primary is the node the replicas replicate from; it must be reachable
+    (for a dead primary use M(distweb.infra.mysql_failover)) and the only
+    writable node.
+  - "The steps: (1) make the primary read-only (C(SET GLOBAL read_only=1),
+    MySQL C(super_read_only=1)) and kill its client sessions (not the
+    replication threads); (2) read its C(gtid_binlog_pos) (MySQL
+    C(gtid_executed)); (3) wait on the target with C(MASTER_GTID_WAIT) (MySQL
+    C(WAIT_FOR_EXECUTED_GTID_SET)) until it has applied that position;
+    (4) promote the target (C(STOP SLAVE), C(RESET SLAVE ALL),
+    C(SET GLOBAL read_only=0)); (5) re-point the other healthy replicas to it;
+    (6) make the old primary a replica of it (MariaDB: C(SET GLOBAL
+    gtid_slave_pos) to its C(gtid_binlog_pos), then C(CHANGE MASTER TO ...
+    MASTER_USE_GTID=slave_pos); MySQL C(SOURCE_AUTO_POSITION=1)) and start
+    replication; (7) wait until the re-pointed replicas and the old primary
+    replicate."
+  - Writes are blocked from step (1) to the end of step (4); RV(blocked_seconds)
+    is that time. Nothing acknowledged is lost, as the target has applied
+    everything the primary had when it became read-only.
+  - If the target does not reach the position within O(wait_timeout), the
+    old primary is made writable again and the module fails; nothing is lost
+    and nothing else was changed (killed client sessions stay killed).
+  - "Before changing anything it refuses a target that is unreachable, not a
+    replica of the primary, whose threads do not both run, that has errant
+    transactions (GTIDs the primary lacks), or that is more than
+    O(wait_timeout) seconds behind (C(Seconds_Behind_Master)). Without
+    O(target) the most advanced healthy replica is chosen."
+  - If the old primary has GTIDs the new primary lacks when it is to become a
+    replica (a write by an account that may write to a read-only server), it is
+    left read-only and not replicating, with a warning; see
+    M(distweb.infra.mysql_rejoin).
+  - Idempotent. When O(target) is already the writable primary and every
+    reachable replica replicates from it, nothing is done (C(changed=false)).
+  - Supports MariaDB 10.6 to 11.x and MySQL 8.0.23 or later (8.4 included).
+    Only the default replication connection (channel) is managed.
+author:
+  - distweb developers (@distweb)
+options:
+  nodes:
+    description:
+      - Every node of the cluster, the primary included.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description:
+          - Name of the node, unique; used in O(target) and the results.
+        type: str
+        required: true
+      host:
+        description:
+          - Host name or address the control node logs in to.
+        type: str
+        required: true
+      port:
+        description:
+          - TCP port of the node.
+        type: int
+        default: 3306
+      replication_host:
+        description:
+          - Host name or address the other nodes replicate from this node
+            with, when it differs from O(nodes[].host). Also used to tell which
+            node a replica replicates from.
+        type: str
+      replication_port:
+        description:
+          - Port the other nodes replicate from this node with (default
+            O(nodes[].port)).
+        type: int
+  target:
+    description:
+      - Name of the replica to make the primary.
+      - Without it, the most advanced healthy replica (among equals the one
+        that has applied most, then the first in O(nodes)).
+    type: str
+  wait_timeout:
+    description:
+      - Seconds the target has to apply the primary's last position while
+        writes are blocked; also the most a target may lag behind before the
+        switchover is refused, and the time the re-pointed replicas have to
+        connect to the new primary.
+    type: int
+    default: 30
+  kill_client_sessions:
+    description:
+      - Kill the client sessions of the old primary after making it read-only.
+    type: bool
+    default: true
+  login_user:
+    description:
+      - Administrative account to log in to every node with.
+    type: str
+  login_password:
+    description:
+      - Password of O(login_user).
+    type: str
+  login_ssl_ca:
+    description:
+      - CA certificate file on the control node to verify the nodes'
+        certificates with. Setting it turns on TLS for the logins and the
+        check of the certificate chain (not of the host name).
+    type: path
+  login_ssl_cert:
+    description:
+      - Client certificate file for the logins. Setting it turns on TLS.
+    type: path
+  login_ssl_key:
+    description:
+      - Private key file of O(login_ssl_cert).
+    type: path
+  connect_timeout:
+    description:
+      - Seconds to wait for the connection to a node.
+      - Statements wait at most three times as long (at least 10 seconds) for
+        an answer.
+    type: int
+    default: 5
+  replication_user:
+    description:
+      - Replication account the replicas log in to the new primary with
+        (needs C(REPLICATION SLAVE) there).
+    type: str
+    required: true
+  replication_password:
+    description:
+      - Password of O(replication_user).
+    type: str
+    required: true
+  replication_ssl:
+    description:
+      - Replicate over TLS (C(MASTER_SSL=1) / C(SOURCE_SSL=1)).
+      - Sent on every C(CHANGE MASTER TO), so V(false) turns TLS off on a
+        re-pointed replica that had it.
+    type: bool
+    default: false
+  replication_ssl_ca:
+    description:
+      - CA certificate file on the replica hosts to verify the new primary
+        with (C(MASTER_SSL_CA)). Not set means left as it is.
+    type: path
+  replication_ssl_verify_server_cert:
+    description:
+      - Verify the new primary's certificate and that it names its
+        replication host (C(MASTER_SSL_VERIFY_SERVER_CERT)). Needs
+        O(replication_ssl=true).
+    type: bool
+    default: false
+  replication_heartbeat_period:
+    description:
+      - Seconds between heartbeats from the new primary (C(MASTER_HEARTBEAT_PERIOD)).
+    type: float
+    default: 1.0
+  replication_connect_retry:
+    description:
+      - Seconds between reconnection attempts of the IO threads (C(MASTER_CONNECT_RETRY)).
+    type: int
+    default: 10
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Only reads, and returns the plan.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+requirements:
+  - PyMySQL (Python package) on the control node.
+notes:
+  - "Privileges of O(login_user) on MariaDB 10.11:
+    C(GRANT PROCESS, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN,
+    SLAVE MONITOR ON *.* TO ...). On MySQL 8: C(PROCESS), C(REPLICATION CLIENT),
+    C(SYSTEM_VARIABLES_ADMIN), C(CONNECTION_ADMIN) and C(REPLICATION_SLAVE_ADMIN)."
+  - On MariaDB, accounts with C(READ_ONLY ADMIN) (or C(SUPER) before 11.0) can
+    still write to a read-only server; the application's accounts must not
+    have it.
+  - Moving the application's writes to the new primary (the local DB routers)
+    is not done here.
+seealso:
+  - module: distweb.infra.mysql_failover
+  - module: distweb.infra.mysql_rejoin
+'''
+
+EXAMPLES = r'''
+- name: Make server2 the primary
+  distweb.infra.mysql_switchover:
+    nodes:
+      - {name: server1, host: 10.0.0.11}
+      - {name: server2, host: 10.0.0.12}
+      - {name: server3, host: 10.0.0.13}
+    target: server2
+    login_user: distweb_admin
+    login_password: "{{ vault_mysql_admin_password }}"
+    replication_user: repl
+    replication_password: "{{ vault_mysql_replication_password }}"
+    replication_ssl: true
+    replication_ssl_ca: /etc/mysql/ssl/ca.crt
+  delegate_to: localhost
+  run_once: true
+  register: switchover
+
+- name: Show how long writes were blocked
+  ansible.builtin.debug:
+    msg: "{{ switchover.old_primary }} -> {{ switchover.new_primary }}, writes blocked {{ switchover.blocked_seconds }} s"
+
+- name: Plan a switchover to the most advanced replica, changing nothing
+  distweb.infra.mysql_switchover:
+    nodes: "{{ db_nodes }}"
+    login_user: distweb_admin
+    login_password: "{{ vault_mysql_admin_password }}"
+    replication_user: repl
+    replication_password: "{{ vault_mysql_replication_password }}"
+  check_mode: true
+  delegate_to: localhost
+'''
+
+RETURN = r'''
+old_primary:
+  description: Name of the primary before the switchover (the current one when nothing was to do).
+  returned: always
+  type: str
+  sample: server1
+new_primary:
+  description: Name of the primary after the switchover (in check mode, the one it would be); V(null) when refused.
+  returned: always
+  type: str
+  sample: server2
+repointed:
+  description: Replicas now replicating from the new primary, the old primary included when it became one.
+  returned: always
+  type: list
+  elements: str
+  sample: [server3, server1]
+repoint_failed:
+  description: Replicas (or the old primary) that could not be pointed at the new primary or did not start replicating.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Name of the node.
+      type: str
+    reason:
+      description: What went wrong.
+      type: str
+  sample: []
+excluded:
+  description: Nodes left as they are, and why.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Name of the node.
+      type: str
+    reason:
+      description: Why it was left alone.
+      type: str
+  sample: []
+old_primary_rejoined:
+  description: Whether the old primary now replicates from the new primary.
+  returned: always
+  type: bool
+  sample: true
+position:
+  description: The old primary's GTIDs when it became read-only, which the target applied before its promotion.
+  returned: always
+  type: str
+  sample: 0-1-1042
+blocked_seconds:
+  description:
+    - Seconds writes were blocked, from C(read_only) on the old primary to
+      C(read_only=0) on the new one; V(0) when nothing was done.
+  returned: always
+  type: float
+  sample: 0.41
+phases:
+  description:
+    - Seconds per phase; keys V(connect), V(fence), V(catchup), V(promote),
+      V(repoint) (other replicas and old primary, until they replicate) and
+      V(total).
+  returned: always
+  type: dict
+  sample: {connect: 0.03, fence: 0.01, catchup: 0.35, promote: 0.02, repoint: 2.1, total: 2.51}
+plan:
+  description: The steps, in words, with the statements per node (passwords masked).
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "make server1 read-only: SET GLOBAL read_only = 1, then kill its client sessions"
+    - "read the GTID position of server1 and wait up to 30 s until server2 has applied it (MASTER_GTID_WAIT)"
+    - "promote server2: STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0"
+notes:
+  description: Remarks on the decision.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+killed_sessions:
+  description: Number of client sessions killed on the old primary.
+  returned: always
+  type: int
+  sample: 3
+queries:
+  description: "The changing statements run, as C(<node>: <statement>), in order; passwords masked."
+  returned: always
+  type: list
+  elements: str
+  sample: ["server1: SET GLOBAL read_only = 1"]
+msg:
+  description: What was done or why not, in words.
+  returned: always
+  type: str
+  sample: Switched the primary from server1 to server2 (writes blocked 0.41 s)
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.distweb.infra.plugins.module_utils import topology
+from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
+    START_SETTLE_SECONDS,
+    ClusterNode,
+    ClusterOperations,
+    MySQLError,
+    UnsupportedServerError,
+    check_cluster_params,
+    check_node_options,
+    cluster_node_options,
+    format_mysql_error,
+    is_connection_error,
+    monotonic,
+    mysql_cluster_argument_spec,
+    replication_argument_spec,
+    wait_for_gtid_position,
+    wait_for_replica,
+)
+
+PHASES = ('connect', 'fence', 'catchup', 'promote', 'repoint')
+
+
+def argument_spec():
+    spec = mysql_cluster_argument_spec()
+    spec.update(replication_argument_spec())
+    spec.update(
+        nodes=dict(type='list', elements='dict', required=True, options=cluster_node_options()),
+        target=dict(type='str'),
+        wait_timeout=dict(type='int', default=30),
+        kill_client_sessions=dict(type='bool', default=True),
+    )
+    return spec
+
+
+def check_params(module):
+    p = module.params
+    problems = check_cluster_params(p) + check_node_options(p['nodes'])
+    names = [n['name'] for n in p['nodes']]
+    if p['target'] is not None and p['target'] not in names:
+        problems.append('target %s is not the name of one of the nodes (%s)' % (p['target'], ', '.join(names)))
+    if p['wait_timeout'] < 0:
+        problems.append('wait_timeout must not be negative')
+    if len(names) < 2:
+        problems.append('nodes must list at least two nodes')
+    if problems:
+        module.fail_json(msg='; '.join(problems))
+
+
+class Switchover(ClusterOperations):
+    """One run of the module."""
+
+    def __init__(self, module):
+        super(Switchover, self).__init__(module)
+        self.nodes = [ClusterNode.from_options(options) for options in self.params['nodes']]
+        self.by_name = dict((node.name, node) for node in self.nodes)
+        self.fenced = None
+        self.killed = []
+        self.plan_text = []
+        self.warnings = []
+        for phase in PHASES:
+            self.phases[phase] = 0.0
+        self.result = dict(changed=False, old_primary=None, new_primary=None, repointed=[], repoint_failed=[],
+                           excluded=[], old_primary_rejoined=False, position='', blocked_seconds=0.0, notes=[],
+                           killed_sessions=0)
+
+    def finish(self, **kwargs):
+        self.result.update(kwargs)
+        self.phases['total'] = round(monotonic() - self.started, 3)
+        self.result.update(phases=dict(self.phases), plan=list(self.plan_text), queries=list(self.queries),
+                           killed_sessions=len(self.killed))
+        for warning in self.warnings:
+            self.module.warn(warning)
+        return self.result
+
+    def fail(self, msg, **kwargs):
+        result = self.finish(**kwargs)
+        self.close()
+        self.module.fail_json(msg=msg, **result)
+
+    def close(self):
+        for node in self.nodes:
+            node.close()
+
+    def read_state(self, node, history=True):
+        try:
+            return node.read_state(semi_sync=False, history=history)
+        except MySQLError as exc:
+            if not is_connection_error(exc):
+                self.fail('Reading the state of %s (%s) failed: %s' % (node.name, node.where, format_mysql_error(exc)))
+            node.lost(exc)
+            return node.base_state()
+        except UnsupportedServerError as exc:
+            self.fail('%s (%s) is not supported: %s' % (node.name, node.where, exc))
+
+    def describe(self, plan, states):
+        old = self.by_name[plan['old_primary']]
+        target = self.by_name[plan['target']]
+        p = self.params
+        text = ['make %s read-only: %s%s' % (old.name, '; '.join(s.display for s in old.dialect.set_read_only(True)),
+                                             ', then kill its client sessions' if p['kill_client_sessions'] else ''),
+                'read the GTID position of %s and wait up to %s s until %s has applied it (%s)' % (
+                    old.name, p['wait_timeout'], target.name, target.dialect.wait_for_gtid_function()),
+                'promote %s: %s' % (target.name, '; '.join(
+                    [target.dialect.stop_replica_sql, target.dialect.reset_replica_all_sql] +
+                    [s.display for s in target.dialect.set_read_only(False)]))]
+        for name in plan['repoint']:
+            text.append('re-point %s to %s (%s:%s): %s' % (
+                name, target.name, target.source_host, target.source_port,
+                '; '.join(self.point_at_statements(self.by_name[name], target))))
+        slave_pos = '<its gtid_binlog_pos>' if old.dialect.flavor == 'mariadb' else None
+        text.append('make %s a replica of %s: %s' % (old.name, target.name, '; '.join(
+            self.point_at_statements(old, target, running=False, slave_pos=slave_pos))))
+        for entry in plan['excluded']:
+            text.append('leave %s as it is: %s' % (entry['name'], entry['reason']))
+        return text
+
+    def undo(self):
+        if self.fenced is None:
+            return ''
+        try:
+            self.unfence(self.fenced)
+            self.fenced = None
+            return ''
+        except MySQLError as exc:
+            return '; BUT making %s writable again failed: %s' % (self.fenced.name, format_mysql_error(exc))
+
+    def run(self):
+        p = self.params
+        since = monotonic()
+        for node in self.nodes:
+            node.connect(p)
+        refused = [node for node in self.nodes if node.refused_code]
+        if refused:
+            self.fail('Cannot log in to %s: %s. A node that answers is not unreachable; nothing was changed'
+                      % (', '.join(node.name for node in refused), '; '.join(node.error for node in refused)))
+        states = [self.read_state(node) for node in self.nodes]
+        primary_name, dummy = topology.find_primary(states)
+        if primary_name is not None and self.by_name[primary_name].reachable:
+            # the primary is read after its replicas (it only moves on)
+            states = [self.read_state(node) if node.name == primary_name else state
+                      for node, state in zip(self.nodes, states)]
+        since = self.timed('connect', since)
+
+        plan = topology.plan_switchover(states, target=p['target'], max_lag=p['wait_timeout'])
+        self.result.update(old_primary=plan['old_primary'], excluded=plan['excluded'], notes=plan['notes'])
+        self.warnings.extend(plan['warnings'])
+        if plan['action'] == topology.NONE:
+            return self.finish(msg=plan['reason'], new_primary=plan['target'])
+        if plan['action'] == topology.REFUSE:
+            self.fail('Refusing to switch over: %s. Nothing was changed.' % plan['reason'])
+        self.plan_text = self.describe(plan, states)
+        if self.module.check_mode:
+            return self.finish(changed=True, new_primary=plan['target'],
+                               repointed=plan['repoint'] + [plan['old_primary']],
+                               msg='Would switch the primary from %s to %s' % (plan['old_primary'], plan['target']))
+
+        old = self.by_name[plan['old_primary']]
+        target = self.by_name[plan['target']]
+        was_read_only = dict((s['name'], s) for s in states)[old.name]['read_only']
+
+        # (1) writes stop here
+        blocked_since = monotonic()
+        try:
+            self.killed = self.fence(old, kill_sessions=p['kill_client_sessions'])
+            if not was_read_only:
+                self.fenced = old
+            position = old.server.gtid_positions()['binlog'] or ''
+        except MySQLError as exc:
+            if not was_read_only:
+                self.fenced = old
+            self.fail('Making the primary %s read-only failed: %s. Nothing was promoted%s'
+                      % (old.name, format_mysql_error(exc), self.undo()), changed=bool(self.queries))
+        self.result['position'] = position
+        since = self.timed('fence', since)
+
+        # (2), (3) the target applies everything the primary has
+        try:
+            ok, message = wait_for_gtid_position(target.server, position, p['wait_timeout'])
+        except MySQLError as exc:
+            ok, message = False, format_mysql_error(exc)
+        since = self.timed('catchup', since)
+        if not ok:
+            undo = self.undo()
+            self.fail('%s did not reach the position of the primary %s (%s): %s. %s is writable again; nothing was '
+                      'lost and nothing else was changed%s' % (
+                          target.name, old.name, position, message, old.name, undo),
+                      changed=bool(self.queries))
+
+        # (4) promote: writes flow again
+        self.fenced = None
+        try:
+            self.promote(target)
+            if target.server.server_info()['read_only']:
+                raise MySQLError('%s is still read-only after the promotion' % target.name)
+        except MySQLError as exc:
+            self.fail('Promoting %s failed: %s. The old primary %s stays read-only; finish by hand.'
+                      % (target.name, format_mysql_error(exc), old.name), changed=True)
+        blocked = round(monotonic() - blocked_since, 3)
+        since = self.timed('promote', since)
+        self.result.update(changed=True, new_primary=target.name, blocked_seconds=blocked)
+
+        # (5) the other replicas
+        by_state = dict((s['name'], s) for s in states)
+        started = []
+        failed = []
+        for name in plan['repoint']:
+            node = self.by_name[name]
+            try:
+                self.point_at(node, target, running=by_state[name]['sql_running'] or by_state[name]['io_running'])
+                started.append(node)
+            except MySQLError as exc:
+                failed.append(dict(name=name, reason=format_mysql_error(exc)))
+
+        # (6) the old primary becomes a replica, if it has nothing the new one lacks
+        rejoined = False
+        try:
+            old_state = old.read_state(semi_sync=False, history=True)
+            new_state = target.read_state(semi_sync=False, history=True)
+            decision = topology.decide_rejoin(old_state, new_state)
+            if decision['ok']:
+                self.point_at(old, target, running=not (old_state['io_thread'].lower() == 'no'
+                                                        and old_state['sql_thread'].lower() == 'no'),
+                              slave_pos=decision['start_position'])
+                started.append(old)
+                rejoined = True
+            else:
+                failed.append(dict(name=old.name, reason=decision['reason']))
+        except MySQLError as exc:
+            failed.append(dict(name=old.name, reason=format_mysql_error(exc)))
+
+        # (7) wait until they replicate
+        repointed = []
+        for node in started:
+            try:
+                ok, dummy, message = wait_for_replica(node.server, p['wait_timeout'], settle=START_SETTLE_SECONDS)
+            except MySQLError as exc:
+                ok, message = False, format_mysql_error(exc)
+            if ok:
+                repointed.append(node.name)
+            else:
+                failed.append(dict(name=node.name, reason=message))
+                if node is old:
+                    rejoined = False
+        since = self.timed('repoint', since)
+        for entry in failed:
+            self.warnings.append('%s does not replicate from the new primary %s: %s'
+                                 % (entry['name'], target.name, entry['reason']))
+        msg = 'Switched the primary from %s to %s (writes blocked %.3f s)' % (old.name, target.name, blocked)
+        if repointed:
+            msg += '; replicating from it: %s' % ', '.join(repointed)
+        if failed:
+            msg += '; not replicating from it: %s' % ', '.join(e['name'] for e in failed)
+        return self.finish(msg=msg, repointed=repointed, repoint_failed=failed, old_primary_rejoined=rejoined)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    check_params(module)
+    switchover = Switchover(module)
+    try:
+        result = switchover.run()
+    except MySQLError as exc:
+        switchover.fail('Query failed: %s' % format_mysql_error(exc))
+    except UnsupportedServerError as exc:
+        switchover.fail('A node is not supported: %s' % exc)
+    finally:
+        switchover.close()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

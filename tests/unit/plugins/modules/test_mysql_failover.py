@@ -1,0 +1,557 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, distweb developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import json
+import re
+
+import pymysql
+import pytest
+import yaml
+
+from ansible_collections.distweb.infra.plugins.modules import mysql_failover
+
+U1 = '3e11fa47-71ca-11e1-9e33-c80aa9429562'
+PHASES = ('connect', 'fence', 'stop_io', 'collect', 'decide', 'catchup', 'promote', 'repoint', 'total')
+
+
+@pytest.fixture
+def env(make_cluster, run_main, fake_password):
+
+    class Env(object):
+        password = fake_password
+
+        def __init__(self):
+            self.cluster = make_cluster('mariadb')
+
+        def setup(self, flavor, version=None):
+            self.cluster = make_cluster(flavor, version=version)
+            return self.cluster
+
+        def args(self, **overrides):
+            args = dict(nodes=self.cluster.nodes(), login_user='admin', login_password=self.password,
+                        replication_user='repl', replication_password=self.password)
+            args.update(overrides)
+            return args
+
+        def run(self, check_mode=False, **overrides):
+            result = run_main(mysql_failover.main, self.args(**overrides), check_mode=check_mode)
+            assert self.password not in json.dumps(result), 'a password leaked into the result'
+            return result
+
+    return Env()
+
+
+def ok(result):
+    assert not result.get('failed'), result
+    return result
+
+
+def failed(result, *words):
+    assert result.get('failed'), result
+    for word in words:
+        assert word in result['msg'], (word, result['msg'])
+    return result
+
+
+def order(cluster, *steps):
+    """Assert that the (node, regex) steps happened in this order."""
+    positions = []
+    for name, pattern in steps:
+        index = cluster.index(name, pattern)
+        assert index is not None, (name, pattern, cluster.changes())
+        positions.append(index)
+    assert positions == sorted(positions), (steps, cluster.changes())
+
+
+# ---------------------------------------------------------------------------
+# Documentation
+# ---------------------------------------------------------------------------
+
+def test_documentation_parses_and_matches_the_argument_spec():
+    doc = yaml.safe_load(mysql_failover.DOCUMENTATION)
+    spec = mysql_failover.argument_spec()
+    assert set(doc['options']) == set(spec)
+    for name, option in spec.items():
+        assert doc['options'][name].get('default') == option.get('default'), name
+        assert doc['options'][name]['type'] == option['type'], name
+    assert set(doc['options']['nodes']['suboptions']) == set(spec['nodes']['options'])
+    yaml.safe_load(mysql_failover.EXAMPLES)
+    returned = yaml.safe_load(mysql_failover.RETURN)
+    for key in ('old_primary', 'new_primary', 'repointed', 'excluded', 'lost_gtids', 'phases', 'plan'):
+        assert key in returned
+    assert spec['replication_password']['no_log'] and spec['login_password']['no_log']
+
+
+# ---------------------------------------------------------------------------
+# Dead primary
+# ---------------------------------------------------------------------------
+
+def test_dead_primary_mariadb(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    cluster.make_replica('server2', 'server1', received='0-1-102', applied='0-1-100')
+    cluster.make_replica('server3', 'server1', received='0-1-101')
+    result = ok(env.run())
+    assert result['changed'] is True
+    assert (result['old_primary'], result['new_primary']) == ('server1', 'server2')
+    assert result['repointed'] == ['server3']
+    assert result['excluded'] == [] and result['repoint_failed'] == []
+    assert result['lost_gtids'] == ''
+    assert result['candidate_position'] == '0-1-102'
+    assert set(result['phases']) == set(PHASES)
+    assert result['semi_sync']['active'] and result['semi_sync']['source'] == 'replicas'
+    assert any('cannot be fenced' in w for w in result['_warnings'])
+    # the candidate applied what it received before anything else happened to it
+    assert cluster['server2'].waits[0][0] == '0-1-102'
+    order(cluster,
+          ('server2', r'^STOP SLAVE IO_THREAD$'), ('server3', r'^STOP SLAVE IO_THREAD$'),
+          ('server2', r'MASTER_GTID_WAIT'),
+          ('server2', r'^STOP SLAVE$'), ('server2', r'^RESET SLAVE ALL$'), ('server2', r'^SET GLOBAL read_only = 0$'),
+          ('server3', r'^STOP SLAVE$'), ('server3', r'^CHANGE MASTER TO'), ('server3', r'^START SLAVE$'))
+    # nothing restarted the candidate's IO thread or re-pointed it before the wait
+    wait = cluster.index('server2', 'MASTER_GTID_WAIT')
+    assert [sql for name, sql in cluster.changes()[:wait] if name == 'server2'] == ['STOP SLAVE IO_THREAD']
+    # the end state
+    assert cluster['server2'].status is None and cluster['server2'].read_only is False
+    status = cluster['server3'].status
+    assert (status['Master_Host'], status['Using_Gtid'], status['Slave_IO_Running']) == ('server2', 'Slave_Pos', 'Yes')
+    assert cluster['server3'].password == env.password
+    change = [q for q in result['queries'] if 'CHANGE MASTER' in q][0]
+    assert "MASTER_PASSWORD='********'" in change and 'MASTER_USE_GTID=slave_pos' in change
+    assert result['plan'][0] == 'the old primary server1 is unreachable: it cannot be fenced'
+    assert any(step.startswith('promote server2: STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0')
+               for step in result['plan'])
+
+
+def test_dead_primary_most_advanced_by_received_position(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    cluster.make_replica('server2', 'server1', received='0-1-101')
+    cluster.make_replica('server3', 'server1', received='0-1-104', applied='0-1-99')
+    result = ok(env.run())
+    assert result['new_primary'] == 'server3' and result['repointed'] == ['server2']
+    assert cluster['server3'].waits == [('0-1-104', 1)]
+    assert cluster['server3'].gtid['gtid_slave_pos'] == '0-1-104'
+
+
+def test_dead_primary_mysql(env):
+    cluster = env.setup('mysql')
+    cluster.down('server1')
+    cluster.make_replica('server2', 'server1', received=U1 + ':1-103', applied=U1 + ':1-101')
+    cluster.make_replica('server3', 'server1', received=U1 + ':1-102')
+    result = ok(env.run())
+    assert result['new_primary'] == 'server2' and result['repointed'] == ['server3']
+    assert result['candidate_position'] == U1 + ':1-103'
+    order(cluster,
+          ('server2', r'^STOP REPLICA IO_THREAD$'), ('server3', r'^STOP REPLICA IO_THREAD$'),
+          ('server2', r'WAIT_FOR_EXECUTED_GTID_SET'),
+          ('server2', r'^STOP REPLICA$'), ('server2', r'^RESET REPLICA ALL$'),
+          ('server2', r'^SET GLOBAL super_read_only = 0$'), ('server2', r'^SET GLOBAL read_only = 0$'),
+          ('server3', r'^CHANGE REPLICATION SOURCE TO'), ('server3', r'^START REPLICA$'))
+    change = [q for q in result['queries'] if 'CHANGE REPLICATION SOURCE' in q][0]
+    assert 'SOURCE_AUTO_POSITION=1' in change and "SOURCE_HOST='server2'" in change
+    assert cluster['server3'].status['Source_Host'] == 'server2'
+
+
+def test_dead_primary_mysql84(env):
+    cluster = env.setup('mysql', version='8.4.3')
+    cluster.down('server1')
+    result = ok(env.run())
+    assert result['new_primary'] == 'server2'
+
+
+# ---------------------------------------------------------------------------
+# Reachable primary: fenced first
+# ---------------------------------------------------------------------------
+
+def test_reachable_primary_is_fenced_first(env):
+    cluster = env.cluster
+    primary = cluster['server1']
+    app = primary.add_session('app')
+    other = primary.add_session('report', command='Sleep')
+    primary.add_session('repl', command='Binlog Dump')
+    result = ok(env.run(primary='server1'))
+    assert (result['old_primary'], result['new_primary']) == ('server1', 'server2')
+    assert result['killed_sessions'] == 2
+    assert sorted(primary.killed) == sorted([app, other])
+    assert [row['Command'] for row in primary.processlist] == ['Daemon', 'Query', 'Binlog Dump']
+    order(cluster,
+          ('server1', r'^SET GLOBAL read_only = 1$'), ('server1', r'^KILL CONNECTION'),
+          ('server2', r'^STOP SLAVE IO_THREAD$'), ('server3', r'^STOP SLAVE IO_THREAD$'),
+          ('server2', r'MASTER_GTID_WAIT'), ('server2', r'^RESET SLAVE ALL$'),
+          ('server2', r'^SET GLOBAL read_only = 0$'), ('server3', r'^CHANGE MASTER TO'))
+    assert cluster.changes('server1')[0].startswith('SET SESSION lock_wait_timeout')
+    # the old primary stays fenced and is not made a replica
+    assert primary.read_only is True and primary.status is None
+    assert result['semi_sync']['source'] == 'old primary' and result['semi_sync']['active']
+    assert result['plan'][0] == 'fence server1: SET GLOBAL read_only = 1, then kill its client sessions'
+
+
+def test_reachable_primary_mysql_is_fenced_with_super_read_only(env):
+    cluster = env.setup('mysql')
+    result = ok(env.run(primary='server1', kill_client_sessions=False))
+    assert cluster.changes('server1')[1] == 'SET GLOBAL super_read_only = 1'
+    assert not any(sql.startswith('KILL') for sql in cluster.changes('server1'))
+    assert result['new_primary'] == 'server2'
+
+
+def test_detected_healthy_primary_is_left_alone(env):
+    cluster = env.cluster
+    result = ok(env.run())
+    assert result['changed'] is False
+    assert 'nothing to fail over' in result['msg']
+    assert cluster.changes() == []
+
+
+def test_failover_is_idempotent(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    first = ok(env.run(primary='server1'))
+    assert first['changed'] is True
+    cluster.log[:] = []
+    second = ok(env.run(primary='server1'))
+    assert second['changed'] is False and second['new_primary'] == 'server2'
+    assert 'already the writable primary' in second['msg']
+    assert cluster.changes() == []
+    # without naming the old primary: server2 is detected, healthy, left alone
+    third = ok(env.run())
+    assert third['changed'] is False and cluster.changes() == []
+
+
+# ---------------------------------------------------------------------------
+# Refusals leave the nodes as they were
+# ---------------------------------------------------------------------------
+
+def assert_restored(cluster, primary_writable=True):
+    for name in ('server2', 'server3'):
+        status = cluster[name].status
+        assert status['Slave_IO_Running' if cluster.mariadb else 'Replica_IO_Running'] == 'Yes', name
+        assert status['Master_Host' if cluster.mariadb else 'Source_Host'] == 'server1'
+        assert cluster[name].read_only is True
+    assert not any(re.search(r'RESET|CHANGE|read_only = 0', sql)
+                   for name, sql in cluster.changes() if name != 'server1')
+    if primary_writable is not None:
+        assert cluster['server1'].read_only is (not primary_writable)
+
+
+def test_refusal_after_fencing_restarts_io_threads_and_unfences(env):
+    cluster = env.cluster
+    primary = cluster['server1']
+    primary.set_gtid(binlog_pos='0-1-101')  # a commit no replica received
+    primary.gtid['gtid_binlog_state'] = '0-1-101'
+    result = failed(env.run(primary='server1'), 'Refusing to fail over',
+                    'the old primary server1 has 0-1-101 that no replica received',
+                    'Put back: the IO threads of server2, server3 were started again; server1 was made writable '
+                    'again')
+    assert result['changed'] is True
+    assert result['new_primary'] is None
+    order(cluster, ('server1', r'^SET GLOBAL read_only = 1$'), ('server2', r'^STOP SLAVE IO_THREAD$'),
+          ('server2', r'^START SLAVE IO_THREAD$'), ('server3', r'^START SLAVE IO_THREAD$'),
+          ('server1', r'^SET GLOBAL read_only = 0$'))
+    assert_restored(cluster)
+    # with allow_data_loss it goes on and says what is lost
+    cluster.log[:] = []
+    result = ok(env.run(primary='server1', allow_data_loss=True))
+    assert result['new_primary'] == 'server2' and result['lost_gtids'] == '0-1-101'
+    assert 'LOST GTIDs: 0-1-101' in result['msg']
+
+
+def test_semi_sync_fallback_while_fenced_is_refused(env):
+    cluster = env.cluster
+    primary = cluster['server1']
+
+    def commit_without_ack(server, sql):
+        primary.global_status['Rpl_semi_sync_master_no_tx'] = '1'
+
+    cluster['server3'].after.append((r'^STOP SLAVE IO_THREAD$', commit_without_ack))
+    failed(env.run(primary='server1'), 'acknowledged 1 commit(s) without a replica', 'allow_data_loss')
+    assert_restored(cluster)
+
+
+def test_semi_sync_off_is_refused_before_anything_changes(env):
+    cluster = env.cluster
+    cluster['server1'].set_semi_sync(source_enabled=False)
+    result = failed(env.run(primary='server1'), 'not enabled on the old primary server1', 'Nothing was changed')
+    assert result['changed'] is False and cluster.changes() == []
+    result = ok(env.run(primary='server1', allow_data_loss=True))
+    assert result['new_primary'] == 'server2' and result['semi_sync']['active'] is False
+    assert any('allow_data_loss' in w for w in result['_warnings'])
+
+
+def test_dead_primary_without_semi_sync_replicas_is_refused(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    for name in ('server2', 'server3'):
+        cluster[name].set_semi_sync(source_enabled=True, replica_enabled=True, replica_status=False)
+    failed(env.run(), 'no reachable replica was a semi-sync replica', 'Nothing was changed')
+    assert cluster.changes() == []
+
+
+def test_catchup_timeout_undoes_everything(env):
+    cluster = env.cluster
+    cluster['server2'].wait_applies = False
+    before = cluster.clock.now
+    result = failed(env.run(primary='server1', catchup_timeout=5), 'Refusing to promote server2',
+                    'was not applied within 5 s', 'server1 was made writable again')
+    assert cluster.clock.now - before >= 5
+    assert all(timeout == 1 for dummy, timeout in cluster['server2'].waits)
+    assert result['new_primary'] is None
+    assert_restored(cluster)
+
+
+def test_catchup_stops_when_the_sql_thread_fails(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    server2 = cluster['server2']
+    server2.wait_applies = False
+
+    def break_sql_thread(server, sql):
+        server.status.update(Slave_SQL_Running='No', Last_SQL_Errno=1062, Last_SQL_Error='Duplicate entry')
+
+    server2.after.append((r'MASTER_GTID_WAIT', break_sql_thread))
+    failed(env.run(catchup_timeout=30), 'SQL thread stopped with error 1062')
+    assert len(server2.waits) == 1
+    assert cluster['server3'].status['Slave_IO_Running'] == 'Yes'
+
+
+def test_unorderable_replicas_are_refused_without_changes(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    cluster.make_replica('server2', 'server1', received='0-1-102')
+    cluster.make_replica('server3', 'server1', received='0-1-101,1-1-4')
+    result = failed(env.run(), 'cannot be put in one line', 'split brain', 'Nothing was changed')
+    assert result['changed'] is False and cluster.changes() == []
+
+
+def test_no_healthy_replica_is_refused(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    cluster.down('server3')
+    cluster['server2'].status.update(Slave_SQL_Running='No', Last_SQL_Errno=1146, Last_SQL_Error='no table')
+    result = failed(env.run(primary='server1'), 'no healthy replica', 'server2: its SQL thread stopped with error 1146',
+                    'server3: unreachable')
+    assert cluster.changes() == []
+    assert result['excluded'][0]['name'] == 'server2'
+
+
+def test_refusal_on_a_server_error_while_fencing(env):
+    cluster = env.cluster
+    cluster['server1'].errors[r'^KILL'] = pymysql.err.OperationalError(1227, 'Access denied; you need the '
+                                                                             'CONNECTION ADMIN privilege')
+    cluster['server1'].add_session('app')
+    failed(env.run(primary='server1'), 'fencing the old primary server1 failed', 'CONNECTION ADMIN')
+    assert cluster['server1'].read_only is False
+    assert cluster.changes('server2') == [] and cluster.changes('server3') == []
+
+
+# ---------------------------------------------------------------------------
+# Exclusions, preferences, failures after the promotion
+# ---------------------------------------------------------------------------
+
+def test_errant_replica_is_excluded_and_left_as_it_was(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    cluster.set_gtid('server3', '0-1-100,1-3-5', slave_pos='0-1-100')
+    result = ok(env.run())
+    assert result['new_primary'] == 'server2' and result['repointed'] == []
+    assert result['excluded'] == [dict(name='server3', reason='errant transactions (GTIDs the old primary never '
+                                                              'had): 1-3-1..1-3-5')]
+    assert cluster.changes('server3') == ['STOP SLAVE IO_THREAD', 'START SLAVE IO_THREAD']
+    assert cluster['server3'].status['Master_Host'] == 'server1'
+
+
+def test_preferred_candidate(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    result = ok(env.run(preferred_candidate='server3'))
+    assert result['new_primary'] == 'server3' and result['repointed'] == ['server2']
+    assert 'the preferred candidate server3 is the most advanced replica' in result['notes']
+    env.cluster = cluster = env.setup('mariadb')
+    cluster.down('server1')
+    cluster.make_replica('server2', 'server1', received='0-1-105')
+    result = ok(env.run(preferred_candidate='server3'))
+    assert result['new_primary'] == 'server2'
+    assert any('server3 is not promoted: it lacks 0-1-101..0-1-105' in n for n in result['notes'])
+
+
+def test_repoint_failure_is_reported_not_fatal(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    cluster['server3'].errors[r'^CHANGE MASTER'] = pymysql.err.OperationalError(1201, 'Could not initialize '
+                                                                                      'master info structure')
+    result = ok(env.run())
+    assert result['new_primary'] == 'server2' and result['repointed'] == []
+    assert result['repoint_failed'][0]['name'] == 'server3'
+    assert 'Could not initialize master info' in result['repoint_failed'][0]['reason']
+    assert any('server3 was not re-pointed' in w for w in result['_warnings'])
+
+
+def test_replication_options_are_used(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    nodes = cluster.nodes()
+    nodes[1]['replication_host'] = 'db2.internal'
+    nodes[1]['replication_port'] = 3307
+    result = ok(env.run(nodes=nodes, replication_ssl=True, replication_ssl_ca='/etc/mysql/ssl/ca.crt',
+                        replication_ssl_verify_server_cert=True, replication_heartbeat_period=0.5,
+                        replication_connect_retry=3))
+    change = [q for q in result['queries'] if 'CHANGE MASTER' in q][0]
+    for part in ("MASTER_HOST='db2.internal'", 'MASTER_PORT=3307', 'MASTER_SSL=1',
+                 "MASTER_SSL_CA='/etc/mysql/ssl/ca.crt'", 'MASTER_SSL_VERIFY_SERVER_CERT=1',
+                 'MASTER_HEARTBEAT_PERIOD=0.5', 'MASTER_CONNECT_RETRY=3'):
+        assert part in change
+    assert cluster['server3'].status['Master_SSL_Allowed'] == 'Yes'
+
+
+# ---------------------------------------------------------------------------
+# Check mode and parameters
+# ---------------------------------------------------------------------------
+
+def test_check_mode_changes_nothing(env):
+    cluster = env.cluster
+    cluster['server1'].add_session('app')
+    result = ok(env.run(check_mode=True, primary='server1'))
+    assert result['changed'] is True
+    assert result['new_primary'] == 'server2' and result['repointed'] == ['server3']
+    assert cluster.changes() == []
+    assert result['queries'] == []
+    assert cluster['server1'].killed == []
+    for server in cluster.servers.values():
+        for sql, dummy in server.executed:
+            assert re.match(r'(?i)\s*(SELECT|SHOW)\b', sql) and 'GTID_WAIT' not in sql.upper(), sql
+    assert result['plan'][0].startswith('fence server1')
+    assert result['plan'][-1].startswith('(planned from positions read before fencing')
+
+
+def test_check_mode_refusal_is_reported(env):
+    env.cluster.down('server1')
+    env.cluster.down('server2')
+    env.cluster.down('server3')
+    failed(env.run(check_mode=True, primary='server1'), 'no healthy replica')
+
+
+@pytest.mark.parametrize('overrides, words', [
+    (dict(primary='server9'), 'primary server9 is not the name of one of the nodes'),
+    (dict(preferred_candidate='nope'), 'preferred_candidate nope'),
+    (dict(catchup_timeout=-1), 'catchup_timeout must not be negative'),
+    (dict(nodes=[dict(name='a', host='a')]), 'at least two nodes'),
+    (dict(nodes=[dict(name='a', host='a'), dict(name='a', host='b')]), 'given twice'),
+    (dict(replication_ssl_verify_server_cert=True), 'needs replication_ssl=true'),
+    (dict(connect_timeout=0), 'connect_timeout must be at least 1'),
+])
+def test_bad_parameters(env, overrides, words):
+    failed(env.run(**overrides), words)
+    assert env.cluster.changes() == []
+
+
+def test_a_refused_login_is_not_an_unreachable_node(env):
+    # the server answered: it is up, and must not be taken for a dead primary
+    result = failed(env.run(login_password='wrong', primary='server1'), 'Cannot log in to server1, server2, server3',
+                    'Access denied', 'nothing was changed')
+    assert result['changed'] is False and env.cluster.changes() == []
+
+
+def test_fence_kills_sessions_first_when_read_only_waits_for_a_lock(env):
+    cluster = env.cluster
+    primary = cluster['server1']
+    primary.add_session('app')
+    primary.errors[r'^SET GLOBAL read_only = 1$'] = pymysql.err.OperationalError(
+        1205, 'Lock wait timeout exceeded; try restarting transaction')
+
+    def lock_released(server, sql):
+        server.errors.clear()
+
+    primary.after.append((r'^KILL CONNECTION', lock_released))
+    result = ok(env.run(primary='server1'))
+    assert result['new_primary'] == 'server2' and result['killed_sessions'] == 1
+    assert cluster.changes('server1')[:4] == ['SET SESSION lock_wait_timeout = 5', 'SET GLOBAL read_only = 1',
+                                              'KILL CONNECTION 8', 'SET GLOBAL read_only = 1']
+
+
+# ---------------------------------------------------------------------------
+# The mysql module utils added for the cluster-level modules
+# ---------------------------------------------------------------------------
+
+def test_dialect_statements_per_flavor():
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
+    maria = mysql_utils.dialect_for_version('10.11.6-MariaDB')
+    mysql80 = mysql_utils.dialect_for_version('8.0.36')
+    mysql84 = mysql_utils.dialect_for_version('8.4.3')
+    assert [s.sql for s in maria.set_read_only(True)] == ['SET GLOBAL read_only = 1']
+    assert [s.sql for s in maria.set_read_only(False)] == ['SET GLOBAL read_only = 0']
+    for dialect in (mysql80, mysql84):
+        assert [s.sql for s in dialect.set_read_only(True)] == ['SET GLOBAL super_read_only = 1']
+        assert [s.sql for s in dialect.set_read_only(False)] == ['SET GLOBAL super_read_only = 0',
+                                                                 'SET GLOBAL read_only = 0']
+        assert dialect.stop_replica_io().sql == 'STOP REPLICA IO_THREAD'
+        assert dialect.start_replica_io().sql == 'START REPLICA IO_THREAD'
+        assert dialect.wait_for_gtid_function() == 'WAIT_FOR_EXECUTED_GTID_SET'
+        with pytest.raises(ValueError):
+            dialect.set_gtid_slave_pos('0-1-1')
+    assert maria.stop_replica_io().sql == 'STOP SLAVE IO_THREAD'
+    assert maria.wait_for_gtid_function() == 'MASTER_GTID_WAIT'
+    wait = maria.wait_for_gtid("0-1-5", 3)
+    assert (wait.sql, wait.params, wait.display) == ('SELECT MASTER_GTID_WAIT(%s, %s) AS result', ('0-1-5', 3),
+                                                     "SELECT MASTER_GTID_WAIT('0-1-5', 3) AS result")
+    pos = maria.set_gtid_slave_pos('0-1-5')
+    assert (pos.sql, pos.params) == ('SET GLOBAL gtid_slave_pos = %s', ('0-1-5',))
+    assert maria.kill_connection('12').sql == 'KILL CONNECTION 12'
+    assert maria.lock_wait_timeout(0).sql == 'SET SESSION lock_wait_timeout = 1'
+    assert maria.gtid_history_sql() == 'SELECT @@gtid_binlog_state AS gtid_binlog_state'
+    assert mysql80.gtid_history_sql() == 'SELECT @@gtid_executed AS gtid_binlog_state'
+
+
+def test_client_sessions_leave_out_server_and_replication_threads(make_cluster):
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
+    cluster = make_cluster('mariadb')
+    primary = cluster['server1']
+    app = primary.add_session('app')
+    primary.add_session('repl', command='Binlog Dump')
+    primary.add_session('repl', command='Binlog Dump GTID')
+    primary.add_session('event_scheduler', command='Daemon')
+    node = mysql_utils.ClusterNode('server1', 'server1')
+    assert node.connect(dict(login_user='admin', login_password='fake-Repl-pw-1'))
+    assert [s['id'] for s in node.server.client_sessions()] == [app]
+    node.close()
+
+
+def test_is_connection_error():
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
+    assert mysql_utils.is_connection_error(pymysql.err.OperationalError(2013, 'Lost connection'))
+    assert mysql_utils.is_connection_error(pymysql.err.InterfaceError(0, ''))
+    assert not mysql_utils.is_connection_error(pymysql.err.OperationalError(1045, 'Access denied'))
+    assert not mysql_utils.is_connection_error(pymysql.err.OperationalError(1227, 'need SUPER'))
+
+
+def test_node_login_params_and_tls(fake_net):
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
+    params = mysql_utils.node_login_params(dict(login_user='admin', login_password='x', connect_timeout=4),
+                                           'db1', 3307)
+    assert (params['host'], params['port'], params['ssl'], params['read_timeout']) == ('db1', 3307, False, 12)
+    conn, message, code = mysql_utils.mysql_connect_node(params, what='server9')
+    assert conn is None and code == 2003 and message.startswith('Unable to connect to server9 (db1:3307)')
+    bad = dict(params, ssl=True, ssl_ca='/nonexistent/ca.pem', ssl_verify_cert=True)
+    conn, message, code = mysql_utils.mysql_connect_node(bad)
+    assert conn is None and code is None and 'Invalid TLS settings' in message
+    assert fake_net.connects[0]['read_timeout'] == 12
+    assert 'unix_socket' not in fake_net.connects[0] or not fake_net.connects[0]['unix_socket']
+
+
+def test_unexpected_error_after_stopping_io_threads_puts_them_back(env):
+    cluster = env.cluster
+    cluster.down('server1')
+
+    def revoke_monitor(server, sql):
+        server.errors[r'^SHOW SLAVE STATUS$'] = pymysql.err.OperationalError(
+            1227, 'Access denied; you need (at least one of) the SLAVE MONITOR privilege(s)')
+
+    cluster['server3'].after.append((r'^STOP SLAVE IO_THREAD$', revoke_monitor))
+    result = failed(env.run(), 'Reading the state of server3', 'SLAVE MONITOR',
+                    'Put back: the IO threads of server2, server3 were started again')
+    assert result['changed'] is True and result['new_primary'] is None
+    assert cluster.changes('server2') == ['STOP SLAVE IO_THREAD', 'START SLAVE IO_THREAD']
+    assert cluster['server3'].status['Slave_IO_Running'] == 'Yes'

@@ -1,0 +1,208 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, distweb developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import json
+import re
+
+import pytest
+import yaml
+
+from ansible_collections.distweb.infra.plugins.modules import mysql_rejoin
+
+U1 = '3e11fa47-71ca-11e1-9e33-c80aa9429562'
+U2 = '4f22ab58-82db-22f2-8f44-d91bb853a673'
+
+
+@pytest.fixture
+def env(make_cluster, run_main, fake_password):
+    """After a failover: server2 is the primary, server3 replicates from it,
+    server1 (the old primary) came back, not a replica, with ``old_binlog``."""
+
+    class Env(object):
+        password = fake_password
+
+        def setup(self, flavor='mariadb', old_binlog=None, old_read_only=False):
+            cluster = self.cluster = make_cluster(flavor)
+            old, new = cluster['server1'], cluster['server2']
+            new.status = None
+            new.read_only = False
+            if flavor == 'mariadb':
+                cluster.set_gtid('server2', '0-2-120', slave_pos='0-1-100', binlog_state='0-1-100,0-2-120')
+                cluster.make_replica('server3', 'server2', received='0-2-120')
+                cluster.set_gtid('server1', old_binlog or '0-1-100', slave_pos='')
+            else:
+                executed = U1 + ':1-100,' + U2 + ':1-20'
+                cluster.set_gtid('server2', executed)
+                cluster.make_replica('server3', 'server2', received=executed)
+                cluster.set_gtid('server1', old_binlog or U1 + ':1-100')
+            old.read_only = old_read_only
+            return cluster
+
+        def args(self, **overrides):
+            args = dict(node=dict(name='server1', host='server1'), primary=dict(name='server2', host='server2'),
+                        login_user='admin', login_password=self.password,
+                        replication_user='repl', replication_password=self.password)
+            args.update(overrides)
+            return args
+
+        def run(self, check_mode=False, **overrides):
+            result = run_main(mysql_rejoin.main, self.args(**overrides), check_mode=check_mode)
+            assert self.password not in json.dumps(result), 'a password leaked into the result'
+            return result
+
+    return Env()
+
+
+def ok(result):
+    assert not result.get('failed'), result
+    return result
+
+
+def failed(result, *words):
+    assert result.get('failed'), result
+    for word in words:
+        assert word in result['msg'], (word, result['msg'])
+    return result
+
+
+def test_documentation_parses_and_matches_the_argument_spec():
+    doc = yaml.safe_load(mysql_rejoin.DOCUMENTATION)
+    spec = mysql_rejoin.argument_spec()
+    assert set(doc['options']) == set(spec)
+    for name, option in spec.items():
+        assert doc['options'][name].get('default') == option.get('default'), name
+    yaml.safe_load(mysql_rejoin.EXAMPLES)
+    assert 'extra_gtids' in yaml.safe_load(mysql_rejoin.RETURN)
+
+
+def test_old_primary_rejoins_mariadb(env):
+    cluster = env.setup()
+    result = ok(env.run())
+    assert result['changed'] is True and result['made_read_only'] is True
+    assert result['extra_gtids'] == '' and result['comparison'] == 'behind'
+    assert result['start_position'] == '0-1-100'
+    changes = cluster.changes('server1')
+    assert changes[0] == 'SET GLOBAL read_only = 1'
+    assert changes[1] == "SET GLOBAL gtid_slave_pos = '0-1-100'"
+    assert changes[2].startswith("CHANGE MASTER TO MASTER_HOST='server2', MASTER_PORT=3306, MASTER_USER='repl'")
+    assert 'MASTER_USE_GTID=slave_pos' in changes[2]
+    assert changes[3:] == ['START SLAVE']
+    status = cluster['server1'].status
+    assert status['Master_Host'] == 'server2'
+    assert (status['Slave_IO_Running'], status['Slave_SQL_Running']) == ('Yes', 'Yes')
+    assert cluster['server1'].read_only is True
+    assert cluster.changes('server2') == []
+    assert "MASTER_PASSWORD='********'" in result['queries'][2]
+
+
+def test_rejoin_is_idempotent(env):
+    cluster = env.setup()
+    ok(env.run())
+    cluster.log[:] = []
+    result = ok(env.run())
+    assert result['changed'] is False and result['made_read_only'] is False
+    assert 'already replicates from server2' in result['msg']
+    assert cluster.changes() == []
+
+
+def test_diverged_old_primary_is_refused_but_made_read_only(env):
+    cluster = env.setup(old_binlog='0-1-103')
+    result = failed(env.run(), 'Refusing to make server1 a replica of server2', '0-1-101..0-1-103',
+                    'playbooks/rebuild_replica.yml', 'server1 was made read-only')
+    assert result['extra_gtids'] == '0-1-101..0-1-103'
+    assert result['comparison'] == 'diverged'
+    assert result['rebuild_playbook'] == 'playbooks/rebuild_replica.yml'
+    assert result['changed'] is True
+    assert cluster.changes() == [('server1', 'SET GLOBAL read_only = 1')]
+    assert cluster['server1'].read_only is True and cluster['server1'].status is None
+
+
+def test_diverged_old_primary_mysql(env):
+    cluster = env.setup('mysql', old_binlog=U1 + ':1-102')
+    result = failed(env.run(), U1 + ':101-102', 'rebuild')
+    assert result['extra_gtids'] == U1 + ':101-102'
+    assert cluster.changes() == [('server1', 'SET GLOBAL super_read_only = 1')]
+
+
+def test_old_primary_rejoins_mysql(env):
+    cluster = env.setup('mysql', old_read_only=True)
+    result = ok(env.run())
+    assert result['made_read_only'] is False and result['start_position'] is None
+    changes = cluster.changes('server1')
+    assert changes[0].startswith("CHANGE REPLICATION SOURCE TO SOURCE_HOST='server2'")
+    assert 'SOURCE_AUTO_POSITION=1' in changes[0]
+    assert changes[1:] == ['START REPLICA']
+
+
+def test_replica_of_another_node_is_stopped_and_re_pointed(env):
+    cluster = env.setup()
+    cluster.make_replica('server3', 'server9', received='0-2-110')
+    cluster.set_gtid('server3', '0-2-110', slave_pos='0-2-110')
+    result = ok(env.run(node=dict(name='server3', host='server3')))
+    changes = cluster.changes('server3')
+    assert changes[0] == 'STOP SLAVE'
+    assert changes[1].startswith("CHANGE MASTER TO MASTER_HOST='server2'")
+    assert changes[2] == 'START SLAVE'
+    assert result['made_read_only'] is False
+
+
+def test_check_mode_changes_nothing(env):
+    cluster = env.setup()
+    result = ok(env.run(check_mode=True))
+    assert result['changed'] is True and result['made_read_only'] is True
+    assert cluster.changes() == []
+    assert result['queries'][0] == 'server1: SET GLOBAL read_only = 1'
+    assert result['queries'][1] == "server1: SET GLOBAL gtid_slave_pos = '0-1-100'"
+    for server in cluster.servers.values():
+        for sql, dummy in server.executed:
+            assert re.match(r'(?i)\s*(SELECT|SHOW)\b', sql), sql
+    cluster = env.setup(old_binlog='0-1-105')
+    failed(env.run(check_mode=True), '0-1-101..0-1-105', 'would be made read-only')
+    assert cluster.changes() == []
+
+
+def test_same_server_is_refused_without_changes(env):
+    cluster = env.setup()
+    failed(env.run(primary=dict(name='again', host='server1')), 'are the same server', 'nothing was changed')
+    assert cluster.changes() == []
+
+
+def test_unreachable_primary_still_fences_the_node(env):
+    cluster = env.setup()
+    cluster.down('server2')
+    failed(env.run(), 'Cannot reach the primary server2', 'server1 was made read-only')
+    assert cluster.changes() == [('server1', 'SET GLOBAL read_only = 1')]
+
+
+def test_read_only_primary_is_refused(env):
+    cluster = env.setup()
+    cluster['server2'].read_only = True
+    failed(env.run(), 'server2 (server2:3306) is read-only')
+    assert cluster.changes() == [('server1', 'SET GLOBAL read_only = 1')]
+
+
+def test_unreachable_node_fails(env):
+    cluster = env.setup()
+    cluster.down('server1')
+    failed(env.run(), 'Cannot reach server1')
+    assert cluster.changes() == []
+
+
+def test_replica_as_primary_is_refused(env):
+    cluster = env.setup()
+    failed(env.run(primary=dict(name='server3', host='server3')), 'server3 (server3:3306) is read-only')
+    cluster['server3'].read_only = False
+    failed(env.run(primary=dict(name='server3', host='server3')), 'server3 is a replica itself')
+
+
+@pytest.mark.parametrize('overrides, words', [
+    (dict(primary=dict(name='server1', host='server2')), 'same name'),
+    (dict(wait_timeout=-5), 'wait_timeout must not be negative'),
+])
+def test_bad_parameters(env, overrides, words):
+    env.setup()
+    failed(env.run(**overrides), words)

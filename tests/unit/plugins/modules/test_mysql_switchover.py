@@ -1,0 +1,210 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, distweb developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import json
+import re
+
+import pytest
+import yaml
+
+from ansible_collections.distweb.infra.plugins.modules import mysql_switchover
+
+U1 = '3e11fa47-71ca-11e1-9e33-c80aa9429562'
+
+
+@pytest.fixture
+def env(make_cluster, run_main, fake_password):
+
+    class Env(object):
+        password = fake_password
+
+        def __init__(self):
+            self.setup('mariadb')
+
+        def setup(self, flavor, version=None):
+            self.cluster = make_cluster(flavor, version=version)
+
+            def takes_time(server, sql):
+                server.clock.now += 0.25
+
+            for name in ('server2', 'server3'):
+                self.cluster[name].after.append((r'GTID_WAIT|WAIT_FOR_EXECUTED_GTID_SET', takes_time))
+            return self.cluster
+
+        def args(self, **overrides):
+            args = dict(nodes=self.cluster.nodes(), login_user='admin', login_password=self.password,
+                        replication_user='repl', replication_password=self.password)
+            args.update(overrides)
+            return args
+
+        def run(self, check_mode=False, **overrides):
+            result = run_main(mysql_switchover.main, self.args(**overrides), check_mode=check_mode)
+            assert self.password not in json.dumps(result), 'a password leaked into the result'
+            return result
+
+    return Env()
+
+
+def ok(result):
+    assert not result.get('failed'), result
+    return result
+
+
+def failed(result, *words):
+    assert result.get('failed'), result
+    for word in words:
+        assert word in result['msg'], (word, result['msg'])
+    return result
+
+
+def order(cluster, *steps):
+    positions = []
+    for name, pattern in steps:
+        index = cluster.index(name, pattern)
+        assert index is not None, (name, pattern, cluster.changes())
+        positions.append(index)
+    assert positions == sorted(positions), (steps, cluster.changes())
+
+
+def test_documentation_parses_and_matches_the_argument_spec():
+    doc = yaml.safe_load(mysql_switchover.DOCUMENTATION)
+    spec = mysql_switchover.argument_spec()
+    assert set(doc['options']) == set(spec)
+    for name, option in spec.items():
+        assert doc['options'][name].get('default') == option.get('default'), name
+    yaml.safe_load(mysql_switchover.EXAMPLES)
+    returned = yaml.safe_load(mysql_switchover.RETURN)
+    for key in ('old_primary', 'new_primary', 'blocked_seconds', 'phases', 'plan'):
+        assert key in returned
+
+
+def test_switchover_mariadb(env):
+    cluster = env.cluster
+    session = cluster['server1'].add_session('app')
+    result = ok(env.run(target='server2'))
+    assert result['changed'] is True
+    assert (result['old_primary'], result['new_primary']) == ('server1', 'server2')
+    assert result['repointed'] == ['server3', 'server1'] and result['old_primary_rejoined'] is True
+    assert result['position'] == '0-1-100'
+    assert result['blocked_seconds'] == 0.25
+    assert cluster['server1'].killed == [session]
+    assert set(result['phases']) == {'connect', 'fence', 'catchup', 'promote', 'repoint', 'total'}
+    order(cluster,
+          ('server1', r'^SET GLOBAL read_only = 1$'), ('server1', r'^KILL CONNECTION'),
+          ('server2', r"MASTER_GTID_WAIT\('0-1-100'"),
+          ('server2', r'^STOP SLAVE$'), ('server2', r'^RESET SLAVE ALL$'), ('server2', r'^SET GLOBAL read_only = 0$'),
+          ('server3', r'^STOP SLAVE$'), ('server3', r'^CHANGE MASTER TO'), ('server3', r'^START SLAVE$'),
+          ('server1', r"^SET GLOBAL gtid_slave_pos = '0-1-100'$"), ('server1', r'^CHANGE MASTER TO'),
+          ('server1', r'^START SLAVE$'))
+    assert 'STOP SLAVE' not in cluster.changes('server1')
+    # the end state: one writable primary, everybody else replicates from it
+    assert cluster['server2'].read_only is False and cluster['server2'].status is None
+    for name in ('server1', 'server3'):
+        assert cluster[name].read_only is True
+        assert cluster[name].status['Master_Host'] == 'server2'
+        assert cluster[name].status['Slave_SQL_Running'] == 'Yes'
+    assert cluster['server1'].gtid['gtid_slave_pos'] == '0-1-100'
+
+
+def test_switchover_chooses_the_most_advanced_replica(env):
+    cluster = env.cluster
+    cluster.make_replica('server2', 'server1', received='0-1-100', applied='0-1-98')
+    cluster.make_replica('server3', 'server1', received='0-1-100', applied='0-1-100')
+    result = ok(env.run())
+    assert result['new_primary'] == 'server3'
+
+
+def test_switchover_is_idempotent(env):
+    cluster = env.cluster
+    ok(env.run(target='server2'))
+    cluster.log[:] = []
+    result = ok(env.run(target='server2'))
+    assert result['changed'] is False and result['new_primary'] == 'server2'
+    assert 'already the primary' in result['msg']
+    assert cluster.changes() == []
+    assert result['blocked_seconds'] == 0.0
+
+
+def test_target_not_catching_up_undoes_the_read_only(env):
+    cluster = env.cluster
+    cluster['server2'].wait_applies = False
+    result = failed(env.run(target='server2', wait_timeout=3), 'server2 did not reach the position of the primary',
+                    'server1 is writable again', 'nothing was lost')
+    assert cluster['server1'].read_only is False
+    assert cluster.changes('server1')[-1] == 'SET GLOBAL read_only = 0'
+    assert not any(re.search(r'RESET|CHANGE|STOP SLAVE$', sql) for name, sql in cluster.changes())
+    assert cluster['server2'].status['Master_Host'] == 'server1'
+    assert result['new_primary'] is None
+
+
+def test_lagging_target_is_refused_before_anything_changes(env):
+    cluster = env.cluster
+    cluster['server3'].status['Seconds_Behind_Master'] = 300
+    failed(env.run(target='server3', wait_timeout=30), 'server3 is 300 s behind', 'Nothing was changed')
+    assert cluster.changes() == []
+
+
+def test_errant_target_is_refused(env):
+    cluster = env.cluster
+    cluster.set_gtid('server3', '0-1-100,1-3-2', slave_pos='0-1-100')
+    failed(env.run(target='server3'), 'errant transactions', '1-3-1..1-3-2')
+    assert cluster.changes() == []
+
+
+def test_unreachable_primary_is_refused(env):
+    env.cluster.down('server1')
+    failed(env.run(), 'is unreachable', 'mysql_failover')
+
+
+def test_old_primary_with_a_late_write_is_not_rejoined(env):
+    cluster = env.cluster
+
+    def late_write(server, sql):
+        # an account allowed to write to a read-only server wrote after the wait
+        cluster['server1'].set_gtid(binlog_pos='0-1-101')
+        cluster['server1'].gtid['gtid_binlog_state'] = '0-1-101'
+
+    cluster['server2'].after.append((r'^RESET SLAVE ALL$', late_write))
+    result = ok(env.run(target='server2'))
+    assert result['new_primary'] == 'server2' and result['old_primary_rejoined'] is False
+    assert result['repoint_failed'][0]['name'] == 'server1'
+    assert '0-1-101' in result['repoint_failed'][0]['reason']
+    assert not any('CHANGE' in sql for sql in cluster.changes('server1'))
+    assert cluster['server1'].read_only is True
+
+
+def test_switchover_mysql(env):
+    cluster = env.setup('mysql')
+    result = ok(env.run(target='server2'))
+    assert result['position'] == U1 + ':1-100'
+    order(cluster,
+          ('server1', r'^SET GLOBAL super_read_only = 1$'),
+          ('server2', r'WAIT_FOR_EXECUTED_GTID_SET'),
+          ('server2', r'^RESET REPLICA ALL$'), ('server2', r'^SET GLOBAL read_only = 0$'),
+          ('server3', r'^CHANGE REPLICATION SOURCE TO'), ('server1', r'^CHANGE REPLICATION SOURCE TO'),
+          ('server1', r'^START REPLICA$'))
+    assert not any('gtid_slave_pos' in sql for name, sql in cluster.changes())
+    assert cluster['server1'].status['Source_Host'] == 'server2'
+    assert cluster['server1'].status['Auto_Position'] == 1
+
+
+def test_check_mode_changes_nothing(env):
+    cluster = env.cluster
+    result = ok(env.run(check_mode=True, target='server3'))
+    assert result['changed'] is True and result['new_primary'] == 'server3'
+    assert result['repointed'] == ['server2', 'server1']
+    assert cluster.changes() == [] and result['queries'] == []
+    assert result['plan'][0] == 'make server1 read-only: SET GLOBAL read_only = 1, then kill its client sessions'
+    assert any(step.startswith('make server1 a replica of server3') for step in result['plan'])
+
+
+@pytest.mark.parametrize('overrides, words', [
+    (dict(target='server9'), 'target server9 is not the name of one of the nodes'),
+    (dict(wait_timeout=-1), 'wait_timeout must not be negative'),
+])
+def test_bad_parameters(env, overrides, words):
+    failed(env.run(**overrides), words)
