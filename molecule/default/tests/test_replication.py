@@ -225,3 +225,32 @@ def test_check_and_diff_mode_show_a_change_without_making_it(added_replica):
     assert password not in result.stdout and password not in result.stderr
     heartbeat = rows("server3", "SHOW GLOBAL STATUS LIKE 'Slave_heartbeat_period'")[0][1]
     assert float(heartbeat) == 1.0, "check mode changed the replica"
+
+
+def test_a_broken_replica_is_rebuilt_by_one_playbook_run(added_replica):
+    # Break server4: a write of its own (errant) and replication pointed at a
+    # position the primary never had, so its IO thread fails.
+    sql("server4", "CREATE DATABASE IF NOT EXISTS broken_replica_probe")
+    sql("server4", "STOP SLAVE; SET GLOBAL gtid_slave_pos='0-1-999999999'; START SLAVE")
+    time.sleep(2)
+    assert "Slave_IO_Running: Yes" not in lab_host("server4").check_output("mariadb -e 'SHOW SLAVE STATUS\\G'")
+
+    result = playbook("playbooks/rebuild_replica.yml", "-e", "rebuild_replica_host=server4")
+    assert result.returncode == 0, result.stdout[-4000:]
+
+    status = lab_host("server4").check_output("mariadb -e 'SHOW SLAVE STATUS\\G'")
+    assert "Slave_IO_Running: Yes" in status and "Slave_SQL_Running: Yes" in status, status
+    assert rows("server4", "SHOW DATABASES LIKE 'broken_replica_probe'") == []
+    assert rows("server4", "SELECT @@gtid_binlog_pos") == [[""]] or rows(
+        "server4", "SELECT @@gtid_binlog_pos"
+    ) == rows("server4", "SELECT @@gtid_slave_pos"), "the rebuilt replica has GTIDs of its own"
+    position = rows(PRIMARY, "SELECT @@gtid_binlog_pos")[0][0]
+    assert rows("server4", f"SELECT MASTER_GTID_WAIT('{position}', 60)") == [["0"]]
+    assert rows("server4", "SELECT COUNT(*) FROM foobar.records") == rows(PRIMARY, "SELECT COUNT(*) FROM foobar.records")
+
+
+def test_the_rebuild_playbook_refuses_the_primary(added_replica):
+    result = playbook("playbooks/rebuild_replica.yml", "-e", f"rebuild_replica_host={PRIMARY}")
+    assert result.returncode != 0
+    assert "rebuild_replica_host to one host of the db_replicas group" in result.stdout, result.stdout[-2000:]
+    assert rows(PRIMARY, "SELECT @@read_only") == [["0"]]
