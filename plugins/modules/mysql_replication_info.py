@@ -29,8 +29,8 @@ description:
     has that the primary lacks (MariaDB C(@@gtid_binlog_pos), MySQL
     C(@@gtid_executed), of both servers). A replica with errant transactions
     must not be promoted or re-pointed without a decision about them.
-  - Warns when semi-synchronous replication is enabled on a server that is
-    not a replica but not active (it fell back to asynchronous replication,
+  - Warns when semi-synchronous replication is enabled on the primary but
+    not active (it fell back to asynchronous replication,
     so acknowledged commits may exist on this server only), when no
     semi-sync replica is connected to a primary that waits for one, and when
     errant transactions are found.
@@ -500,11 +500,12 @@ semi_sync:
       returned: always
     fallen_back_to_async:
       description:
-        - V(true) when the source side is enabled but not active on a server
-          that is not a replica (role V(primary) or V(standalone)). Commits
-          are then acknowledged to clients without waiting for a replica, so a
-          failover can lose them. A warning is issued too.
-        - Always V(false) on a replica, whose source side serves no writes.
+        - V(true) when the source side is enabled but not active on the
+          primary (role V(primary)). Commits are then acknowledged to clients
+          without waiting for a replica, so a failover can lose them. A
+          warning is issued too.
+        - Always V(false) on a replica or a read-only standalone node, whose
+          source side serves no writes.
       type: bool
       returned: always
     clients:
@@ -742,7 +743,9 @@ class Info(object):
     # -- semi-sync -------------------------------------------------------------
     def semi_sync(self, role):
         semi = self.local.semi_sync()
-        semi['fallen_back_to_async'] = bool(semi['fallen_back_to_async'] and role != 'replica')
+        # Only a primary serves writes: a read-only standalone node (say, a new
+        # replica before it is set up) has nothing to fall back from.
+        semi['fallen_back_to_async'] = bool(semi['fallen_back_to_async'] and role == 'primary')
         status_name = ' or '.join(self.dialect.semi_sync_names()['source_status'][1])
         if semi['fallen_back_to_async']:
             self.module.warn(
