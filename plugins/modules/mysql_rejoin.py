@@ -43,6 +43,8 @@ description:
     Only the default replication connection (channel) is managed.
 author:
   - distweb developers (@distweb)
+extends_documentation_fragment:
+  - distweb.infra.mysql_cluster
 options:
   node:
     description:
@@ -110,70 +112,6 @@ options:
         thread to connect after starting replication.
     type: int
     default: 30
-  login_user:
-    description:
-      - Administrative account to log in to both servers with.
-    type: str
-  login_password:
-    description:
-      - Password of O(login_user).
-    type: str
-  login_ssl_ca:
-    description:
-      - CA certificate file on the control node to verify the servers'
-        certificates with. Setting it turns on TLS for the logins and the
-        check of the certificate chain (not of the host name).
-    type: path
-  login_ssl_cert:
-    description:
-      - Client certificate file for the logins. Setting it turns on TLS.
-    type: path
-  login_ssl_key:
-    description:
-      - Private key file of O(login_ssl_cert).
-    type: path
-  connect_timeout:
-    description:
-      - Seconds to wait for the connection to a server.
-    type: int
-    default: 5
-  replication_user:
-    description:
-      - Replication account the node logs in to the primary with (needs
-        C(REPLICATION SLAVE) there).
-    type: str
-    required: true
-  replication_password:
-    description:
-      - Password of O(replication_user).
-    type: str
-    required: true
-  replication_ssl:
-    description:
-      - Replicate over TLS (C(MASTER_SSL=1) / C(SOURCE_SSL=1)).
-    type: bool
-    default: false
-  replication_ssl_ca:
-    description:
-      - CA certificate file on the node's host to verify the primary with
-        (C(MASTER_SSL_CA)). Not set means left as it is.
-    type: path
-  replication_ssl_verify_server_cert:
-    description:
-      - Verify the primary's certificate and that it names its replication
-        host (C(MASTER_SSL_VERIFY_SERVER_CERT)). Needs O(replication_ssl=true).
-    type: bool
-    default: false
-  replication_heartbeat_period:
-    description:
-      - Seconds between heartbeats from the primary (C(MASTER_HEARTBEAT_PERIOD)).
-    type: float
-    default: 1.0
-  replication_connect_retry:
-    description:
-      - Seconds between reconnection attempts of the IO thread (C(MASTER_CONNECT_RETRY)).
-    type: int
-    default: 10
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.

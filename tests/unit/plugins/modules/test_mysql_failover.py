@@ -12,6 +12,8 @@ import pymysql
 import pytest
 import yaml
 
+from ansible_collections.distweb.infra.plugins.doc_fragments import mysql_cluster
+
 from ansible_collections.distweb.infra.plugins.modules import mysql_failover
 
 U1 = '3e11fa47-71ca-11e1-9e33-c80aa9429562'
@@ -73,6 +75,7 @@ def order(cluster, *steps):
 
 def test_documentation_parses_and_matches_the_argument_spec():
     doc = yaml.safe_load(mysql_failover.DOCUMENTATION)
+    doc['options'].update(yaml.safe_load(mysql_cluster.ModuleDocFragment.DOCUMENTATION)['options'])
     spec = mysql_failover.argument_spec()
     assert set(doc['options']) == set(spec)
     for name, option in spec.items():

@@ -11,6 +11,8 @@ import re
 import pytest
 import yaml
 
+from ansible_collections.distweb.infra.plugins.doc_fragments import mysql_cluster
+
 from ansible_collections.distweb.infra.plugins.modules import mysql_rejoin
 
 U1 = '3e11fa47-71ca-11e1-9e33-c80aa9429562'
@@ -71,6 +73,7 @@ def failed(result, *words):
 
 def test_documentation_parses_and_matches_the_argument_spec():
     doc = yaml.safe_load(mysql_rejoin.DOCUMENTATION)
+    doc['options'].update(yaml.safe_load(mysql_cluster.ModuleDocFragment.DOCUMENTATION)['options'])
     spec = mysql_rejoin.argument_spec()
     assert set(doc['options']) == set(spec)
     for name, option in spec.items():
