@@ -287,6 +287,9 @@ CHANGE_SOURCE_KEYS = (
 class Dialect(object):
     """SQL of one server flavor and version range. Use ``dialect_for_version``."""
 
+    # privileges the cluster modules' administrative login needs
+    admin_privileges = ()
+
     flavor = None
     name = None
     change_source_sql = None
@@ -510,6 +513,9 @@ class MariaDBDialect(Dialect):
     semi_sync_prefixes = (('rpl_semi_sync_master_', 'rpl_semi_sync_slave_'),)
     replica_hosts_sql = 'SHOW SLAVE HOSTS'
     server_uid_names = ('server_uid',)
+    # what the cluster modules' login needs (RESET SLAVE needs RELOAD)
+    admin_privileges = ('PROCESS', 'RELOAD', 'CONNECTION ADMIN', 'READ_ONLY ADMIN', 'REPLICATION SLAVE ADMIN',
+                        'SLAVE MONITOR')
     gtid_position_columns = {
         'executed': 'gtid_current_pos',
         'binlog': 'gtid_binlog_pos',
@@ -576,6 +582,8 @@ class MySQLDialect(Dialect):
     binlog_status_sql = 'SHOW MASTER STATUS'
     semi_sync_source_prefix = 'rpl_semi_sync_source_'
     semi_sync_replica_prefix = 'rpl_semi_sync_replica_'
+    admin_privileges = ('PROCESS', 'RELOAD', 'REPLICATION CLIENT', 'SYSTEM_VARIABLES_ADMIN', 'CONNECTION_ADMIN',
+                        'REPLICATION_SLAVE_ADMIN')
     # 8.0.26+ plugins first; the older rpl_semi_sync_master/slave plugins
     # (the only ones before 8.0.26) may still be the ones installed
     semi_sync_prefixes = (('rpl_semi_sync_source_', 'rpl_semi_sync_replica_'),
@@ -1495,6 +1503,24 @@ class ClusterNode(object):
             return False
         return True
 
+    def missing_privileges(self):
+        """The privileges of ``dialect.admin_privileges`` the login lacks
+        (global grants of the current account, as
+        information_schema.USER_PRIVILEGES lists them; ALL PRIVILEGES is
+        listed one by one). An empty list when they cannot be read (the
+        statements then fail on their own)."""
+        try:
+            rows = self.server.query(
+                "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = "
+                "CONCAT(\"'\", SUBSTRING_INDEX(CURRENT_USER(), '@', 1), \"'@'\", "
+                "SUBSTRING_INDEX(CURRENT_USER(), '@', -1), \"'\")")
+        except MySQLError:
+            return []
+        granted = set(str(row.get('PRIVILEGE_TYPE') or '').upper() for row in rows)
+        if not granted:
+            return []
+        return [p for p in self.dialect.admin_privileges if p not in granted]
+
     def lost(self, exc):
         """Mark the node unreachable after a connection error."""
         self.error = 'lost the connection to %s (%s): %s' % (self.name, self.where, format_mysql_error(exc))
@@ -1579,6 +1605,22 @@ class ClusterOperations(object):
         """Add the seconds from ``since`` to now to phase ``name``."""
         self.phases[name] = round(self.phases.get(name, 0.0) + (monotonic() - since), 3)
         return monotonic()
+
+    def privilege_problems(self, nodes):
+        """A sentence naming the reachable nodes where the login lacks a
+        privilege the operation needs, or None. Checked before anything is
+        changed, so that a half-done promotion cannot fail on a grant."""
+        problems = []
+        for node in nodes:
+            if node.reachable:
+                missing = node.missing_privileges()
+                if missing:
+                    problems.append('%s lacks %s' % (node.name, ', '.join(missing)))
+        if not problems:
+            return None
+        return ('The login %s lacks privileges the operation needs: %s. Grant them on the primary (they replicate; '
+                'see the module notes, or re-run site.yml with the mysql_cluster role defaults); nothing was changed'
+                % (self.params.get('login_user') or 'user', '; '.join(problems)))
 
     def execute(self, node, statements):
         for statement in statements:

@@ -165,8 +165,8 @@ requirements:
   - PyMySQL (Python package) on the control node.
 notes:
   - "Privileges of O(login_user) on MariaDB 10.11:
-    C(GRANT PROCESS, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN,
-    SLAVE MONITOR ON *.* TO ...). On MySQL 8: C(PROCESS), C(REPLICATION CLIENT),
+    C(GRANT PROCESS, RELOAD, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN,
+    SLAVE MONITOR ON *.* TO ...). On MySQL 8: C(PROCESS), C(RELOAD), C(REPLICATION CLIENT),
     C(SYSTEM_VARIABLES_ADMIN), C(CONNECTION_ADMIN) and C(REPLICATION_SLAVE_ADMIN)."
   - An unreachable old primary cannot be fenced. The collection's servers start
     read-only, so a crashed primary that restarts takes no writes; one that is
@@ -577,6 +577,9 @@ class Failover(ClusterOperations):
         if refused:
             self.fail('Cannot log in to %s: %s. A node that answers is not unreachable; nothing was changed'
                       % (', '.join(node.name for node in refused), '; '.join(node.error for node in refused)))
+        problem = self.privilege_problems(self.nodes)
+        if problem:
+            self.fail(problem)
         before = self.read_states()
         since = self.timed('connect', since)
 

@@ -130,7 +130,7 @@ requirements:
   - PyMySQL (Python package) on the control node.
 notes:
   - "Privileges of O(login_user) on MariaDB 10.11:
-    C(GRANT PROCESS, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN,
+    C(GRANT PROCESS, RELOAD, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN,
     SLAVE MONITOR ON *.* TO ...). On MySQL 8: C(REPLICATION CLIENT),
     C(SYSTEM_VARIABLES_ADMIN) and C(REPLICATION_SLAVE_ADMIN)."
   - "MariaDB GTID positions name only the last GTID of each replication domain
@@ -311,6 +311,9 @@ class Rejoin(ClusterOperations):
         if not node.connect(p):
             self.fail('Cannot reach %s: %s' % (node.name, node.error))
         primary.connect(p)
+        problem = self.privilege_problems([node, primary])
+        if problem:
+            self.fail(problem)
         info = node.server.server_info()
         primary_info = None
         if primary.reachable:

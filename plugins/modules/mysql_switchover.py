@@ -124,8 +124,8 @@ requirements:
   - PyMySQL (Python package) on the control node.
 notes:
   - "Privileges of O(login_user) on MariaDB 10.11:
-    C(GRANT PROCESS, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN,
-    SLAVE MONITOR ON *.* TO ...). On MySQL 8: C(PROCESS), C(REPLICATION CLIENT),
+    C(GRANT PROCESS, RELOAD, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN,
+    SLAVE MONITOR ON *.* TO ...). On MySQL 8: C(PROCESS), C(RELOAD), C(REPLICATION CLIENT),
     C(SYSTEM_VARIABLES_ADMIN), C(CONNECTION_ADMIN) and C(REPLICATION_SLAVE_ADMIN)."
   - On MariaDB, accounts with C(READ_ONLY ADMIN) (or C(SUPER) before 11.0) can
     still write to a read-only server; the application's accounts must not
@@ -408,6 +408,9 @@ class Switchover(ClusterOperations):
         if refused:
             self.fail('Cannot log in to %s: %s. A node that answers is not unreachable; nothing was changed'
                       % (', '.join(node.name for node in refused), '; '.join(node.error for node in refused)))
+        problem = self.privilege_problems(self.nodes)
+        if problem:
+            self.fail(problem)
         states = [self.read_state(node) for node in self.nodes]
         primary_name, dummy = topology.find_primary(states)
         if primary_name is not None and self.by_name[primary_name].reachable:

@@ -165,6 +165,13 @@ _CHANGE_COLUMNS = {
 }
 
 
+# what the administrative login of the cluster modules is granted by default,
+# MariaDB's and MySQL's names together
+ALL_ADMIN_PRIVILEGES = ('PROCESS', 'RELOAD', 'CONNECTION ADMIN', 'READ_ONLY ADMIN', 'REPLICATION SLAVE ADMIN',
+                        'SLAVE MONITOR', 'BINLOG MONITOR', 'REPLICATION CLIENT', 'SYSTEM_VARIABLES_ADMIN',
+                        'CONNECTION_ADMIN', 'REPLICATION_SLAVE_ADMIN')
+
+
 class FakeServer(object):
     """State and behaviour of one fake server."""
 
@@ -188,6 +195,8 @@ class FakeServer(object):
         self.status_script = []
         # sql regex -> exception raised instead of running it
         self.errors = {}
+        # global privileges of the login (information_schema.USER_PRIVILEGES)
+        self.privileges = list(ALL_ADMIN_PRIVILEGES)
 
     # -- helpers for tests ---------------------------------------------------
     @property
@@ -222,6 +231,8 @@ class FakeServer(object):
         upper = text.upper()
         if upper == 'SELECT VERSION() AS VERSION':
             return [{'version': self.version}]
+        if 'INFORMATION_SCHEMA.USER_PRIVILEGES' in upper:
+            return [{'PRIVILEGE_TYPE': name} for name in self.privileges]
         if upper.startswith('SELECT @@SERVER_ID'):
             row = {'server_id': self.server_id, 'hostname': self.hostname, 'port': self.port,
                    'read_only': 1 if self.read_only else 0}

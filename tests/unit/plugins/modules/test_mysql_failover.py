@@ -558,3 +558,15 @@ def test_unexpected_error_after_stopping_io_threads_puts_them_back(env):
     assert result['changed'] is True and result['new_primary'] is None
     assert cluster.changes('server2') == ['STOP SLAVE IO_THREAD', 'START SLAVE IO_THREAD']
     assert cluster['server3'].status['Slave_IO_Running'] == 'Yes'
+
+
+@pytest.mark.parametrize('flavor, missing', [('mariadb', 'RELOAD'), ('mysql', 'SYSTEM_VARIABLES_ADMIN')])
+def test_missing_privilege_is_refused_before_anything_changes(env, flavor, missing):
+    # a grant missing on the candidate would fail RESET SLAVE ALL after the
+    # old primary was fenced: it is found before the first change
+    cluster = env.setup(flavor)
+    cluster['server2'].privileges = [p for p in cluster['server2'].privileges if p != missing]
+    result = env.run(primary='server1')
+    failed(result, 'lacks privileges', 'server2 lacks %s' % missing, 'nothing was changed')
+    assert cluster.changes() == []
+    assert result['changed'] is False

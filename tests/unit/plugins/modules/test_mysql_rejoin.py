@@ -209,3 +209,11 @@ def test_replica_as_primary_is_refused(env):
 def test_bad_parameters(env, overrides, words):
     env.setup()
     failed(env.run(**overrides), words)
+
+
+def test_missing_privilege_is_refused(env):
+    cluster = env.setup(old_read_only=True)
+    cluster['server1'].privileges = [p for p in cluster['server1'].privileges if p != 'REPLICATION SLAVE ADMIN']
+    result = env.run()
+    assert result.get('failed') and 'server1 lacks REPLICATION SLAVE ADMIN' in result['msg'], result
+    assert cluster.changes('server1') == [] and cluster.changes('server2') == []

@@ -211,3 +211,13 @@ def test_check_mode_changes_nothing(env):
 ])
 def test_bad_parameters(env, overrides, words):
     failed(env.run(**overrides), words)
+
+
+def test_missing_privilege_is_refused_before_the_primary_is_fenced(env):
+    # without RELOAD the promotion (RESET SLAVE ALL) would fail with the old
+    # primary already read-only: refused before anything is changed
+    cluster = env.setup('mariadb')
+    cluster['server3'].privileges = [p for p in cluster['server3'].privileges if p != 'RELOAD']
+    result = failed(env.run(target='server2'), 'server3 lacks RELOAD', 'nothing was changed')
+    assert cluster.changes() == [] and result['changed'] is False
+    assert cluster['server1'].read_only is False
