@@ -1540,8 +1540,11 @@ class ClusterNode(object):
             return state
         server = self.server
         info = server.server_info()
-        status = server.replica_status()
+        # the positions before the replication status: everything in the
+        # binlog read first was received before the status is read, so a
+        # busy replica cannot show a binlog GTID its received position lacks
         positions = server.gtid_positions()
+        status = server.replica_status()
         state.update(
             flavor=info['flavor'],
             version=info['version'],

@@ -295,8 +295,11 @@ def errant(state, flavor, reference=None, others=()):
     ``reference`` is the state of the (old) primary when it can be read: the
     node's binlog is compared with everything the primary has. Without it:
 
-    * MariaDB: the node's binlog against its own ``gtid_slave_pos`` (the
-      binlog GTIDs replication did not bring, see the gtid module utils);
+    * MariaDB: the node's binlog against what it received from its primary
+      (``Gtid_IO_Pos`` joined with ``gtid_slave_pos``): the binlog GTIDs
+      replication did not bring. Not ``gtid_slave_pos`` alone, which a
+      replica applying its relay log updates just after the binlog, so that
+      a busy replica would look errant while it applies;
     * MySQL: the GTIDs with the node's own server_uuid that none of
       ``others`` (the other reachable nodes) has; a node that was primary
       before keeps its old GTIDs on every node it replicated to.
@@ -304,7 +307,7 @@ def errant(state, flavor, reference=None, others=()):
     if reference is not None and reference['reachable']:
         return gtid_utils.subtract(history(state, flavor), primary_history(reference, flavor), flavor=flavor)
     if flavor == MARIADB:
-        return gtid_utils.subtract(history(state, flavor), state['gtid_slave_pos'] or '', flavor=flavor)
+        return gtid_utils.subtract(history(state, flavor), received(state, flavor), flavor=flavor)
     own = _own_mysql_gtids(state)
     if own.is_empty():
         return ''

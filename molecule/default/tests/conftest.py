@@ -2,28 +2,21 @@
 ``docker exec`` (testinfra's docker backend), the site through the load
 balancer's port published on 127.0.0.1."""
 
-import os
 import pathlib
 import re
-import subprocess
+import sys
 import time
 
 import pytest
 import requests
 import testinfra
 
-LAB = os.environ.get("DISTWEB_LAB_NAME", "distweb-molecule")
-HTTP_PORT = os.environ.get("DISTWEB_LAB_HTTP_PORT", "18080")
-SITE = f"http://127.0.0.1:{HTTP_PORT}"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "resources"))
+from labclient import INVENTORY, LAB, PROJECT, SITE, lab_secret, playbook, run  # noqa: E402,F401 (shared helpers)
+
 SERVERS = ["server1", "server2", "server3"]
 PRIMARY = "server1"
 REPLICAS = ["server2", "server3"]
-
-
-def lab_secret(name):
-    """A secret the lab generated (see inventories/lab/group_vars/all/lab.yml)."""
-    base = os.environ.get("DISTWEB_LAB_SECRETS") or os.path.join(os.environ["HOME"], ".distweb", LAB)
-    return pathlib.Path(base, name).read_text().split()[0]
 
 
 def lab_host(name):
@@ -89,28 +82,6 @@ def wait_for(predicate, timeout=60, interval=0.5, what="condition"):
             return value
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
-
-
-PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", "."))
-INVENTORY = pathlib.Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", ".")) / "inventory"
-
-
-def run(*args, env=None, timeout=1200):
-    """Run an Ansible command (or any) from the project, output without colour."""
-    return subprocess.run(
-        list(args),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=PROJECT,
-        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})},
-    )
-
-
-def playbook(*args, env=None):
-    """ansible-playbook against the scenario's inventory."""
-    return run("ansible-playbook", "-i", str(INVENTORY), *args, env=env)
 
 
 def changed_per_host(output):

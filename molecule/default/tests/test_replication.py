@@ -9,12 +9,11 @@ import re
 import secrets
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
-import requests
-from conftest import INVENTORY, LAB, PRIMARY, PROJECT, SITE, changed_per_host, lab_host, lab_secret, playbook, rows, run, sql
+from conftest import INVENTORY, LAB, PRIMARY, PROJECT, changed_per_host, lab_host, lab_secret, playbook, rows, run, sql
+from labclient import WriteLoad, table_checksum
 
 SCENARIO = pathlib.Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
 ALL_REPLICAS = ["server2", "server3", "server4"]
@@ -22,42 +21,6 @@ ALL_REPLICAS = ["server2", "server3", "server4"]
 
 def ansible(host, module, module_args):
     return run("ansible", "-i", str(INVENTORY), host, "-m", module, "-a", module_args, timeout=300)
-
-
-class WriteLoad:
-    """POSTs through the load balancer until stopped, at most max_writes and
-    max_seconds; remembers every write the app acknowledged."""
-
-    def __init__(self, max_writes=4000, max_seconds=900, pause=0.05):
-        self.max_writes, self.max_seconds, self.pause = max_writes, max_seconds, pause
-        self.acknowledged, self.failed = [], 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        deadline = time.monotonic() + self.max_seconds
-        with requests.Session() as session:
-            for n in range(self.max_writes):
-                if self._stop.is_set() or time.monotonic() > deadline:
-                    return
-                value = f"load-{n}-{secrets.token_hex(4)}"
-                try:
-                    r = session.post(SITE + "/api/records", json={"value": value}, timeout=10)
-                    if r.status_code == 201:
-                        self.acknowledged.append((r.json()["id"], value))
-                    else:
-                        self.failed += 1
-                except requests.RequestException:
-                    self.failed += 1
-                time.sleep(self.pause)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -106,42 +69,12 @@ def test_every_acknowledged_write_is_on_every_replica(added_replica):
 
 
 def test_pt_table_checksum_finds_no_difference(added_replica):
-    primary = lab_host(PRIMARY)
-    primary.run_expect([0], "DEBIAN_FRONTEND=noninteractive apt-get install -y -q percona-toolkit")
-    password = secrets.token_hex(16)
-    sql(PRIMARY, f"CREATE OR REPLACE USER 'checksum'@'%' IDENTIFIED BY '{password}'")
-    sql(
-        PRIMARY,
-        "GRANT SELECT, PROCESS, SUPER, REPLICATION SLAVE, BINLOG MONITOR, BINLOG ADMIN, SLAVE MONITOR, "
-        "REPLICATION MASTER ADMIN ON *.* TO 'checksum'@'%'",
-    )
-    sql(PRIMARY, "GRANT ALL ON percona.* TO 'checksum'@'%'")
-    try:
-        # Every replica replicates straight from the primary (no chain), so the
-        # tool's statement-based checksums are safe with the replicas' ROW
-        # binlogs: its binlog_format check guards chained replicas only.
-        run = primary.run(
-            "pt-table-checksum --no-version-check --no-check-binlog-format --recursion-method=hosts "
-            "--databases=foobar "
-            "--replicate=percona.checksums h=%s,u=checksum,p=%s",
-            f"{LAB}-{PRIMARY}",
-            password,
-        )
-        report = run.stdout + run.stderr
-        assert "no slaves were found" not in report.lower() and "no replicas" not in report.lower(), report
-        assert run.rc == 0, report
-        lines = [line.split() for line in run.stdout.splitlines() if "foobar.records" in line]
-        assert lines, report
-        assert all(fields[2] == "0" for fields in lines), report  # the DIFFS column
-        for name in ALL_REPLICAS:
-            assert rows(
-                name,
-                "SELECT COUNT(*) FROM percona.checksums WHERE master_cnt <> this_cnt OR master_crc <> this_crc "
-                "OR ISNULL(master_crc) <> ISNULL(this_crc)",
-            ) == [["0"]], name
-    finally:
-        sql(PRIMARY, "DROP USER IF EXISTS 'checksum'@'%'")
-        sql(PRIMARY, "DROP DATABASE IF EXISTS percona")
+    code, report, lines, diffs = table_checksum(PRIMARY, ALL_REPLICAS)
+    assert "no slaves were found" not in report.lower() and "no replicas" not in report.lower(), report
+    assert code == 0, report
+    assert lines, report
+    assert all(fields[2] == "0" for fields in lines), report  # the DIFFS column
+    assert diffs == {name: 0 for name in ALL_REPLICAS}, report
 
 
 def test_a_second_run_changes_nothing(added_replica):

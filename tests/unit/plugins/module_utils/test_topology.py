@@ -246,6 +246,16 @@ def test_errant_replica_is_excluded_mariadb_without_primary():
     refused(topology.plan_failover(nodes), 'server3 has 0-1-101 that the candidate server2 lacks')
 
 
+def test_replica_applying_its_relay_log_is_not_errant_mariadb():
+    # read while the SQL thread applies 0-1-101: the binlog has it, the
+    # in-memory gtid_slave_pos not yet; it was received, so it is not errant
+    # (found in the lab: both replicas of a killed primary looked errant)
+    nodes = dead_primary_maria(maria_replica('server2', '0-1-102', applied='0-1-100', binlog='0-1-101'),
+                               maria_replica('server3', '0-1-101', applied='0-1-100', binlog='0-1-101'))
+    plan = failover(topology.plan_failover(nodes), 'server2', repoint=['server3'])
+    assert plan['excluded'] == [] and plan['wait_position'] == '0-1-102'
+
+
 def test_errant_replica_is_excluded_mariadb_against_reachable_primary():
     old = maria_primary(binlog='0-1-100', read_only=True)
     nodes = [old, maria_replica('server2', '0-1-100'),

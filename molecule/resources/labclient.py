@@ -1,0 +1,291 @@
+"""Clients for the lab's fault tests and benchmarks, outside the cluster:
+a write load through the load balancer that logs every acknowledged write,
+a sampler of every database node's writability, and small helpers. Used by
+the Molecule scenarios (molecule/*/tests) and scripts/bench-failover; it
+sends traffic only to 127.0.0.1 and the lab's own containers."""
+
+import os
+import pathlib
+import secrets
+import subprocess
+import threading
+import time
+
+import pymysql
+import requests
+
+LAB = os.environ.get("DISTWEB_LAB_NAME", "distweb-molecule")
+SUBNET = os.environ.get("DISTWEB_LAB_SUBNET_PREFIX", "172.28.20")
+HTTP_PORT = os.environ.get("DISTWEB_LAB_HTTP_PORT", "18080")
+SITE = f"http://127.0.0.1:{HTTP_PORT}"
+DB_NODES = {"server1": 11, "server2": 12, "server3": 13}
+
+
+def secrets_dir():
+    """Where the lab keeps the passwords and CA it generated
+    (inventories/lab/group_vars/all/lab.yml)."""
+    return pathlib.Path(os.environ.get("DISTWEB_LAB_SECRETS") or os.path.join(os.environ["HOME"], ".distweb", LAB))
+
+
+def lab_secret(name):
+    return secrets_dir().joinpath(name).read_text().split()[0]
+
+
+def node_address(name):
+    return f"{SUBNET}.{DB_NODES[name]}"
+
+
+def container(name):
+    return f"{LAB}-{name}"
+
+
+def docker(*args, check=True, timeout=120):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def node_sql(name, query):
+    """Rows of one query run as root over the node's socket (docker exec)."""
+    out = docker("exec", container(name), "mariadb", "--batch", "--skip-column-names", "-e", query).stdout.strip()
+    return [line.split("\t") for line in out.splitlines()] if out else []
+
+
+def admin_connect(name, timeout=1.0):
+    """A connection to a node as the lab's administrative account, over TLS
+    checked against the lab's CA, from this machine (the control node)."""
+    return pymysql.connect(
+        host=node_address(name),
+        user="distweb_admin",
+        password=lab_secret("mysql_admin"),
+        ssl={"ca": str(secrets_dir() / "pki" / "ca.crt")},
+        ssl_verify_identity=False,
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        write_timeout=timeout,
+        autocommit=True,
+    )
+
+
+class WriteLoad:
+    """POSTs through the load balancer until stopped, at most max_writes and
+    max_seconds. Logs every attempt as (monotonic time, acknowledged) and
+    every acknowledged write as (id, value)."""
+
+    def __init__(self, max_writes=20000, max_seconds=600, pause=0.02, timeout=5):
+        self.max_writes, self.max_seconds, self.pause, self.timeout = max_writes, max_seconds, pause, timeout
+        self.acknowledged, self.attempts, self.failed = [], [], 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        deadline = time.monotonic() + self.max_seconds
+        with requests.Session() as session:
+            for n in range(self.max_writes):
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    return
+                value = f"load-{n}-{secrets.token_hex(4)}"
+                started = time.monotonic()
+                ok = False
+                try:
+                    r = session.post(SITE + "/api/records", json={"value": value}, timeout=self.timeout)
+                    if r.status_code == 201:
+                        self.acknowledged.append((r.json()["id"], value))
+                        ok = True
+                except (requests.RequestException, ValueError, KeyError):
+                    pass
+                self.attempts.append((started, ok))
+                if not ok:
+                    self.failed += 1
+                    session.close()
+                time.sleep(self.pause)
+
+    def first_success_after(self, moment):
+        """Monotonic time of the first acknowledged write sent after ``moment``."""
+        return next((t for t, ok in self.attempts if ok and t >= moment), None)
+
+    def last_success_before(self, moment):
+        return next((t for t, ok in reversed(self.attempts) if ok and t <= moment), None)
+
+    def failed_between(self, start, end):
+        return sum(1 for t, ok in self.attempts if not ok and start <= t <= end)
+
+    def wait_for_success_after(self, moment, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.first_success_after(moment)
+            if found is not None:
+                return found
+            time.sleep(0.05)
+        return None
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+class WritabilitySampler:
+    """Reads @@read_only of every database node in rounds, several times a
+    second, over one connection per node (a node that stops answering is
+    reconnected in the background, so it does not slow the rounds). A round
+    takes a few milliseconds, so each is a snapshot: ``max_writable`` is the
+    most nodes seen writable in one round."""
+
+    def __init__(self, nodes=tuple(DB_NODES), interval=0.1, max_seconds=900):
+        self.nodes, self.interval, self.max_seconds = list(nodes), interval, max_seconds
+        self.rounds = []  # (monotonic time, sorted writable names, sorted unreachable names)
+        self._conns = {}
+        self._reconnecting = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _reconnect(self, name):
+        try:
+            conn = admin_connect(name, timeout=1.0)
+        except pymysql.MySQLError:
+            conn = None
+        with self._lock:
+            if conn is not None:
+                self._conns[name] = conn
+            self._reconnecting.discard(name)
+
+    def _run(self):
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            started = time.monotonic()
+            writable, unreachable = [], []
+            for name in self.nodes:
+                with self._lock:
+                    conn = self._conns.get(name)
+                    if conn is None and name not in self._reconnecting:
+                        self._reconnecting.add(name)
+                        threading.Thread(target=self._reconnect, args=(name,), daemon=True).start()
+                if conn is None:
+                    unreachable.append(name)
+                    continue
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT @@global.read_only")
+                        if int(cur.fetchone()[0]) == 0:
+                            writable.append(name)
+                except pymysql.MySQLError:
+                    unreachable.append(name)
+                    with self._lock:
+                        self._conns.pop(name, None)
+            self.rounds.append((started, sorted(writable), sorted(unreachable)))
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    @property
+    def max_writable(self):
+        return max((len(w) for dummy, w, dummy2 in self.rounds), default=0)
+
+    def split_brain_rounds(self):
+        return [(t, w) for t, w, dummy in self.rounds if len(w) > 1]
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=30)
+        for conn in self._conns.values():
+            try:
+                conn.close()
+            except pymysql.MySQLError:
+                pass
+
+
+def writable_nodes():
+    """Names of the nodes that answer and are writable, read once."""
+    found = []
+    for name in DB_NODES:
+        try:
+            conn = admin_connect(name)
+        except pymysql.MySQLError:
+            continue
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@global.read_only")
+                if int(cur.fetchone()[0]) == 0:
+                    found.append(name)
+        finally:
+            conn.close()
+    return found
+
+
+def missing_values(name, values):
+    """The acknowledged values a node lacks (foobar.records)."""
+    present = {row[0] for row in node_sql(name, "SELECT value FROM foobar.records")}
+    return [v for v in values if v not in present]
+
+
+def wait_for_gtid(name, gtid, timeout=60):
+    """Wait until a node has applied ``gtid`` (MASTER_GTID_WAIT); True if so."""
+    result = node_sql(name, f"SELECT MASTER_GTID_WAIT('{gtid}', {int(timeout)})")
+    return bool(result) and result[0][0] == "0"
+
+
+PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or pathlib.Path(__file__).resolve().parents[2])
+INVENTORY = pathlib.Path(
+    os.environ["MOLECULE_EPHEMERAL_DIRECTORY"] + "/inventory"
+    if os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    else PROJECT / "inventories" / "lab"
+)
+
+
+def run(*args, env=None, timeout=1200):
+    """Run an Ansible command (or any) from the project, output without colour."""
+    return subprocess.run(
+        list(args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=PROJECT,
+        env={**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})},
+    )
+
+
+def playbook(*args, env=None):
+    """ansible-playbook against the scenario's (or the lab's) inventory."""
+    return run("ansible-playbook", "-i", str(INVENTORY), *args, env=env)
+
+
+def table_checksum(primary, replicas, database="foobar"):
+    """Run pt-table-checksum on ``primary`` against the replicas it sees
+    (SHOW SLAVE HOSTS) and return (tool exit code, report, rows of the
+    tool's table for ``database``, {replica: differing chunks}). A temporary
+    account is made for the tool and dropped afterwards."""
+    installed = docker("exec", "-e", "DEBIAN_FRONTEND=noninteractive", container(primary),
+                       "sh", "-c", "command -v pt-table-checksum || apt-get install -y -q percona-toolkit",
+                       check=False, timeout=600)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    password = secrets.token_hex(16)
+    node_sql(primary, f"CREATE OR REPLACE USER 'checksum'@'%' IDENTIFIED BY '{password}'")
+    node_sql(primary, "GRANT SELECT, PROCESS, SUPER, REPLICATION SLAVE, BINLOG MONITOR, BINLOG ADMIN, SLAVE MONITOR, "
+                      "REPLICATION MASTER ADMIN ON *.* TO 'checksum'@'%'")
+    node_sql(primary, "GRANT ALL ON percona.* TO 'checksum'@'%'")
+    try:
+        # Every replica replicates straight from the primary (no chain), so the
+        # tool's statement-based checksums are safe with the replicas' ROW
+        # binlogs: its binlog_format check guards chained replicas only.
+        tool = docker("exec", container(primary), "pt-table-checksum", "--no-version-check",
+                      "--no-check-binlog-format", "--recursion-method=hosts", f"--databases={database}",
+                      "--replicate=percona.checksums", f"h={container(primary)},u=checksum,p={password}",
+                      check=False, timeout=600)
+        report = tool.stdout + tool.stderr
+        lines = [line.split() for line in tool.stdout.splitlines() if f"{database}." in line]
+        diffs = {}
+        for name in replicas:
+            diffs[name] = int(node_sql(
+                name,
+                "SELECT COUNT(*) FROM percona.checksums WHERE master_cnt <> this_cnt OR master_crc <> this_crc "
+                "OR ISNULL(master_crc) <> ISNULL(this_crc)")[0][0])
+        return tool.returncode, report, lines, diffs
+    finally:
+        node_sql(primary, "DROP USER IF EXISTS 'checksum'@'%'")
+        node_sql(primary, "DROP DATABASE IF EXISTS percona")
