@@ -66,8 +66,10 @@ def one_repetition(rep, log_dir):
 
     with WriteLoad(pause=0.01) as load:
         wait_until(lambda: len(load.acknowledged) >= 30, 60, "the write load")
-        killed = time.monotonic()
         docker("kill", container(primary))
+        # the container is gone when docker kill returns: requests sent
+        # before may still have been answered by it
+        killed = time.monotonic()
         started = time.monotonic()
         result = playbook("playbooks/failover.yml")
         finished = time.monotonic()

@@ -74,8 +74,9 @@ def failover(sampler):
         back = load.wait_for_success_after(finished, timeout=60)
         time.sleep(2)
     new = [n for n in writable_nodes() if n != OLD_PRIMARY]
+    status = playbook("playbooks/status.yml")
     yield {"load": load, "result": result, "killed": killed, "started": started, "finished": finished,
-           "back": back, "new": new[0] if len(new) == 1 else None}
+           "back": back, "new": new[0] if len(new) == 1 else None, "status": status}
 
 
 def test_failover_promoted_one_replica(failover, sampler):
@@ -84,6 +85,19 @@ def test_failover_promoted_one_replica(failover, sampler):
     assert re.search(r"Promoted server[23] \(old primary server1\); re-pointed server[23]", failover["result"].stdout)
     assert failover["back"] is not None, "no write succeeded after the failover"
     assert sampler.max_writable <= 1, sampler.split_brain_rounds()[:5]
+
+
+def test_status_shows_the_new_primary_and_the_dead_node(failover):
+    status = failover["status"]
+    assert status.returncode == 0, output(status)
+    table = status.stdout
+    new = failover["new"]
+    other = [n for n in DB_NODES if n not in (OLD_PRIMARY, new)][0]
+    assert re.search(r"NODE\s+ROLE\s+WRITABLE\s+SOURCE\s+IO\s+SQL\s+LAG\s+SEMI-SYNC", table), table
+    assert re.search(rf"{OLD_PRIMARY}\s+UNREACHABLE", table), table
+    assert re.search(rf"{new}\s+primary\s+YES", table), table
+    assert re.search(rf"{other}\s+replica\s+no\s+{container(new)}:3306\s+Yes\s+Yes", table), table
+    assert f"primary: {new}" in table
 
 
 def test_every_acknowledged_write_survived(failover):
