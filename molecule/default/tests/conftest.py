@@ -12,7 +12,7 @@ import requests
 import testinfra
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "resources"))
-from labclient import INVENTORY, LAB, PROJECT, SITE, lab_secret, playbook, run  # noqa: E402,F401 (shared helpers)
+from labclient import LAB, SITE  # noqa: E402 (after the path is set)
 
 SERVERS = ["server1", "server2", "server3"]
 PRIMARY = "server1"

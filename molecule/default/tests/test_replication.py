@@ -12,8 +12,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import INVENTORY, LAB, PRIMARY, PROJECT, changed_per_host, lab_host, lab_secret, playbook, rows, run, sql
-from labclient import WriteLoad, table_checksum
+from conftest import PRIMARY, changed_per_host, lab_host, rows, sql
+from labclient import INVENTORY, LAB, PROJECT, WriteLoad, lab_secret, playbook, run, table_checksum
 
 SCENARIO = pathlib.Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
 ALL_REPLICAS = ["server2", "server3", "server4"]

@@ -6,7 +6,8 @@ import json
 import subprocess
 import time
 
-from conftest import INVENTORY, LAB, PRIMARY, REPLICAS, rows, run, sql
+from conftest import PRIMARY, REPLICAS, rows, sql
+from labclient import INVENTORY, LAB, run
 
 SOCKET = "login_unix_socket=/run/mysqld/mysqld.sock"
 

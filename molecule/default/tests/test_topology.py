@@ -8,20 +8,8 @@ import time
 
 import requests
 
-from conftest import (
-    PRIMARY,
-    REPLICAS,
-    SERVERS,
-    SITE,
-    get,
-    playbook,
-    haproxy_server_states,
-    lab_host,
-    rows,
-    served_by,
-    sql,
-    wait_for,
-)
+from conftest import PRIMARY, REPLICAS, SERVERS, get, haproxy_server_states, lab_host, rows, served_by, sql, wait_for
+from labclient import SITE, playbook
 
 
 def test_every_server_answers_in_equal_shares():
