@@ -224,3 +224,14 @@ def test_failover_with_both_replicas_stopped_is_refused(switched_back, sampler):
         wait_until(lambda n=name: node_sql(n, "SELECT @@read_only")[0][0] == "1", 60, what=f"{name} to restart")
         assert node_sql(name, "SELECT @@gtid_binlog_pos")[0][0] == before[name][1]
     assert sampler.max_writable <= 1
+
+
+def test_check_mode_prints_the_plan_and_changes_nothing(switched_back):
+    before = {n: node_sql(n, "SELECT @@read_only, @@gtid_binlog_pos")[0] for n in DB_NODES}
+    result = playbook("playbooks/failover.yml", "--check", "-e", f"mysql_cluster_failover_primary={OLD_PRIMARY}")
+    assert result.returncode == 0, output(result)
+    assert re.search(r"Would promote server[23] \(old primary server1\)", result.stdout), output(result)
+    assert "fence server1: SET GLOBAL read_only = 1" in result.stdout
+    after = {n: node_sql(n, "SELECT @@read_only, @@gtid_binlog_pos")[0] for n in DB_NODES}
+    assert after == before
+    assert writable_nodes() == [OLD_PRIMARY]

@@ -56,6 +56,14 @@ MAX_LIMIT = 100
 MAX_BODY_BYTES = 64 * 1024
 
 ER_NO_SUCH_TABLE = 1146
+# The server refused the statement because it is read-only: nothing was
+# written, so the write may be sent again (to the node the router now says
+# is the primary).
+ER_READ_ONLY = (1290, 1836)
+# How long a write keeps trying while the primary is not reachable or not
+# writable (a failover, a switchover, the routers re-checking after a reload).
+WRITE_RETRY_SECONDS = 3.0
+WRITE_RETRY_PAUSE = 0.1
 
 SCHEMA_SQL = (
     "CREATE TABLE IF NOT EXISTS records ("
@@ -352,13 +360,37 @@ def ensure_schema(conn, settings, node):
 
 
 def insert_record(settings, value):
-    """Insert on the primary; return (id, gtid). Raises DatabaseUnavailable."""
+    """Insert on the primary; return (id, gtid). Raises DatabaseUnavailable.
+
+    A failed connection and a read-only refusal mean nothing was written:
+    they are tried again for up to WRITE_RETRY_SECONDS. Any other failure
+    (for example a connection lost after the INSERT was sent, which may have
+    committed) is never retried."""
     node = settings.primary
     if node is None:
         raise DatabaseUnavailable("no primary database is configured")
+    deadline = time.monotonic() + WRITE_RETRY_SECONDS
+    while True:
+        try:
+            return _insert_once(settings, node, value)
+        except _NotWritten as exc:
+            if time.monotonic() + WRITE_RETRY_PAUSE > deadline:
+                LOG.error("write to primary %s failed: %s", node.label, exc.__cause__)
+                raise DatabaseUnavailable("the primary database is unavailable") from exc.__cause__
+            time.sleep(WRITE_RETRY_PAUSE)
+
+
+class _NotWritten(Exception):
+    """A write that certainly wrote nothing (safe to send again)."""
+
+
+def _insert_once(settings, node, value):
     conn = None
     try:
-        conn = connect(settings, node)
+        try:
+            conn = connect(settings, node)
+        except DB_ERRORS as exc:
+            raise _NotWritten() from exc
         ensure_schema(conn, settings, node)
         try:
             record_id = _insert(conn, settings, value)
@@ -371,6 +403,8 @@ def insert_record(settings, value):
             record_id = _insert(conn, settings, value)
         return record_id, _last_gtid(conn)
     except DB_ERRORS as exc:
+        if _error_code(exc) in ER_READ_ONLY:
+            raise _NotWritten() from exc
         LOG.error("write to primary %s failed: %s", node.label, exc)
         raise DatabaseUnavailable("the primary database is unavailable") from exc
     finally:
