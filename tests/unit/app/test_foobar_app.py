@@ -225,6 +225,9 @@ def db(monkeypatch, config_file):
     monkeypatch.setattr(foobar_app, "_SCHEMA_READY", set())
     # Deterministic replica choice: in the configured order.
     monkeypatch.setattr(foobar_app, "replica_order", list)
+    # Writes that wrote nothing are retried: briefly, in tests.
+    monkeypatch.setattr(foobar_app, "WRITE_RETRY_SECONDS", 0.3)
+    monkeypatch.setattr(foobar_app, "WRITE_RETRY_PAUSE", 0.05)
     return fake
 
 
@@ -444,12 +447,39 @@ def test_post_with_primary_down_is_503(db):
     assert resp.header("X-Served-By") == "web1"
 
 
-def test_post_with_a_failing_insert_is_503(db):
+def test_post_refused_as_read_only_is_retried_then_503(db):
+    # a fenced or not yet promoted node: nothing was written, so the write is
+    # sent again until WRITE_RETRY_SECONDS have passed
     db["db1:3306"].insert_error = pymysql.err.OperationalError(1290, "--read-only")
     resp = call("POST", "/api/records", body={"value": "hello"})
     assert resp.code == 503
     assert "read-only" not in resp.json()["error"]
-    assert db.connections[0].closed
+    assert len(db.connections) > 1 and all(c.closed for c in db.connections)
+
+
+def test_post_succeeds_once_the_primary_is_writable_again(db, monkeypatch):
+    # the router still sends the write to the old primary for a moment after
+    # a switchover: the app retries and the client sees a success
+    node = db["db1:3306"]
+    node.insert_error = pymysql.err.OperationalError(1290, "--read-only")
+    real_sleep = foobar_app.time.sleep
+
+    def sleep_then_promote(seconds):
+        node.insert_error = None
+        real_sleep(seconds)
+
+    monkeypatch.setattr(foobar_app.time, "sleep", sleep_then_promote)
+    resp = call("POST", "/api/records", body={"value": "hello"})
+    assert resp.code == 201, resp.body
+    assert len(db.connections) == 2
+
+
+def test_post_whose_connection_broke_after_sending_is_not_retried(db):
+    # the INSERT may have committed: sending it again could write it twice
+    db["db1:3306"].insert_error = pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+    resp = call("POST", "/api/records", body={"value": "hello"})
+    assert resp.code == 503
+    assert len(db.connections) == 1
 
 
 def test_post_without_a_primary_configured_is_503(db, config_file):
