@@ -235,3 +235,20 @@ def test_check_mode_prints_the_plan_and_changes_nothing(switched_back):
     after = {n: node_sql(n, "SELECT @@read_only, @@gtid_binlog_pos")[0] for n in DB_NODES}
     assert after == before
     assert writable_nodes() == [OLD_PRIMARY]
+
+
+def test_failover_after_a_fall_back_to_async_is_refused(switched_back):
+    # an asynchronous primary may have acknowledged commits no replica has:
+    # without allow_data_loss the failover refuses and changes nothing
+    before = {n: node_sql(n, "SELECT @@read_only, @@gtid_binlog_pos")[0] for n in DB_NODES}
+    node_sql(OLD_PRIMARY, "SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+    try:
+        result = playbook("playbooks/failover.yml", "-e", f"mysql_cluster_failover_primary={OLD_PRIMARY}")
+    finally:
+        node_sql(OLD_PRIMARY, "SET GLOBAL rpl_semi_sync_master_enabled = ON")
+    assert result.returncode != 0
+    assert "Refusing to fail over" in output(result) and "semi-sync" in output(result), output(result)
+    assert "allow_data_loss" in output(result)
+    assert writable_nodes() == [OLD_PRIMARY]
+    after = {n: node_sql(n, "SELECT @@read_only, @@gtid_binlog_pos")[0] for n in DB_NODES}
+    assert after == before
