@@ -252,3 +252,28 @@ def test_failover_after_a_fall_back_to_async_is_refused(switched_back):
     assert writable_nodes() == [OLD_PRIMARY]
     after = {n: node_sql(n, "SELECT @@read_only, @@gtid_binlog_pos")[0] for n in DB_NODES}
     assert after == before
+
+
+def test_a_diverged_node_is_refused_and_rebuilt(switched_back):
+    # server3 takes a write of its own (root may write on a read-only server):
+    # rejoin must refuse it, listing the GTID, and the documented rebuild
+    # path must bring it back clean
+    node = "server3"
+    server_id = node_sql(node, "SELECT @@server_id")[0][0]
+    node_sql(node, "CREATE DATABASE IF NOT EXISTS errant; CREATE TABLE IF NOT EXISTS errant.t (i INT); "
+                   "INSERT INTO errant.t VALUES (1)")
+    errant = [g for g in node_sql(node, "SELECT @@gtid_binlog_pos")[0][0].split(",") if f"-{server_id}-" in g]
+    assert errant, "the local write made no GTID of server3's own"
+    refused = playbook("playbooks/rejoin.yml", "-e", f"mysql_cluster_rejoin_node={node}")
+    assert refused.returncode != 0
+    assert "diverged" in output(refused) or "extra" in output(refused), output(refused)
+    assert f"-{server_id}-" in output(refused), output(refused)
+    assert "rebuild_replica" in output(refused), output(refused)
+    rebuilt = playbook("playbooks/rebuild_replica.yml", "-e", f"rebuild_replica_host={node}")
+    assert rebuilt.returncode == 0, output(rebuilt)
+    assert node_sql(node, "SHOW DATABASES LIKE 'errant'") == []
+    assert f"-{server_id}-" not in node_sql(node, "SELECT @@gtid_binlog_pos")[0][0]
+    again = playbook("playbooks/rejoin.yml", "-e", f"mysql_cluster_rejoin_node={node}")
+    assert again.returncode == 0 and "changed=0" in again.stdout, output(again)
+    position = node_sql(OLD_PRIMARY, "SELECT @@gtid_binlog_pos")[0][0]
+    assert wait_for_gtid(node, position)
