@@ -26,18 +26,11 @@ from labclient import (  # noqa: E402 (after the path is set)
     missing_values,
     node_sql,
     playbook,
+    start_node,
+    wait_for,
     wait_for_gtid,
     writable_nodes,
 )
-
-
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    sys.exit(f"timed out waiting for {what}")
 
 
 def checked(result, what, log_dir, rep):
@@ -65,7 +58,7 @@ def one_repetition(rep, log_dir):
     figures = {}
 
     with WriteLoad(pause=0.01) as load:
-        wait_until(lambda: len(load.acknowledged) >= 30, 60, "the write load")
+        wait_for(lambda: len(load.acknowledged) >= 30, 60, what="the write load")
         docker("kill", container(primary))
         # the container is gone when docker kill returns: requests sent
         # before may still have been answered by it
@@ -85,16 +78,14 @@ def one_repetition(rep, log_dir):
     values = [v for dummy, v in load.acknowledged]
     figures["lost"] = len(missing_values(new, values))
 
-    docker("start", container(primary))
-    wait_until(lambda: docker("exec", container(primary), "mariadb", "-e", "SELECT 1", check=False).returncode == 0,
-               120, "the killed node's MariaDB")
+    start_node(primary)
     checked(playbook("playbooks/rejoin.yml", "-e", f"mysql_cluster_rejoin_node={primary}"), "rejoin", log_dir, rep)
     position = node_sql(new, "SELECT @@gtid_binlog_pos")[0][0]
     if not wait_for_gtid(primary, position, 120):
         sys.exit(f"{primary} did not catch up after the rejoin")
 
     with WriteLoad(pause=0.01) as load:
-        wait_until(lambda: len(load.acknowledged) >= 30, 60, "the write load")
+        wait_for(lambda: len(load.acknowledged) >= 30, 60, what="the write load")
         started = time.monotonic()
         result = playbook("playbooks/switchover.yml", "-e", f"mysql_cluster_switchover_target={primary}")
         finished = time.monotonic()

@@ -49,6 +49,33 @@ def node_sql(name, query):
     return [line.split("\t") for line in out.splitlines()] if out else []
 
 
+def slave_status(name):
+    """SHOW SLAVE STATUS of a node as {column: value} ({} when it is not a replica)."""
+    out = docker("exec", container(name), "mariadb", "-e", "SHOW SLAVE STATUS\\G").stdout
+    pairs = (line.split(":", 1) for line in out.splitlines() if ":" in line and not line.startswith("*"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def wait_for(predicate, timeout=60, interval=0.5, what="condition"):
+    """The first true value of ``predicate()``, polled every ``interval``
+    seconds; an AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def start_node(name, timeout=120):
+    """Start a stopped or killed node's container and wait until its
+    MariaDB answers."""
+    docker("start", container(name))
+    wait_for(lambda: docker("exec", container(name), "mariadb", "-e", "SELECT 1", check=False).returncode == 0,
+             timeout, what=f"{name}'s MariaDB to start")
+
+
 def admin_connect(name, timeout=1.0):
     """A connection to a node as the lab's administrative account, over TLS
     checked against the lab's CA, from this machine (the control node)."""

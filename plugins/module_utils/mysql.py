@@ -1603,6 +1603,11 @@ class ClusterOperations(object):
         self.phases = {}
         self.started = monotonic()
 
+    def abort(self, msg):
+        """Fail on an unexpected error (the modules' ``fail``; the failover
+        puts back what it changed first)."""
+        self.fail(msg)
+
     # -- bookkeeping ---------------------------------------------------------
     def timed(self, name, since):
         """Add the seconds from ``since`` to now to phase ``name``."""
@@ -1709,3 +1714,19 @@ class ClusterOperations(object):
         shown.append(dialect.change_source(settings).display)
         shown.append(dialect.start_replica().display)
         return shown
+
+
+def run_cluster_operation(operation):
+    """The ``main()`` of a cluster-level module: run ``operation`` (a
+    ``ClusterOperations``) and exit with its result. A failed query or an
+    unsupported server fails through ``operation.abort``; the connections
+    are closed either way."""
+    try:
+        result = operation.run()
+    except MySQLError as exc:
+        operation.abort('Query failed: %s' % format_mysql_error(exc))
+    except UnsupportedServerError as exc:
+        operation.abort('A node is not supported: %s' % exc)
+    finally:
+        operation.close()
+    operation.module.exit_json(**result)

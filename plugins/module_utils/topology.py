@@ -581,14 +581,19 @@ def plan_failover(nodes, primary=None, preferred=None, allow_data_loss=False, se
                 positions={})
     if preferred is not None:
         _by_name(states, preferred, 'preferred_candidate')
+    return _refusable(plan, _plan_failover, states, plan, primary, preferred, allow_data_loss, settled)
+
+
+def _refusable(plan, decide, *args):
+    """``decide(*args)``, or ``plan`` turned into a refusal with the reason
+    when it raises ``_Refused`` or meets unusable GTID values."""
     try:
-        return _plan_failover(states, plan, primary, preferred, allow_data_loss, settled)
+        return decide(*args)
     except _Refused as exc:
         plan.update(action=REFUSE, reason=str(exc))
-        return plan
     except gtid_utils.GtidError as exc:
         plan.update(action=REFUSE, reason='GTID values cannot be used: %s' % exc)
-        return plan
+    return plan
 
 
 def _plan_failover(states, plan, primary, preferred, allow_data_loss, settled):
@@ -783,14 +788,7 @@ def plan_switchover(nodes, target=None, max_lag=None):
                 warnings=[])
     if target is not None:
         _by_name(states, target, 'target')
-    try:
-        return _plan_switchover(states, plan, target, max_lag)
-    except _Refused as exc:
-        plan.update(action=REFUSE, reason=str(exc))
-        return plan
-    except gtid_utils.GtidError as exc:
-        plan.update(action=REFUSE, reason='GTID values cannot be used: %s' % exc)
-        return plan
+    return _refusable(plan, _plan_switchover, states, plan, target, max_lag)
 
 
 def _switchover_problem(state, primary, flavor):

@@ -374,6 +374,7 @@ from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
     monotonic,
     mysql_cluster_argument_spec,
     replication_argument_spec,
+    run_cluster_operation,
     wait_for_gtid_position,
     wait_for_replica,
 )
@@ -736,16 +737,7 @@ class Failover(ClusterOperations):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     check_params(module)
-    failover = Failover(module)
-    try:
-        result = failover.run()
-    except MySQLError as exc:
-        failover.abort('Query failed: %s' % format_mysql_error(exc))
-    except UnsupportedServerError as exc:
-        failover.abort('A node is not supported: %s' % exc)
-    finally:
-        failover.close()
-    module.exit_json(**result)
+    run_cluster_operation(Failover(module))
 
 
 if __name__ == '__main__':

@@ -230,13 +230,13 @@ from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
     ClusterNode,
     ClusterOperations,
     MySQLError,
-    UnsupportedServerError,
     check_cluster_params,
     check_node_options,
     cluster_node_options,
     format_mysql_error,
     mysql_cluster_argument_spec,
     replication_argument_spec,
+    run_cluster_operation,
     threads_stopped,
     wait_for_replica,
 )
@@ -393,16 +393,7 @@ class Rejoin(ClusterOperations):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     check_params(module)
-    rejoin = Rejoin(module)
-    try:
-        result = rejoin.run()
-    except MySQLError as exc:
-        rejoin.fail('Query failed: %s' % format_mysql_error(exc))
-    except UnsupportedServerError as exc:
-        rejoin.fail('Not supported: %s' % exc)
-    finally:
-        rejoin.close()
-    module.exit_json(**result)
+    run_cluster_operation(Rejoin(module))
 
 
 if __name__ == '__main__':

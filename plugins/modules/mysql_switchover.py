@@ -288,6 +288,7 @@ from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
     monotonic,
     mysql_cluster_argument_spec,
     replication_argument_spec,
+    run_cluster_operation,
     wait_for_gtid_position,
     wait_for_replica,
 )
@@ -534,16 +535,7 @@ class Switchover(ClusterOperations):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     check_params(module)
-    switchover = Switchover(module)
-    try:
-        result = switchover.run()
-    except MySQLError as exc:
-        switchover.fail('Query failed: %s' % format_mysql_error(exc))
-    except UnsupportedServerError as exc:
-        switchover.fail('A node is not supported: %s' % exc)
-    finally:
-        switchover.close()
-    module.exit_json(**result)
+    run_cluster_operation(Switchover(module))
 
 
 if __name__ == '__main__':

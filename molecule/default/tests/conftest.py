@@ -5,9 +5,7 @@ balancer's port published on 127.0.0.1."""
 import pathlib
 import re
 import sys
-import time
 
-import pytest
 import requests
 import testinfra
 
@@ -77,16 +75,6 @@ def haproxy_server_states():
         if len(fields) > 17 and fields[0] == "web" and fields[1] not in ("BACKEND", "FRONTEND"):
             states[fields[1]] = fields[17]
     return states
-
-
-def wait_for(predicate, timeout=60, interval=0.5, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def changed_per_host(output):

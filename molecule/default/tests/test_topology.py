@@ -8,8 +8,8 @@ import time
 
 import requests
 
-from conftest import PRIMARY, REPLICAS, SERVERS, get, haproxy_server_states, lab_host, rows, served_by, sql, wait_for
-from labclient import SITE, playbook
+from conftest import PRIMARY, REPLICAS, SERVERS, get, haproxy_server_states, lab_host, rows, served_by, sql
+from labclient import SITE, playbook, slave_status, wait_for
 
 
 def test_every_server_answers_in_equal_shares():
@@ -79,10 +79,7 @@ def test_a_caller_reads_its_own_write():
 def test_replicas_are_read_only_and_replicate_with_gtid():
     for name in REPLICAS:
         assert rows(name, "SELECT @@read_only") == [["1"]]
-        status = lab_host(name).check_output("mariadb -e 'SHOW SLAVE STATUS\\G'")
-        fields = dict(
-            (k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in status.splitlines() if ":" in line)
-        )
+        fields = slave_status(name)
         assert fields["Slave_IO_Running"] == "Yes", fields.get("Last_IO_Error")
         assert fields["Slave_SQL_Running"] == "Yes", fields.get("Last_SQL_Error")
         assert fields["Using_Gtid"] == "Slave_Pos"

@@ -24,28 +24,15 @@ from labclient import (
     missing_values,
     node_sql,
     playbook,
+    slave_status,
+    start_node,
     table_checksum,
+    wait_for,
     wait_for_gtid,
     writable_nodes,
 )
 
 OLD_PRIMARY = "server1"
-
-
-def wait_until(predicate, timeout=120, interval=0.5, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
-
-
-def slave_status(name):
-    out = docker("exec", container(name), "mariadb", "-e", "SHOW SLAVE STATUS\\G").stdout
-    pairs = (line.split(":", 1) for line in out.splitlines() if ":" in line and not line.startswith("*"))
-    return {key.strip(): value.strip() for key, value in pairs}
 
 
 def output(result):
@@ -55,7 +42,7 @@ def output(result):
 @pytest.fixture(scope="module")
 def sampler():
     with WritabilitySampler() as s:
-        wait_until(lambda: len(s.rounds) > 5, 30, what="the sampler's first rounds")
+        wait_for(lambda: len(s.rounds) > 5, 30, what="the sampler's first rounds")
         yield s
     assert s.max_writable <= 1, f"two writable nodes at once: {s.split_brain_rounds()[:5]}"
 
@@ -65,7 +52,7 @@ def failover(sampler):
     """Kill the primary's container under load, then run failover.yml."""
     assert writable_nodes() == [OLD_PRIMARY], "the scenario starts from the inventory's primary"
     with WriteLoad() as load:
-        wait_until(lambda: len(load.acknowledged) >= 50, 60, what="the write load to flow")
+        wait_for(lambda: len(load.acknowledged) >= 50, 60, what="the write load to flow")
         killed = time.monotonic()
         docker("kill", container(OLD_PRIMARY))
         started = time.monotonic()
@@ -127,9 +114,7 @@ def test_pt_table_checksum_finds_no_difference(failover):
 
 @pytest.fixture(scope="module")
 def rejoined(failover):
-    docker("start", container(OLD_PRIMARY))
-    wait_until(lambda: docker("exec", container(OLD_PRIMARY), "mariadb", "-e", "SELECT 1", check=False).returncode == 0,
-               120, what="the killed node's MariaDB to start")
+    start_node(OLD_PRIMARY)
     came_back = node_sql(OLD_PRIMARY, "SELECT @@read_only")[0][0]
     status = node_sql(OLD_PRIMARY, "SHOW SLAVE STATUS")
     # the inventory still names it the primary: site.yml must not make it
@@ -173,7 +158,7 @@ def test_rejoin_made_it_a_replica_that_caught_up(failover, rejoined):
 @pytest.fixture(scope="module")
 def switched_back(rejoined, sampler):
     with WriteLoad() as load:
-        wait_until(lambda: len(load.acknowledged) >= 30, 60, what="the write load to flow")
+        wait_for(lambda: len(load.acknowledged) >= 30, 60, what="the write load to flow")
         started = time.monotonic()
         result = playbook("playbooks/switchover.yml", "-e", f"mysql_cluster_switchover_target={OLD_PRIMARY}")
         finished = time.monotonic()
@@ -221,7 +206,7 @@ def test_failover_with_both_replicas_stopped_is_refused(switched_back, sampler):
         for name in replicas:
             docker("exec", container(name), "systemctl", "start", "mariadb")
     for name in replicas:
-        wait_until(lambda n=name: node_sql(n, "SELECT @@read_only")[0][0] == "1", 60, what=f"{name} to restart")
+        wait_for(lambda n=name: node_sql(n, "SELECT @@read_only")[0][0] == "1", 60, what=f"{name} to restart")
         assert node_sql(name, "SELECT @@gtid_binlog_pos")[0][0] == before[name][1]
     assert sampler.max_writable <= 1
 
