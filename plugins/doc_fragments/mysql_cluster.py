@@ -86,3 +86,44 @@ options:
     type: int
     default: 10
 '''
+
+    # The node list of the modules acting on the whole cluster
+    # (mysql_failover, mysql_switchover); matches cluster_node_options().
+    NODES = r'''
+options:
+  nodes:
+    description:
+      - Every node of the cluster, the primary included (for a failover, the
+        failed one).
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description:
+          - Name of the node, unique; the other options and the results name
+            nodes by it.
+        type: str
+        required: true
+      host:
+        description:
+          - Host name or address the control node logs in to.
+        type: str
+        required: true
+      port:
+        description:
+          - TCP port of the node.
+        type: int
+        default: 3306
+      replication_host:
+        description:
+          - Host name or address the other nodes replicate from this node
+            with, when it differs from O(nodes[].host). Also used to tell which
+            node a replica replicates from.
+        type: str
+      replication_port:
+        description:
+          - Port the other nodes replicate from this node with (default
+            O(nodes[].port)).
+        type: int
+'''

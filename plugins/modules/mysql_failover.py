@@ -73,41 +73,8 @@ author:
   - distweb developers (@distweb)
 extends_documentation_fragment:
   - distweb.infra.mysql_cluster
+  - distweb.infra.mysql_cluster.nodes
 options:
-  nodes:
-    description:
-      - Every node of the cluster, the old primary included.
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      name:
-        description:
-          - Name of the node, unique; used in O(primary), O(preferred_candidate)
-            and the results.
-        type: str
-        required: true
-      host:
-        description:
-          - Host name or address the control node logs in to.
-        type: str
-        required: true
-      port:
-        description:
-          - TCP port of the node.
-        type: int
-        default: 3306
-      replication_host:
-        description:
-          - Host name or address the other nodes replicate from this node
-            with, when it differs from O(nodes[].host). Also used to tell which
-            node a replica replicates from.
-        type: str
-      replication_port:
-        description:
-          - Port the other nodes replicate from this node with (default
-            O(nodes[].port)).
-        type: int
   primary:
     description:
       - Name of the failed (old) primary.

@@ -75,6 +75,7 @@ def order(cluster, *steps):
 def test_documentation_parses_and_matches_the_argument_spec():
     doc = yaml.safe_load(mysql_switchover.DOCUMENTATION)
     doc['options'].update(yaml.safe_load(mysql_cluster.ModuleDocFragment.DOCUMENTATION)['options'])
+    doc['options'].update(yaml.safe_load(mysql_cluster.ModuleDocFragment.NODES)['options'])
     spec = mysql_switchover.argument_spec()
     assert set(doc['options']) == set(spec)
     for name, option in spec.items():
