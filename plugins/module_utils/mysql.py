@@ -1602,6 +1602,20 @@ class ClusterOperations(object):
         self.queries = []
         self.phases = {}
         self.started = monotonic()
+        self.nodes = []  # every ClusterNode the run connects to
+
+    def finish(self, **kwargs):
+        """The module's result, with ``kwargs`` added."""
+        raise NotImplementedError
+
+    def fail(self, msg, **kwargs):
+        result = self.finish(**kwargs)
+        self.close()
+        self.module.fail_json(msg=msg, **result)
+
+    def close(self):
+        for node in self.nodes:
+            node.close()
 
     def abort(self, msg):
         """Fail on an unexpected error (the modules' ``fail``; the failover
@@ -1714,6 +1728,32 @@ class ClusterOperations(object):
         shown.append(dialect.change_source(settings).display)
         shown.append(dialect.start_replica().display)
         return shown
+
+
+class WholeClusterOperations(ClusterOperations):
+    """A run acting on every node of O(nodes) (failover, switchover): the
+    nodes by name, the plan in words, the killed sessions, the warnings and
+    the seconds per phase, all returned by ``finish``."""
+
+    def __init__(self, module, phases):
+        super(WholeClusterOperations, self).__init__(module)
+        self.nodes = [ClusterNode.from_options(options) for options in self.params['nodes']]
+        self.by_name = dict((node.name, node) for node in self.nodes)
+        self.killed = []
+        self.plan_text = []
+        self.warnings = []
+        self.result = {}
+        for phase in phases:
+            self.phases[phase] = 0.0
+
+    def finish(self, **kwargs):
+        self.result.update(kwargs)
+        self.phases['total'] = round(monotonic() - self.started, 3)
+        self.result.update(phases=dict(self.phases), plan=list(self.plan_text), queries=list(self.queries),
+                           killed_sessions=len(self.killed))
+        for warning in self.warnings:
+            self.module.warn(warning)
+        return self.result
 
 
 def run_cluster_operation(operation):

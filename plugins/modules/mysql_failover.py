@@ -329,10 +329,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.distweb.infra.plugins.module_utils import topology
 from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
     START_SETTLE_SECONDS,
-    ClusterNode,
-    ClusterOperations,
     MySQLError,
     UnsupportedServerError,
+    WholeClusterOperations,
     check_cluster_params,
     check_node_options,
     cluster_node_options,
@@ -379,42 +378,16 @@ def check_params(module):
         module.fail_json(msg='; '.join(problems))
 
 
-class Failover(ClusterOperations):
+class Failover(WholeClusterOperations):
     """One run of the module."""
 
     def __init__(self, module):
-        super(Failover, self).__init__(module)
-        self.nodes = [ClusterNode.from_options(options) for options in self.params['nodes']]
-        self.by_name = dict((node.name, node) for node in self.nodes)
+        super(Failover, self).__init__(module, PHASES)
         self.fenced = None  # the node this run made read-only
         self.promoted = False
         self.io_stopped = []  # nodes whose IO thread this run stopped
-        self.killed = []
-        self.plan_text = []
-        self.warnings = []
         self.result = dict(changed=False, old_primary=None, new_primary=None, repointed=[], repoint_failed=[],
                            excluded=[], lost_gtids='', candidate_position='', notes=[], killed_sessions=0)
-        for phase in PHASES:
-            self.phases[phase] = 0.0
-
-    # -- results -------------------------------------------------------------
-    def finish(self, **kwargs):
-        self.result.update(kwargs)
-        self.phases['total'] = round(monotonic() - self.started, 3)
-        self.result.update(phases=dict(self.phases), plan=list(self.plan_text), queries=list(self.queries),
-                           killed_sessions=len(self.killed))
-        for warning in self.warnings:
-            self.module.warn(warning)
-        return self.result
-
-    def fail(self, msg, **kwargs):
-        result = self.finish(**kwargs)
-        self.close()
-        self.module.fail_json(msg=msg, **result)
-
-    def close(self):
-        for node in self.nodes:
-            node.close()
 
     # -- reading -------------------------------------------------------------
     def read_states(self, order=None, before=None):

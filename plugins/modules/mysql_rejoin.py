@@ -274,6 +274,7 @@ class Rejoin(ClusterOperations):
         super(Rejoin, self).__init__(module)
         self.node = ClusterNode.from_options(self.params['node'])
         self.primary = ClusterNode.from_options(self.params['primary'])
+        self.nodes = [self.node, self.primary]
         self.planned = []
         self.result = dict(changed=False, node=self.node.name, primary=self.primary.name, made_read_only=False,
                            extra_gtids='', comparison=None, start_position=None)
@@ -282,15 +283,6 @@ class Rejoin(ClusterOperations):
         self.result.update(kwargs)
         self.result['queries'] = list(self.queries) + list(self.planned)
         return self.result
-
-    def fail(self, msg, **kwargs):
-        result = self.finish(**kwargs)
-        self.close()
-        self.module.fail_json(msg=msg, **result)
-
-    def close(self):
-        self.node.close()
-        self.primary.close()
 
     def state(self, node):
         try:
