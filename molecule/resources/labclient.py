@@ -17,7 +17,10 @@ import requests
 LAB = os.environ.get("DISTWEB_LAB_NAME", "distweb-molecule")
 SUBNET = os.environ.get("DISTWEB_LAB_SUBNET_PREFIX", "172.28.20")
 HTTP_PORT = os.environ.get("DISTWEB_LAB_HTTP_PORT", "18080")
-SITE = f"http://127.0.0.1:{HTTP_PORT}"
+HTTPS_PORT = os.environ.get("DISTWEB_LAB_HTTPS_PORT", "18443")
+# The first load balancer's ports, published on loopback.
+SITE = f"https://127.0.0.1:{HTTPS_PORT}"
+PLAIN_SITE = f"http://127.0.0.1:{HTTP_PORT}"
 DB_NODES = {"server1": 11, "server2": 12, "server3": 13}
 
 
@@ -29,6 +32,18 @@ def secrets_dir():
 
 def lab_secret(name):
     return secrets_dir().joinpath(name).read_text().split()[0]
+
+
+def ca_file():
+    """The lab CA's certificate, which signed the load balancers' ones."""
+    return str(secrets_dir() / "pki" / "ca.crt")
+
+
+def session():
+    """A requests session that trusts the lab CA (and nothing else)."""
+    s = requests.Session()
+    s.verify = ca_file()
+    return s
 
 
 def node_address(name):
@@ -76,6 +91,25 @@ def start_node(name, timeout=120):
              timeout, what=f"{name}'s MariaDB to start")
 
 
+def haproxy_servers(lb="lb1", backend="web"):
+    """{server: {stat field: value}} of one backend, from ``show stat`` on a
+    load balancer's local runtime API socket (docker exec)."""
+    script = (
+        "import socket;s=socket.socket(socket.AF_UNIX);"
+        "s.connect('/run/haproxy/admin.sock');s.sendall(b'show stat\\n');"
+        "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())"
+    )
+    out = docker("exec", container(lb), "python3", "-c", script).stdout
+    lines = out.strip().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    servers = {}
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(",")))
+        if row.get("pxname") == backend and row.get("svname") not in ("BACKEND", "FRONTEND"):
+            servers[row["svname"]] = row
+    return servers
+
+
 def admin_connect(name, timeout=1.0):
     """A connection to a node as the lab's administrative account, over TLS
     checked against the lab's CA, from this machine (the control node)."""
@@ -97,15 +131,16 @@ class WriteLoad:
     max_seconds. Logs every attempt as (monotonic time, acknowledged) and
     every acknowledged write as (id, value)."""
 
-    def __init__(self, max_writes=20000, max_seconds=600, pause=0.02, timeout=5):
+    def __init__(self, max_writes=20000, max_seconds=600, pause=0.02, timeout=5, site=SITE):
         self.max_writes, self.max_seconds, self.pause, self.timeout = max_writes, max_seconds, pause, timeout
+        self.site = site
         self.acknowledged, self.attempts, self.failed = [], [], 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         deadline = time.monotonic() + self.max_seconds
-        with requests.Session() as session:
+        with session() as http:
             for n in range(self.max_writes):
                 if self._stop.is_set() or time.monotonic() > deadline:
                     return
@@ -113,7 +148,7 @@ class WriteLoad:
                 started = time.monotonic()
                 ok = False
                 try:
-                    r = session.post(SITE + "/api/records", json={"value": value}, timeout=self.timeout)
+                    r = http.post(self.site + "/api/records", json={"value": value}, timeout=self.timeout)
                     if r.status_code == 201:
                         self.acknowledged.append((r.json()["id"], value))
                         ok = True

@@ -6,11 +6,10 @@ import pathlib
 import re
 import sys
 
-import requests
 import testinfra
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "resources"))
-from labclient import INVENTORY, LAB, SITE  # noqa: E402 (after the path is set)
+from labclient import INVENTORY, LAB, SITE, haproxy_servers, session  # noqa: E402 (after the path is set)
 
 # test_replication.py adds server4 through this file and removes it when
 # done; a run killed half-way leaves it in Molecule's inventory, which
@@ -46,7 +45,7 @@ def rows(name, query):
 
 def get(path, **kwargs):
     """One request through the load balancer, on a fresh connection."""
-    with requests.Session() as s:
+    with session() as s:
         return s.get(SITE + path, timeout=10, headers={"Connection": "close"}, **kwargs)
 
 
@@ -63,18 +62,13 @@ def served_by(n):
 
 def haproxy_server_states():
     """{server: status} from the HAProxy runtime API on lb1 (local socket)."""
-    script = (
-        "import socket;s=socket.socket(socket.AF_UNIX);"
-        "s.connect('/run/haproxy/admin.sock');s.sendall(b'show stat\\n');"
-        "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())"
-    )
-    out = lab_host("lb1").check_output(f'python3 -c "{script}"')
-    states = {}
-    for line in out.splitlines():
-        fields = line.split(",")
-        if len(fields) > 17 and fields[0] == "web" and fields[1] not in ("BACKEND", "FRONTEND"):
-            states[fields[1]] = fields[17]
-    return states
+    return {name: row["status"] for name, row in haproxy_servers("lb1").items()}
+
+
+def at_full_weight(name):
+    """The server is UP on lb1 and out of its slow start (no throttle)."""
+    row = haproxy_servers("lb1").get(name, {})
+    return row.get("status") == "UP" and row.get("throttle", "") == ""
 
 
 def changed_per_host(output):

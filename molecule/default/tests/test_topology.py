@@ -6,10 +6,9 @@ import os
 import re
 import time
 
-import requests
 
-from conftest import PRIMARY, REPLICAS, SERVERS, get, haproxy_server_states, lab_host, rows, served_by, sql
-from labclient import SITE, playbook, slave_status, wait_for
+from conftest import PRIMARY, REPLICAS, SERVERS, at_full_weight, get, haproxy_server_states, lab_host, rows, served_by, sql
+from labclient import SITE, playbook, session, slave_status, wait_for
 
 
 def test_every_server_answers_in_equal_shares():
@@ -45,7 +44,8 @@ def test_a_stopped_nginx_loses_no_request_and_gets_its_share_back():
         wait_for(lambda: haproxy_server_states().get("server2") == "DOWN", what="server2 DOWN")
     finally:
         victim.run_expect([0], "systemctl start nginx")
-    wait_for(lambda: haproxy_server_states().get("server2") == "UP", what="server2 UP again")
+    # Back, then out of its slow start (haproxy_slowstart) at full weight.
+    wait_for(lambda: at_full_weight("server2"), what="server2 UP again at full weight")
     statuses, counts = served_by(30)
     assert statuses == [200] * 30
     assert counts == {name: 10 for name in SERVERS}
@@ -53,7 +53,7 @@ def test_a_stopped_nginx_loses_no_request_and_gets_its_share_back():
 
 def test_a_record_written_through_the_app_is_on_every_node():
     value = f"molecule-{time.time_ns()}"
-    with requests.Session() as s:
+    with session() as s:
         r = s.post(SITE + "/api/records", json={"value": value}, timeout=10)
     assert r.status_code == 201, r.text
     record = r.json()
@@ -67,7 +67,7 @@ def test_a_record_written_through_the_app_is_on_every_node():
 
 
 def test_a_caller_reads_its_own_write():
-    with requests.Session() as s:
+    with session() as s:
         r = s.post(SITE + "/api/records", json={"value": "read-your-write"}, timeout=10)
         assert r.status_code == 201
         record = r.json()
