@@ -22,6 +22,10 @@ HTTPS_PORT = os.environ.get("DISTWEB_LAB_HTTPS_PORT", "18443")
 SITE = f"https://127.0.0.1:{HTTPS_PORT}"
 PLAIN_SITE = f"http://127.0.0.1:{HTTP_PORT}"
 DB_NODES = {"server1": 11, "server2": 12, "server3": 13}
+# The load balancers' virtual IP (inventories/lab), on the lab's network.
+VIP = f"{SUBNET}.100"
+VIP_SITE = f"https://{VIP}"
+LOAD_BALANCERS = ("lb1", "lb2")
 
 
 def secrets_dir():
@@ -91,6 +95,21 @@ def start_node(name, timeout=120):
              timeout, what=f"{name}'s MariaDB to start")
 
 
+def vip_holders():
+    """The load balancers that have the virtual IP on an interface now."""
+    holders = []
+    for lb in LOAD_BALANCERS:
+        out = docker("exec", container(lb), "ip", "-4", "-o", "addr", "show", check=False).stdout
+        if f" {VIP}/" in out:
+            holders.append(lb)
+    return holders
+
+
+def client(*argv, timeout=120):
+    """Run a command in the lab's client container (outside the cluster)."""
+    return docker("exec", container("client"), *argv, check=False, timeout=timeout)
+
+
 def haproxy_servers(lb="lb1", backend="web"):
     """{server: {stat field: value}} of one backend, from ``show stat`` on a
     load balancer's local runtime API socket (docker exec)."""
@@ -126,46 +145,49 @@ def admin_connect(name, timeout=1.0):
     )
 
 
-class WriteLoad:
-    """POSTs through the load balancer until stopped, at most max_writes and
-    max_seconds. Logs every attempt as (monotonic time, acknowledged) and
-    every acknowledged write as (id, value)."""
+class _Load:
+    """A bounded load through the load balancer: ``workers`` threads send
+    requests until stopped, at most ``max_requests`` each and ``max_seconds``
+    in all. Every attempt is logged as (monotonic time, ok, what failed)."""
 
-    def __init__(self, max_writes=20000, max_seconds=600, pause=0.02, timeout=5, site=SITE):
-        self.max_writes, self.max_seconds, self.pause, self.timeout = max_writes, max_seconds, pause, timeout
+    def __init__(self, max_requests, max_seconds, pause, timeout, site, workers=1):
+        self.max_requests, self.max_seconds, self.pause, self.timeout = max_requests, max_seconds, pause, timeout
         self.site = site
-        self.acknowledged, self.attempts, self.failed = [], [], 0
+        self.attempts, self.errors = [], []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _worker in range(workers)]
+
+    @property
+    def failed(self):
+        return sum(1 for _t, ok in self.attempts if not ok)
+
+    def _one(self, http, n):
+        """Send request number n; return None when it succeeded, else what went wrong."""
+        raise NotImplementedError
 
     def _run(self):
         deadline = time.monotonic() + self.max_seconds
         with session() as http:
-            for n in range(self.max_writes):
+            for n in range(self.max_requests):
                 if self._stop.is_set() or time.monotonic() > deadline:
                     return
-                value = f"load-{n}-{secrets.token_hex(4)}"
                 started = time.monotonic()
-                ok = False
                 try:
-                    r = http.post(self.site + "/api/records", json={"value": value}, timeout=self.timeout)
-                    if r.status_code == 201:
-                        self.acknowledged.append((r.json()["id"], value))
-                        ok = True
-                except (requests.RequestException, ValueError, KeyError):
-                    pass
-                self.attempts.append((started, ok))
-                if not ok:
-                    self.failed += 1
-                    session.close()
+                    error = self._one(http, n)
+                except (requests.RequestException, ValueError, KeyError) as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                self.attempts.append((started, error is None))
+                if error is not None:
+                    self.errors.append((started, error))
+                    http.close()
                 time.sleep(self.pause)
 
     def first_success_after(self, moment):
-        """Monotonic time of the first acknowledged write sent after ``moment``."""
-        return next((t for t, ok in self.attempts if ok and t >= moment), None)
+        """Monotonic time of the first successful request sent after ``moment``."""
+        return next((t for t, ok in sorted(self.attempts) if ok and t >= moment), None)
 
     def last_success_before(self, moment):
-        return next((t for t, ok in reversed(self.attempts) if ok and t <= moment), None)
+        return next((t for t, ok in reversed(sorted(self.attempts)) if ok and t <= moment), None)
 
     def failed_between(self, start, end):
         return sum(1 for t, ok in self.attempts if not ok and start <= t <= end)
@@ -180,12 +202,49 @@ class WriteLoad:
         return None
 
     def __enter__(self):
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._thread.join(timeout=60)
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+
+class WriteLoad(_Load):
+    """POSTs of new records, one after another; every acknowledged write is
+    kept as (id, value)."""
+
+    def __init__(self, max_writes=20000, max_seconds=600, pause=0.02, timeout=5, site=SITE):
+        super().__init__(max_writes, max_seconds, pause, timeout, site)
+        self.acknowledged = []
+
+    def _one(self, http, n):
+        value = f"load-{n}-{secrets.token_hex(4)}"
+        r = http.post(self.site + "/api/records", json={"value": value}, timeout=self.timeout)
+        if r.status_code != 201:
+            return f"HTTP {r.status_code}"
+        self.acknowledged.append((r.json()["id"], value))
+        return None
+
+
+class ReadLoad(_Load):
+    """GETs of ``path`` from ``workers`` threads at once; counts the servers
+    that answered (X-Served-By)."""
+
+    def __init__(self, path="/", workers=4, max_requests=20000, max_seconds=600, pause=0.01, timeout=10, site=SITE):
+        super().__init__(max_requests, max_seconds, pause, timeout, site, workers)
+        self.path = path
+        self.served_by = {}
+
+    def _one(self, http, n):
+        r = http.get(self.site + self.path, timeout=self.timeout)
+        if r.status_code != 200:
+            return f"HTTP {r.status_code}"
+        who = r.headers.get("X-Served-By", "?")
+        self.served_by[who] = self.served_by.get(who, 0) + 1
+        return None
 
 
 class WritabilitySampler:

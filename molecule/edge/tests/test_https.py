@@ -1,0 +1,80 @@
+"""HTTPS at the load balancers, seen from the client container outside the
+cluster: a 301 from plain HTTP, HSTS, the lab CA's certificate for the site
+name, TLS 1.2 and 1.3 only with strong ciphers (sslscan), and the client's
+address reaching nginx even when it sends a forged X-Forwarded-For."""
+
+import re
+import secrets
+
+import pytest
+from labclient import VIP, client, container, docker, playbook, secrets_dir
+
+
+def test_plain_http_is_redirected_to_https():
+    out = client("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", f"http://{VIP}/api/records?limit=1")
+    assert out.stdout == f"301 https://{VIP}/api/records?limit=1", out.stdout + out.stderr
+
+
+def test_https_answers_with_hsts_and_a_certificate_for_the_site_name(client_ca):
+    out = client("curl", "-sS", "-D", "-", "-o", "/dev/null", "--cacert", client_ca,
+                 "--resolve", f"www.foobar.com:443:{VIP}", "https://www.foobar.com/health")
+    assert out.returncode == 0, out.stderr
+    headers = out.stdout.lower()
+    assert re.search(r"^http/\S+ 200", headers, re.M)
+    assert "strict-transport-security: max-age=63072000" in headers
+
+
+@pytest.fixture(scope="module")
+def sslscan():
+    out = client("sslscan", "--no-colour", f"{VIP}:443", timeout=300)
+    assert out.returncode == 0, out.stderr
+    print("\n" + out.stdout)
+    return out.stdout
+
+
+def test_only_tls_1_2_and_1_3_are_offered(sslscan):
+    protocols = dict(re.findall(r"^(SSLv2|SSLv3|TLSv1\.[0-3])\s+(enabled|disabled)", sslscan, re.M))
+    assert protocols == {"SSLv2": "disabled", "SSLv3": "disabled", "TLSv1.0": "disabled",
+                         "TLSv1.1": "disabled", "TLSv1.2": "enabled", "TLSv1.3": "enabled"}
+
+
+def test_no_weak_cipher_is_accepted(sslscan):
+    ciphers = re.findall(r"^(?:Preferred|Accepted)\s+(TLSv1\.[23])\s+(\d+) bits\s+(\S+)", sslscan, re.M)
+    assert ciphers, "sslscan listed no cipher"
+    for version, bits, name in ciphers:
+        assert int(bits) >= 128, name
+        if version == "TLSv1.3":
+            assert name in {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}, name
+        else:  # forward secret and AEAD only: no RSA key exchange, CBC, RC4, 3DES, NULL or export
+            assert name.startswith("ECDHE-") and ("GCM" in name or "CHACHA20" in name), name
+    assert "renegotiation" not in sslscan.lower() or "Insecure session renegotiation supported" not in sslscan
+
+
+def test_nginx_sees_the_client_address_and_not_a_forged_one(client_ca):
+    probe = secrets.token_hex(8)
+    out = client("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", client_ca,
+                 "-H", "X-Forwarded-For: 203.0.113.7", f"https://{VIP}/?probe={probe}")
+    assert out.stdout == "200", out.stdout + out.stderr
+    lines = []
+    for server in ("server1", "server2", "server3"):
+        log = docker("exec", container(server), "grep", "-h", probe, "/var/log/nginx/access.log", check=False).stdout
+        lines += log.splitlines()
+    assert len(lines) == 1, lines
+    client_address = VIP.rsplit(".", 1)[0] + ".200"
+    assert lines[0].startswith(client_address + " "), lines[0]
+    assert lines[0].rstrip().endswith(" https"), f"the scheme nginx logged is not https: {lines[0]}"
+
+
+def test_a_key_that_does_not_match_the_certificate_stops_the_run_before_any_change():
+    wrong_key = secrets_dir() / "pki" / "server1.key"
+    result = playbook("site.yml", "-e", f"haproxy_tls_key_src={wrong_key}")
+    assert result.returncode != 0
+    assert "The key does not belong to the certificate" in result.stdout, result.stdout[-3000:]
+    assert not re.search(r"changed=[1-9]", result.stdout[result.stdout.index("PLAY RECAP"):])
+
+
+def test_a_missing_certificate_stops_the_run_before_any_change():
+    result = playbook("site.yml", "-e", "haproxy_tls_certificate_src=/nonexistent/site.crt")
+    assert result.returncode != 0
+    assert "Not found on the control node: /nonexistent/site.crt" in result.stdout, result.stdout[-3000:]
+    assert not re.search(r"changed=[1-9]", result.stdout[result.stdout.index("PLAY RECAP"):])
