@@ -44,8 +44,11 @@ def ca_file():
 
 
 def session():
-    """A requests session that trusts the lab CA (and nothing else)."""
+    """A requests session that trusts the lab CA (and nothing else). It
+    ignores the environment, whose REQUESTS_CA_BUNDLE or proxies would
+    otherwise win over the lab's CA and send lab traffic elsewhere."""
     s = requests.Session()
+    s.trust_env = False
     s.verify = ca_file()
     return s
 

@@ -4,6 +4,8 @@ a web server's port 80 and every database node's MariaDB and health ports do
 not, and what is dropped is counted. Inside, the tiers still talk, and
 Docker's name resolution in every container still works."""
 
+import re
+
 import pytest
 from labclient import DB_NODES, LOAD_BALANCERS, VIP, client, container, docker
 
@@ -18,7 +20,7 @@ def tcp_answers(host, port, seconds=3):
 
 def dropped(name):
     out = docker("exec", container(name), "nft", "list", "counter", "inet", "distweb", "dropped").stdout
-    return int(out.split("packets")[1].split()[0])
+    return int(re.search(r"\bpackets (\d+)", out).group(1))
 
 
 def test_the_site_answers_on_the_vip_from_outside(client_ca):
