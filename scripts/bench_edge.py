@@ -22,17 +22,12 @@ from labclient import (  # noqa: E402 (after the path is set)
     WriteLoad,
     container,
     docker,
-    haproxy_servers,
+    every_server_up,
     playbook,
     start_node,
     vip_holders,
     wait_for,
 )
-
-
-def all_up():
-    return all(row["status"] == "UP" and row.get("throttle", "") == ""
-               for lb in LOAD_BALANCERS for row in haproxy_servers(lb).values())
 
 
 def report(what, reads, writes):
@@ -41,18 +36,18 @@ def report(what, reads, writes):
 
 
 def backend_kill():
-    wait_for(all_up, 120, what="every server UP")
+    wait_for(every_server_up, 120, what="every server UP")
     with ReadLoad(site=VIP_SITE, max_seconds=300) as reads, WriteLoad(site=VIP_SITE, max_seconds=300) as writes:
         wait_for(lambda: len(reads.attempts) >= 200, 60, what="the load")
         docker("kill", container("server3"))
         time.sleep(15)
     report("web server killed (server3)", reads, writes)
     start_node("server3")
-    wait_for(all_up, 180, what="server3 back")
+    wait_for(every_server_up, 180, what="server3 back")
 
 
 def rolling_deploy(log_dir):
-    wait_for(all_up, 120, what="every server UP")
+    wait_for(every_server_up, 120, what="every server UP")
     with ReadLoad(site=VIP_SITE, max_seconds=900) as reads, WriteLoad(site=VIP_SITE, max_seconds=900) as writes:
         wait_for(lambda: len(reads.attempts) >= 200, 60, what="the load")
         started = time.monotonic()

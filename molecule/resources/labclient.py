@@ -132,6 +132,15 @@ def haproxy_servers(lb="lb1", backend="web"):
     return servers
 
 
+def every_server_up():
+    """Every web server is UP on every load balancer, out of its slow start."""
+    return all(
+        row["status"] == "UP" and row.get("throttle", "") == ""
+        for lb in LOAD_BALANCERS
+        for row in haproxy_servers(lb).values()
+    )
+
+
 def admin_connect(name, timeout=1.0):
     """A connection to a node as the lab's administrative account, over TLS
     checked against the lab's CA, from this machine (the control node)."""

@@ -14,6 +14,7 @@ from labclient import (
     WriteLoad,
     container,
     docker,
+    every_server_up,
     haproxy_servers,
     node_sql,
     playbook,
@@ -22,14 +23,6 @@ from labclient import (
 )
 
 VICTIM = "server3"  # a replica: killing it costs the cluster no primary
-
-
-def all_up_at_full_weight():
-    return all(
-        row["status"] == "UP" and row.get("throttle", "") == ""
-        for lb in LOAD_BALANCERS
-        for row in haproxy_servers(lb).values()
-    )
 
 
 def assert_every_write_stored_once(load):
@@ -47,7 +40,7 @@ def assert_every_write_stored_once(load):
 def backend_killed():
     """Kill VICTIM's container under a GET and a POST load through the VIP,
     keep the load on without it, then bring it back (before the next test)."""
-    wait_for(all_up_at_full_weight, 60, what="every server UP on both load balancers")
+    wait_for(every_server_up, 60, what="every server UP on both load balancers")
     with ReadLoad(site=VIP_SITE, workers=4, max_seconds=300) as reads, WriteLoad(site=VIP_SITE, max_seconds=300) as writes:
         wait_for(lambda: len(writes.acknowledged) >= 20 and len(reads.attempts) >= 100, 60, what="the load to flow")
         docker("kill", container(VICTIM))
@@ -59,7 +52,7 @@ def backend_killed():
     print(f"\nbackend kill: GET {reads.failed} failed of {len(reads.attempts)}, "
           f"POST {writes.failed} failed of {len(writes.attempts)}; errors: {(reads.errors + writes.errors)[:5]}")
     start_node(VICTIM)
-    wait_for(all_up_at_full_weight, 180, what=f"{VICTIM} back at full weight")
+    wait_for(every_server_up, 180, what=f"{VICTIM} back at full weight")
     return reads, writes
 
 
@@ -79,7 +72,7 @@ def test_posts_are_counted_and_never_replayed(backend_killed):
 
 
 def test_rolling_deploy_fails_no_request():
-    wait_for(all_up_at_full_weight, 120, what="every server UP at full weight")
+    wait_for(every_server_up, 120, what="every server UP at full weight")
     with ReadLoad(site=VIP_SITE, workers=4, max_seconds=900) as reads, WriteLoad(site=VIP_SITE, max_seconds=900) as writes:
         wait_for(lambda: len(writes.acknowledged) >= 20, 60, what="the load to flow")
         result = playbook("playbooks/rolling_deploy.yml")
@@ -95,7 +88,7 @@ def test_rolling_deploy_fails_no_request():
     assert writes.failed == 0, f"POSTs failed during the rolling deploy: {writes.errors[:5]}"
     assert_every_write_stored_once(writes)
     assert set(reads.served_by) == {"server1", "server2", "server3"}
-    assert all_up_at_full_weight() or wait_for(all_up_at_full_weight, 60, what="every server back")
+    assert every_server_up() or wait_for(every_server_up, 60, what="every server back")
 
 
 def test_rolling_deploy_check_mode_drains_nothing():

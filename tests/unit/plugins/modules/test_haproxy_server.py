@@ -15,6 +15,7 @@ from ansible_collections.distweb.infra.tests.unit.plugins.haproxy_fake import (
     FakeHAProxy,
     web_backend,
 )
+from ansible_collections.distweb.infra.tests.unit.plugins.results import failed, ok
 
 
 @pytest.fixture
@@ -35,18 +36,6 @@ def run(fake, run_main):
         args.setdefault('timeout', 5)  # a broken test fails in seconds
         return run_main(haproxy_server.main, args, check_mode=check_mode, diff=diff)
     return run
-
-
-def ok(result):
-    assert not result.get('failed'), result
-    return result
-
-
-def failed(result, *words):
-    assert result.get('failed'), result
-    for word in words:
-        assert word in result['msg'], (word, result['msg'])
-    return result
 
 
 def sessions_end_after(polls):

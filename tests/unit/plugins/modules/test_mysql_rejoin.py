@@ -14,6 +14,7 @@ import yaml
 from ansible_collections.distweb.infra.plugins.doc_fragments import mysql_cluster
 
 from ansible_collections.distweb.infra.plugins.modules import mysql_rejoin
+from ansible_collections.distweb.infra.tests.unit.plugins.results import failed, ok
 
 U1 = '3e11fa47-71ca-11e1-9e33-c80aa9429562'
 U2 = '4f22ab58-82db-22f2-8f44-d91bb853a673'
@@ -57,18 +58,6 @@ def env(make_cluster, run_main, fake_password):
             return result
 
     return Env()
-
-
-def ok(result):
-    assert not result.get('failed'), result
-    return result
-
-
-def failed(result, *words):
-    assert result.get('failed'), result
-    for word in words:
-        assert word in result['msg'], (word, result['msg'])
-    return result
 
 
 def test_documentation_parses_and_matches_the_argument_spec():
