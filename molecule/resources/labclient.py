@@ -141,6 +141,49 @@ def every_server_up():
     )
 
 
+# The monitoring host (inventories/lab) and the lab's alert receiver in the
+# client container (molecule/resources/alert_receiver.py).
+PROMETHEUS = f"http://{SUBNET}.30:9090"
+RECEIVER = f"http://{SUBNET}.200:9099/alerts"
+
+
+def prometheus_query(expr):
+    """The result vector of an instant PromQL query: [(labels, float)]."""
+    with session() as http:
+        reply = http.get(f"{PROMETHEUS}/api/v1/query", params={"query": expr}, timeout=10)
+    reply.raise_for_status()
+    return [(item["metric"], float(item["value"][1])) for item in reply.json()["data"]["result"]]
+
+
+def received_alerts(since=0.0):
+    """Every alert the lab's receiver got after ``since`` (Unix time), oldest
+    first: [(received, status, labels)], one entry per alert of each
+    notification ("firing" or "resolved")."""
+    with session() as http:
+        reply = http.get(RECEIVER, timeout=10)
+    reply.raise_for_status()
+    return [
+        (note["received"], alert["status"], alert["labels"])
+        for note in reply.json()
+        if note["received"] >= since
+        for alert in note.get("alerts", [])
+    ]
+
+
+def wait_for_alert(name, status="firing", since=0.0, timeout=180, **labels):
+    """When (Unix time) the receiver first got alert ``name`` in ``status``
+    with ``labels``, after ``since``; an AssertionError after ``timeout``."""
+
+    def arrived():
+        for received, alert_status, alert_labels in received_alerts(since):
+            if (alert_status == status and alert_labels.get("alertname") == name
+                    and all(alert_labels.get(k) == v for k, v in labels.items())):
+                return received
+        return None
+
+    return wait_for(arrived, timeout, interval=1, what=f"{status} alert {name} {labels} at the receiver")
+
+
 def admin_connect(name, timeout=1.0):
     """A connection to a node as the lab's administrative account, over TLS
     checked against the lab's CA, from this machine (the control node)."""
