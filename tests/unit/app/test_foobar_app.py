@@ -1,7 +1,9 @@
 """Unit tests of the foobar WSGI application (roles/app/files/foobar).
 
 The application is called directly through its WSGI entry point; PyMySQL's
-connect() is replaced by a fake that simulates a primary and replicas.
+connect() is replaced by a fake that simulates a primary and replicas. The
+metrics tests read prometheus_client's registry and parse /metrics with its
+parsers; its multiprocess mode (chosen at import) runs in a fresh interpreter.
 Run: .venv/bin/pytest -q tests/unit/app
 """
 
@@ -9,11 +11,16 @@ import importlib
 import io
 import json
 import os
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pymysql
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics import parser as openmetrics_parser
+from prometheus_client.parser import text_string_to_metric_families
 
 APP_DIR = Path(__file__).resolve().parents[3] / "roles" / "app" / "files" / "foobar"
 # Never leave a __pycache__ in the role's files: the role copies that directory.
@@ -871,3 +878,327 @@ def test_health_uses_the_configured_connect_timeout(db, config_file):
     config_file.write(make_config(connect_timeout=0.25))
     call("GET", "/health")
     assert {c.kwargs["connect_timeout"] for c in db.connections} == {0.25}
+
+
+# ---------------------------------------------------------------------------
+# Metrics (prometheus_client)
+
+@pytest.fixture
+def metrics(db, monkeypatch):
+    """A fresh Metrics in a registry of its own (the default one keeps the
+    counts of every other test)."""
+    fresh = foobar_app.Metrics(registry=CollectorRegistry())
+    monkeypatch.setattr(foobar_app, "METRICS", fresh)
+    return fresh
+
+
+def sample(metrics, name, **labels):
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def requests_total(metrics, endpoint, method="GET", code="200"):
+    return sample(metrics, "foobar_http_requests_total", endpoint=endpoint, method=method, code=code)
+
+
+def errors_total(metrics, endpoint):
+    return sample(metrics, "foobar_http_request_errors_total", endpoint=endpoint)
+
+
+def observations(metrics, endpoint, method="GET"):
+    return sample(metrics, "foobar_http_request_duration_seconds_count", endpoint=endpoint, method=method)
+
+
+def series(metrics, family):
+    """The label sets of every sample of a family (histogram: without le)."""
+    found = set()
+    for metric in metrics.registry.collect():
+        if metric.name == family:
+            for s in metric.samples:
+                found.add(tuple(sorted((k, v) for k, v in s.labels.items() if k != "le")))
+    return found
+
+
+def test_requests_are_counted_per_endpoint_method_and_code(metrics):
+    assert call("GET", "/").code == 200
+    assert call("GET", "/").code == 200
+    assert call("HEAD", "/").code == 200
+    assert call("POST", "/api/records", body={"value": "x"}).code == 201
+    assert call("GET", "/api/records/1").code == 404
+    assert call("DELETE", "/health").code == 405
+    assert requests_total(metrics, "/") == 2
+    assert requests_total(metrics, "/", method="HEAD") == 1
+    assert requests_total(metrics, "/api/records", method="POST", code="201") == 1
+    assert requests_total(metrics, "/api/records/{id}", code="404") == 1
+    assert requests_total(metrics, "/health", method="DELETE", code="405") == 1
+    assert observations(metrics, "/") == 2
+    assert observations(metrics, "/", method="HEAD") == 1
+    assert observations(metrics, "/api/records", method="POST") == 1
+    assert observations(metrics, "/api/records/{id}") == 1
+    assert observations(metrics, "/health", method="DELETE") == 1
+    # 4xx are the client's doing, not errors of the application
+    assert all(errors_total(metrics, e) == 0 for e in foobar_app.ENDPOINTS + ("other",))
+
+
+def test_duration_histogram_observes_the_time_taken(metrics, monkeypatch):
+    def slow_index(environ, settings):
+        foobar_app.time.sleep(0.03)
+        return foobar_app.html_response(200, "slow")
+
+    monkeypatch.setattr(foobar_app, "handle_index", slow_index)
+    assert call("GET", "/").code == 200
+    name = "foobar_http_request_duration_seconds"
+    assert sample(metrics, name + "_bucket", endpoint="/", method="GET", le="0.025") == 0
+    assert sample(metrics, name + "_bucket", endpoint="/", method="GET", le="10.0") == 1
+    assert sample(metrics, name + "_bucket", endpoint="/", method="GET", le="+Inf") == 1
+    assert sample(metrics, name + "_sum", endpoint="/", method="GET") >= 0.03
+
+
+def test_histogram_buckets_span_5ms_to_10s(metrics):
+    call("GET", "/")
+    family = [m for m in metrics.registry.collect() if m.name == "foobar_http_request_duration_seconds"][0]
+    bounds = sorted({float(s.labels["le"]) for s in family.samples if s.name.endswith("_bucket")})
+    assert bounds[0] == 0.005
+    assert bounds[-2:] == [10.0, float("inf")]
+
+
+def test_5xx_responses_count_as_errors(metrics, db):
+    for label in ("db1:3306", "db2:3306", "db3:3307"):
+        db[label].up = False
+    assert call("GET", "/health").code == 503
+    assert call("POST", "/api/records", body={"value": "x"}).code == 503
+    assert errors_total(metrics, "/health") == 1
+    assert errors_total(metrics, "/api/records") == 1
+    assert requests_total(metrics, "/health", code="503") == 1
+    assert errors_total(metrics, "/") == 0
+
+
+def test_unhandled_exception_counts_as_a_500_error(metrics, monkeypatch):
+    def boom(environ, settings):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(foobar_app, "handle_get", boom)
+    assert call("GET", "/api/records/7").code == 500
+    assert requests_total(metrics, "/api/records/{id}", code="500") == 1
+    assert errors_total(metrics, "/api/records/{id}") == 1
+    assert observations(metrics, "/api/records/{id}") == 1
+
+
+def test_exception_escaping_to_the_server_counts_as_an_error(metrics):
+    def broken_start_response(status, headers, exc_info=None):
+        raise OSError("client went away")
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.input": io.BytesIO()}
+    with pytest.raises(OSError):
+        foobar_app.application(environ, broken_start_response)
+    assert requests_total(metrics, "/", code="500") == 1
+    assert errors_total(metrics, "/") == 1
+
+
+def test_error_counter_starts_at_zero_for_every_endpoint(metrics):
+    labels = {dict(s)["endpoint"] for s in series(metrics, "foobar_http_request_errors")}
+    assert labels == set(foobar_app.ENDPOINTS) | {"other"}
+
+
+@pytest.mark.parametrize("path,endpoint", [
+    ("/", "/"),
+    ("/health", "/health"),
+    ("/health/", "/health"),
+    ("/api/records", "/api/records"),
+    ("/api/records/42", "/api/records/{id}"),
+    ("/static/style.css", "/static"),
+    ("/metrics", "/metrics"),
+    ("/metrics/", "/metrics"),
+    ("/nope", "other"),
+    ("/api/records/abc", "other"),
+    ("/api/records/1/x", "other"),
+    ("/staticfoo", "other"),
+    ("/../../etc/passwd", "other"),
+    ("", "/"),
+])
+def test_endpoint_label_is_the_route_template(metrics, path, endpoint):
+    resp = call("GET", path)
+    assert requests_total(metrics, endpoint, code=str(resp.code)) == 1
+    assert errors_total(metrics, endpoint) == 0
+
+
+def test_unknown_method_is_labelled_other(metrics):
+    assert call("BREW", "/").code == 405
+    assert call("get", "/").code == 200
+    assert requests_total(metrics, "/", method="other", code="405") == 1
+    assert requests_total(metrics, "/", method="GET") == 1
+
+
+def test_label_cardinality_is_bounded(metrics):
+    for i in range(200):
+        call(["GET", "POST", "X-%d" % i, "PROPFIND"][i % 4], "/random/%d/%s" % (i, "x" * (i % 7)),
+             query="q=%d" % i)
+        call("GET", "/api/records/%d" % (i + 1000))
+        call("GET", "/static/file-%d.css" % i)
+    endpoints = set(foobar_app.ENDPOINTS) | {"other"}
+    methods = set(foobar_app.METHODS) | {"other"}
+    for family in ("foobar_http_requests", "foobar_http_request_duration_seconds", "foobar_http_request_errors"):
+        for labels in series(metrics, family):
+            labels = dict(labels)
+            assert labels["endpoint"] in endpoints
+            assert labels.get("method", "GET") in methods
+    # 600 requests on 600 different paths: a handful of series
+    assert len(series(metrics, "foobar_http_requests")) <= 6
+    assert len(series(metrics, "foobar_http_request_duration_seconds")) <= 5
+
+
+def test_metrics_endpoint_serves_the_text_format(metrics):
+    call("GET", "/")
+    call("GET", "/nope")
+    resp = call("GET", "/metrics")
+    assert resp.code == 200
+    assert resp.header("Content-Type").startswith("text/plain; version=0.0.4")
+    assert resp.header("X-Served-By") == "web1"
+    families = {f.name: f for f in text_string_to_metric_families(resp.body.decode("utf-8"))}
+    assert families["foobar_http_requests"].type == "counter"
+    assert families["foobar_http_request_duration_seconds"].type == "histogram"
+    assert families["foobar_http_request_errors"].type == "counter"
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in families["foobar_http_requests"].samples}
+    key = ("foobar_http_requests_total", (("code", "200"), ("endpoint", "/"), ("method", "GET")))
+    assert got[key] == 1
+    key = ("foobar_http_requests_total", (("code", "404"), ("endpoint", "other"), ("method", "GET")))
+    assert got[key] == 1
+    # The scrape itself is counted once it is answered.
+    assert requests_total(metrics, "/metrics") == 1
+
+
+def test_metrics_endpoint_speaks_openmetrics_when_asked(metrics):
+    call("GET", "/")
+    accept = "application/openmetrics-text; version=0.0.1,text/plain;version=0.0.4;q=0.5"
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "HTTP_ACCEPT": accept,
+               "wsgi.input": io.BytesIO()}
+    captured = {}
+    body = b"".join(foobar_app.application(environ, lambda s, h, e=None: captured.update(s=s, h=h)))
+    assert captured["s"] == "200 OK"
+    assert dict(captured["h"])["Content-Type"].startswith("application/openmetrics-text")
+    families = {f.name: f for f in openmetrics_parser.text_string_to_metric_families(body.decode("utf-8"))}
+    assert families["foobar_http_request_duration_seconds"].type == "histogram"
+
+
+def test_metrics_head_and_wrong_method(metrics):
+    assert call("HEAD", "/metrics").code == 200
+    assert call("POST", "/metrics", body={}).code == 405
+
+
+def test_metrics_without_prometheus_client_is_503(db, monkeypatch):
+    monkeypatch.setattr(foobar_app, "METRICS", None)
+    monkeypatch.setattr(foobar_app, "METRICS_UNAVAILABLE", "prometheus_client is not installed")
+    resp = call("GET", "/metrics")
+    assert resp.code == 503
+    assert resp.header("Content-Type") == "text/plain; charset=utf-8"
+    assert resp.body == b"metrics unavailable: prometheus_client is not installed\n"
+    assert call("GET", "/").code == 200
+
+
+def test_a_failure_to_record_never_fails_the_request(metrics, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(metrics, "observe", broken)
+    monkeypatch.setattr(foobar_app, "_METRICS_ERROR_LOGGED", False)
+    assert call("GET", "/").code == 200
+    assert call("GET", "/").code == 200
+    assert foobar_app._METRICS_ERROR_LOGGED
+
+
+def test_a_failure_to_collect_is_503(metrics, monkeypatch):
+    def broken(accept=None):
+        raise OSError("unreadable")
+
+    monkeypatch.setattr(metrics, "exposition", broken)
+    resp = call("GET", "/metrics")
+    assert resp.code == 503
+    assert b"unreadable" not in resp.body
+    assert errors_total(metrics, "/metrics") == 1
+
+
+# The multiprocess mode is chosen by prometheus_client when it is imported:
+# these run the application in a fresh interpreter.
+
+_CHILD_PRELUDE = """
+import io, os, sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, {app_dir!r})
+{before_import}
+import foobar_app
+
+def get(path, method="GET"):
+    environ = {{"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": io.BytesIO()}}
+    out = {{}}
+    body = b"".join(foobar_app.application(environ, lambda s, h, e=None: out.update(status=s)))
+    return out["status"], body
+"""
+
+
+def run_app_script(tmp_path, script, env=None, before_import=""):
+    code = _CHILD_PRELUDE.format(app_dir=str(APP_DIR), before_import=before_import) + textwrap.dedent(script)
+    full_env = {k: v for k, v in os.environ.items() if k.lower() != "prometheus_multiproc_dir"}
+    full_env["FOOBAR_CONFIG"] = str(tmp_path / "missing.json")
+    full_env.update(env or {})
+    result = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_multiprocess_mode_adds_up_every_worker(tmp_path):
+    """Like gunicorn --preload: the module is imported once, workers are
+    forked from it, and any worker's /metrics shows the sum of all."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    out = run_app_script(tmp_path, """
+        children = []
+        for n in (2, 3):
+            pid = os.fork()
+            if pid == 0:
+                for _ in range(n):
+                    get("/")
+                get("/health")  # no database: 503
+                os._exit(0)
+            children.append(pid)
+        for pid in children:
+            assert os.waitpid(pid, 0)[1] == 0
+        status, body = get("/metrics")
+        assert status == "200 OK", status
+        sys.stdout.write(body.decode())
+    """, env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(out) for s in f.samples}
+    assert samples[("foobar_http_requests_total", (("code", "200"), ("endpoint", "/"), ("method", "GET")))] == 5
+    assert samples[("foobar_http_requests_total", (("code", "503"), ("endpoint", "/health"), ("method", "GET")))] == 2
+    assert samples[("foobar_http_request_errors_total", (("endpoint", "/health"),))] == 2
+    assert samples[("foobar_http_request_duration_seconds_count", (("endpoint", "/"), ("method", "GET")))] == 5
+    assert {p.name.split("_")[0] for p in metrics_dir.iterdir()} >= {"counter", "histogram"}
+
+
+def test_missing_multiprocess_directory_disables_metrics_only(tmp_path):
+    out = run_app_script(tmp_path, """
+        print(get("/")[0])
+        print(get("/metrics")[0])
+        print(get("/metrics")[1].decode().strip())
+    """, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "absent")})
+    lines = out.splitlines()
+    assert lines[0] == "200 OK"
+    assert lines[1] == "503 Service Unavailable"
+    assert lines[2].startswith("metrics unavailable: PROMETHEUS_MULTIPROC_DIR")
+    assert not (tmp_path / "absent").exists()
+
+
+def test_the_application_works_without_prometheus_client(tmp_path):
+    out = run_app_script(tmp_path, """
+        print(get("/")[0])
+        print(get("/health")[0])
+        status, body = get("/metrics")
+        print(status)
+        print(body.decode().strip())
+    """, before_import="sys.modules['prometheus_client'] = None  # as if not installed")
+    assert out.splitlines() == [
+        "200 OK",
+        "503 Service Unavailable",
+        "503 Service Unavailable",
+        "metrics unavailable: prometheus_client is not installed",
+    ]

@@ -1,9 +1,10 @@
 """foobar: the demo WSGI application of distweb.infra.
 
 A small, dependency-light web application (Python standard library plus
-PyMySQL) that shows which web server answered and stores short records in a
-replicated MariaDB cluster: writes go to the primary, reads to a replica, and
-a caller can ask for read-your-write consistency.
+PyMySQL, and prometheus_client for its metrics if it is installed) that shows
+which web server answered and stores short records in a replicated MariaDB
+cluster: writes go to the primary, reads to a replica, and a caller can ask
+for read-your-write consistency.
 
 Endpoints
     GET  /                    HTML page naming the server that answered.
@@ -11,6 +12,10 @@ Endpoints
     POST /api/records         {"value": "..."} -> inserted on the primary (201).
     GET  /api/records?limit=N newest records, read from a replica.
     GET  /api/records/<id>    one record, read from a replica.
+    GET  /metrics             Prometheus metrics of the requests (text format,
+                              or OpenMetrics if asked for); 503 without
+                              prometheus_client. nginx keeps it off the
+                              public site.
 
     GET parameters for reads: after_gtid=<gtid> (wait until the replica has
     applied that GTID, else read from the primary) and consistency=primary
@@ -22,6 +27,18 @@ Configuration is a JSON file named by the environment variable FOOBAR_CONFIG
 (default /etc/foobar/foobar.json). It is re-read whenever its modification
 time (or size, or inode) changes, so the database nodes can be moved by
 rewriting the file: no restart is needed.
+
+Metrics: foobar_http_requests_total{endpoint, method, code},
+foobar_http_request_duration_seconds{endpoint, method} (histogram) and
+foobar_http_request_errors_total{endpoint} (responses of status 500 and up,
+unhandled exceptions included). ``endpoint`` is the route template
+(/, /health, /api/records, /api/records/{id}, /static, /metrics) or
+"other", never the raw path, and ``method`` an HTTP method or "other", so the
+number of series stays bounded. Under a server with several worker processes
+(gunicorn), set PROMETHEUS_MULTIPROC_DIR to an empty directory writable by the
+application, and emptied at every start: each process writes its samples
+there and /metrics adds them up. Without the variable the samples stay in the
+process (prometheus_client's default registry).
 
 Run it with any WSGI server, e.g. ``gunicorn foobar_app:application``.
 """
@@ -40,6 +57,13 @@ from http import HTTPStatus
 from urllib.parse import parse_qs
 
 import pymysql
+
+try:
+    import prometheus_client
+    from prometheus_client import exposition as prometheus_exposition
+    from prometheus_client import multiprocess as prometheus_multiprocess
+except ImportError:  # the application works without it; /metrics says so
+    prometheus_client = None
 
 __version__ = "1.0.0"
 
@@ -537,6 +561,126 @@ def fetch_many(limit):
 
 
 # ---------------------------------------------------------------------------
+# Metrics
+
+# Label values: a route template or "other", never the raw path (every
+# distinct value is one more series in Prometheus, kept forever).
+ENDPOINTS = ("/", "/health", "/api/records", "/api/records/{id}", "/static", "/metrics")
+OTHER = "other"
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# Seconds, from a page that needs no database to the longest waits (write
+# retries of 3 s, queries of up to 5 s).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _normalise_path(path):
+    path = path or "/"
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    return path
+
+
+def match_endpoint(path):
+    """(endpoint label, handler arguments) of a request path."""
+    path = _normalise_path(path)
+    if path in ENDPOINTS:
+        return path, ()
+    match = RECORD_PATH_RE.fullmatch(path)
+    if match:
+        return "/api/records/{id}", (int(match.group(1)),)
+    if path.startswith("/static/"):
+        return "/static", ()
+    return OTHER, ()
+
+
+def method_label(environ):
+    method = (environ.get("REQUEST_METHOD") or "GET").upper()
+    return method if method in METHODS else OTHER
+
+
+class Metrics:
+    """The request metrics, in prometheus_client.
+
+    Without multiproc_dir the samples live in this process and /metrics shows
+    ``registry``. With it (PROMETHEUS_MULTIPROC_DIR, read by prometheus_client
+    when it is imported) every process writes its samples to files in that
+    directory and /metrics adds up the files of all of them, so any gunicorn
+    worker answers for all.
+    """
+
+    def __init__(self, registry=None, multiproc_dir=None):
+        self.registry = prometheus_client.REGISTRY if registry is None else registry
+        self.multiproc_dir = multiproc_dir
+        self.requests = prometheus_client.Counter(
+            "foobar_http_requests_total", "HTTP requests answered, by route, method and status code.",
+            ("endpoint", "method", "code"), registry=self.registry)
+        self.duration = prometheus_client.Histogram(
+            "foobar_http_request_duration_seconds", "Time taken to answer HTTP requests, by route and method.",
+            ("endpoint", "method"), buckets=DURATION_BUCKETS, registry=self.registry)
+        self.errors = prometheus_client.Counter(
+            "foobar_http_request_errors_total",
+            "HTTP requests answered with a status of 500 or more (unhandled errors included), by route.",
+            ("endpoint",), registry=self.registry)
+        # Zero from the start, so that rates and ratios exist before the first error.
+        for endpoint in ENDPOINTS + (OTHER,):
+            self.errors.labels(endpoint)
+
+    def observe(self, endpoint, method, code, seconds, error=False):
+        self.requests.labels(endpoint, method, str(code)).inc()
+        self.duration.labels(endpoint, method).observe(seconds)
+        if error or code >= 500:
+            self.errors.labels(endpoint).inc()
+
+    def exposition(self, accept=None):
+        """(body, content type) of every metric, in the format asked for."""
+        if self.multiproc_dir:
+            registry = prometheus_client.CollectorRegistry()
+            prometheus_multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
+        else:
+            registry = self.registry
+        encoder, content_type = prometheus_exposition.choose_encoder(accept)
+        return encoder(registry), content_type
+
+
+def setup_metrics():
+    """(Metrics or None, why not). Never raises: without metrics the
+    application still serves, and /metrics answers 503 with the reason."""
+    if prometheus_client is None:
+        return None, "prometheus_client is not installed"
+    # prometheus_client chose its storage when it was imported, from the
+    # same variables (the lower-case name is its deprecated spelling).
+    multiproc = "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
+    multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", os.environ.get("prometheus_multiproc_dir"))
+    if multiproc and not (multiproc_dir and os.path.isdir(multiproc_dir)):
+        reason = "PROMETHEUS_MULTIPROC_DIR (%r) is not a directory" % multiproc_dir
+        LOG.error("metrics disabled: %s", reason)
+        return None, reason
+    try:
+        return Metrics(multiproc_dir=multiproc_dir if multiproc else None), None
+    except Exception as exc:  # e.g. the directory is not writable
+        LOG.exception("metrics disabled")
+        return None, "the metrics could not be set up: %s" % exc.__class__.__name__
+
+
+METRICS, METRICS_UNAVAILABLE = setup_metrics()
+_METRICS_ERROR_LOGGED = False
+
+
+def record_request(endpoint, method, code, seconds, error=False):
+    """Count one request; a failure to do so is logged once, never raised."""
+    global _METRICS_ERROR_LOGGED
+    metrics = METRICS
+    if metrics is None:
+        return
+    try:
+        metrics.observe(endpoint, method, code, seconds, error)
+    except Exception:  # a full disk must not turn answers into errors
+        if not _METRICS_ERROR_LOGGED:
+            _METRICS_ERROR_LOGGED = True
+            LOG.exception("cannot record request metrics (logged once per process)")
+
+
+# ---------------------------------------------------------------------------
 # HTTP
 
 
@@ -558,6 +702,12 @@ def json_response(code, payload, headers=None):
     hdrs = [("Content-Type", "application/json; charset=utf-8"),
             ("Cache-Control", "no-store")]
     return code, hdrs + list(headers or []), body
+
+
+def text_response(code, text):
+    body = text.encode("utf-8")
+    return code, [("Content-Type", "text/plain; charset=utf-8"),
+                  ("Cache-Control", "no-store")], body
 
 
 def html_response(code, text):
@@ -736,21 +886,33 @@ def handle_get(environ, settings, record_id):
     return json_response(200, record)
 
 
+def handle_metrics(environ, settings):
+    if METRICS is None:
+        return text_response(503, "metrics unavailable: %s\n" % METRICS_UNAVAILABLE)
+    try:
+        body, content_type = METRICS.exposition(environ.get("HTTP_ACCEPT"))
+    except Exception:
+        LOG.exception("cannot collect the metrics")
+        return text_response(503, "metrics unavailable: they could not be collected\n")
+    return 200, [("Content-Type", content_type), ("Cache-Control", "no-store")], body
+
+
 def route(environ):
     """Return (handler, allowed methods, extra args) for the request path."""
-    path = environ.get("PATH_INFO") or "/"
-    if len(path) > 1 and path.endswith("/"):
-        path = path.rstrip("/") or "/"
-    if path == "/":
-        return {"GET": handle_index}, ()
-    if path == "/health":
-        return {"GET": handle_health}, ()
-    if path == "/api/records":
-        return {"GET": handle_list, "POST": handle_create}, ()
-    match = RECORD_PATH_RE.fullmatch(path)
-    if match:
-        return {"GET": handle_get}, (int(match.group(1)),)
-    raise HTTPError(404, "not found", path=path)
+    path = _normalise_path(environ.get("PATH_INFO"))
+    endpoint, args = match_endpoint(path)
+    # Looked up at each request (not a module-level table) so that the
+    # handlers can be replaced, in tests for instance.
+    handlers = {
+        "/": {"GET": handle_index},
+        "/health": {"GET": handle_health},
+        "/api/records": {"GET": handle_list, "POST": handle_create},
+        "/api/records/{id}": {"GET": handle_get},
+        "/metrics": {"GET": handle_metrics},
+    }.get(endpoint)
+    if handlers is None:
+        raise HTTPError(404, "not found", path=path)
+    return handlers, args
 
 
 def dispatch(environ, settings):
@@ -771,20 +933,30 @@ def dispatch(environ, settings):
 
 def application(environ, start_response):
     """The WSGI entry point."""
+    started = time.perf_counter()
+    endpoint, _args = match_endpoint(environ.get("PATH_INFO"))
+    method = method_label(environ)
     server_name = None
+    unhandled = False
     try:
-        settings = CONFIG.get()
-        server_name = settings.server_name
-        code, headers, body = dispatch(environ, settings)
-    except Exception:  # the client gets a JSON error, the log gets the traceback
-        LOG.exception("unhandled error on %s %s",
-                      environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-        code, headers, body = json_response(500, {"error": "internal server error", "status": 500})
-    headers.append(("Content-Length", str(len(body))))
-    headers.append(("X-Served-By", header_value(server_name or socket.gethostname())))
-    if (environ.get("REQUEST_METHOD") or "").upper() == "HEAD":
-        body = b""
-    start_response(_status_line(code), headers)
+        try:
+            settings = CONFIG.get()
+            server_name = settings.server_name
+            code, headers, body = dispatch(environ, settings)
+        except Exception:  # the client gets a JSON error, the log gets the traceback
+            LOG.exception("unhandled error on %s %s",
+                          environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            unhandled = True
+            code, headers, body = json_response(500, {"error": "internal server error", "status": 500})
+        headers.append(("Content-Length", str(len(body))))
+        headers.append(("X-Served-By", header_value(server_name or socket.gethostname())))
+        if (environ.get("REQUEST_METHOD") or "").upper() == "HEAD":
+            body = b""
+        start_response(_status_line(code), headers)
+    except Exception:  # the WSGI server answers 500 for us: count it as such
+        record_request(endpoint, method, 500, time.perf_counter() - started, error=True)
+        raise
+    record_request(endpoint, method, code, time.perf_counter() - started, error=unhandled)
     return [body]
 
 
