@@ -27,6 +27,31 @@ ensure_host_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# promtool of Debian's prometheus package (the version the monitoring role
+# installs), taken out of the .deb into .cache/promtool: no Prometheus is
+# installed or started on this host. Exports PROMTOOL (its path) for the tests.
+ensure_promtool() {
+  local dest="$DISTWEB_ROOT/.cache/promtool"
+  local bin="$dest/promtool"
+  if [ ! -x "$bin" ]; then
+    command -v apt-get >/dev/null 2>&1 || die "promtool comes from Debian's prometheus package: no apt-get here"
+    local work
+    work="$(mktemp -d)"
+    log "unpacking promtool from Debian's prometheus package into $dest"
+    if ! (cd "$work" && apt-get download -qq prometheus >/dev/null 2>&1); then
+      as_root apt-get update -qq
+      (cd "$work" && apt-get download -qq prometheus >/dev/null) || { rm -rf "$work"; die "apt-get download prometheus failed"; }
+    fi
+    dpkg -x "$work"/prometheus_*.deb "$work/root"
+    mkdir -p "$dest"
+    install -m 0755 "$work/root/usr/bin/promtool" "$bin"
+    rm -rf "$work"
+  fi
+  "$bin" --version >/dev/null 2>&1 || die "$bin does not run"
+  PROMTOOL="$bin"
+  export PROMTOOL
+}
+
 ensure_docker() {
   if ! command -v dockerd >/dev/null 2>&1; then
     ensure_host_packages docker.io

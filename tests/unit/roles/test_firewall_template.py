@@ -212,3 +212,18 @@ def test_the_table_name_is_a_variable():
 def test_no_empty_sets(host):
     assert '{ }' not in render(host)
     assert '{  }' not in render(host)
+
+
+def test_monitoring_hosts_get_prometheus_alertmanager_and_gossip():
+    groups = dict(GROUPS, monitoring=['mon1', 'mon2'], all=sorted([*ADDRESSES, 'mon1', 'mon2']))
+    addresses = dict(ADDRESSES, mon1='10.0.0.30', mon2='10.0.0.31')
+    lines = rules(render('mon1', groups=groups, addresses=addresses))
+    assert ('ip saddr { 10.0.0.30, 10.0.0.31, 192.0.2.0/28 } tcp dport { 9090, 9093 } accept '
+            'comment "monitoring: prometheus and alertmanager"') in lines
+    assert 'ip saddr { 10.0.0.31 } tcp dport 9094 accept comment "monitoring: alertmanager cluster (tcp)"' in lines
+    assert 'ip saddr { 10.0.0.31 } udp dport 9094 accept comment "monitoring: alertmanager cluster (udp)"' in lines
+    # Every host's exporters, HAProxy's and the app's metrics: the monitoring hosts only.
+    exporters = 'ip saddr { 10.0.0.30, 10.0.0.31 } tcp dport { 8405, 9100, 9104, 9113, 9180 } accept'
+    assert any(line.startswith(exporters) for line in rules(render('server1', groups=groups, addresses=addresses)))
+    # Hosts outside the monitoring group get no Prometheus or Alertmanager rule.
+    assert not [line for line in rules(render('server1', groups=groups, addresses=addresses)) if '9090' in line]
