@@ -31,7 +31,7 @@ from labclient import (  # noqa: E402 (after the path is set)
 
 def dead_backend():
     wait_for(every_server_up, 180, what="every server UP")
-    wait_for(lambda: not [a for a in prometheus_query('ALERTS{alertname="HAProxyServerDown"}')], 180,
+    wait_for(lambda: not prometheus_query('ALERTS{alertname="HAProxyServerDown"}'), 180,
              what="no HAProxyServerDown pending or firing")
     since = time.time()
     docker("exec", container("server2"), "systemctl", "stop", "nginx")
@@ -92,11 +92,22 @@ def cost():
     for job in sorted(set(scrape)):
         c = cpu.get(job, [])
         m = rss.get(job, [])
-        cpu_text = f"{100 * statistics.mean(c):6.2f} (max {100 * max(c):5.2f})" if c else "in-process"
-        rss_text = f"{statistics.mean(m) / 2**20:6.1f} (max {max(m) / 2**20:5.1f})" if m else "in-process"
+        cpu_text = f"{100 * statistics.mean(c):6.2f} (max {100 * max(c):5.2f})" if c else "-"
+        rss_text = f"{statistics.mean(m) / 2**20:6.1f} (max {max(m) / 2**20:5.1f})" if m else "-"
         print(f"{job:14s} {len(scrape[job]):7d} {cpu_text:>16s} {rss_text:>16s} "
               f"{1000 * statistics.mean(scrape[job]):10.1f} {int(statistics.mean(samples.get(job, [0]))):7d}")
-    print("(haproxy's and the app's metrics are served by HAProxy and gunicorn themselves: no process of their own)")
+    # The nginx exporter publishes no process metrics: ask ps on each web server.
+    for job, binary, hosts in (("nginx", "prometheus-nginx-exporter", ("server1", "server2", "server3")),):
+        cpu_share, rss_mib = [], []
+        for host in hosts:
+            out = docker("exec", container(host), "ps", "-C", binary, "-o", "times=,etimes=,rss=", check=False).stdout.split()
+            if len(out) == 3 and int(out[1]) > 0:
+                cpu_share.append(100 * int(out[0]) / int(out[1]))
+                rss_mib.append(int(out[2]) / 1024)
+        if cpu_share:
+            print(f"{job + ' (ps)':14s} {len(cpu_share):7d} {statistics.mean(cpu_share):6.2f} (max {max(cpu_share):5.2f}) "
+                  f"{statistics.mean(rss_mib):6.1f} (max {max(rss_mib):5.1f})   CPU since start")
+    print("(-: no process metrics; haproxy and the app serve theirs from HAProxy and gunicorn themselves)")
 
 
 def main():

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The lab's alert receiver: a webhook that records what Alertmanager sends.
 
 It runs in the lab's client container (outside the cluster), started by
