@@ -122,6 +122,10 @@ def test_the_runtime_api_is_a_local_socket_only():
         listening = docker("exec", container(lb), "ss", "-Hltn").stdout
         ports = collections.Counter(line.split()[3] for line in listening.splitlines())
         public = sorted(addr for addr in ports if not addr.startswith(("127.", "[::1]")))
-        assert public == ["0.0.0.0:443", "0.0.0.0:80"], f"{lb} listens on {public}"
+        # The site on every address; on the host's own address only, the
+        # metrics for the monitoring hosts (HAProxy's 8405, the node
+        # exporter's 9100; test_monitoring checks that nobody else gets in).
+        own = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container(lb)).stdout.strip()
+        assert public == sorted(["0.0.0.0:443", "0.0.0.0:80", f"{own}:8405", f"{own}:9100"]), f"{lb} listens on {public}"
         mode = docker("exec", container(lb), "stat", "-c", "%a %U %G", "/run/haproxy/admin.sock").stdout.split()
         assert mode == ["660", "root", "haproxy"], mode
