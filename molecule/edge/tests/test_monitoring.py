@@ -61,7 +61,11 @@ def counter(name, command):
 
 
 def test_every_target_is_up():
-    wait_for(every_target_up, 120, what="every scrape target up")
+    try:
+        wait_for(every_target_up, 120, what="every scrape target up")
+    except AssertionError as exc:
+        down = sorted(key for key, value in targets_up().items() if value != 1.0)
+        raise AssertionError(f"{exc}; down: {down}") from None
     up = targets_up()
     expected = {(job, host) for job, hosts in TARGETS.items() for host in hosts}
     assert expected <= set(up), f"not scraped: {sorted(expected - set(up))}"
@@ -141,13 +145,17 @@ def test_a_stopped_nginx_raises_the_backend_alert_and_it_resolves():
 
 
 def test_stopped_replication_raises_the_replication_alert():
+    # server2: test_backends killed server3's container earlier.
+    replica = "server2"
+    status = slave_status(replica)
+    assert status.get("Slave_SQL_Running") == "Yes" and status.get("Slave_IO_Running") == "Yes", status
     since = time.time()
-    node_sql("server3", "STOP SLAVE")
+    node_sql(replica, "STOP SLAVE")
     try:
-        fired = wait_for_alert("MySQLReplicationStopped", since=since, timeout=120, instance="server3")
+        fired = wait_for_alert("MySQLReplicationStopped", since=since, timeout=120, instance=replica)
         print(f"MySQLReplicationStopped at the receiver {fired - since:.1f}s after STOP SLAVE")
     finally:
-        node_sql("server3", "START SLAVE")
+        node_sql(replica, "START SLAVE")
     restarted = time.time()
-    wait_for(lambda: slave_status("server3").get("Slave_SQL_Running") == "Yes", 60, what="server3 replicating")
-    wait_for_alert("MySQLReplicationStopped", status="resolved", since=restarted, timeout=180, instance="server3")
+    wait_for(lambda: slave_status(replica).get("Slave_SQL_Running") == "Yes", 60, what=f"{replica} replicating again")
+    wait_for_alert("MySQLReplicationStopped", status="resolved", since=restarted, timeout=180, instance=replica)
