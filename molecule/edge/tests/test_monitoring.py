@@ -119,11 +119,11 @@ def test_reads_go_to_the_replicas_and_writes_to_the_primary():
     # replica shows as many as the primary, never more: none came from the app.
     assert more_inserts["server1"] >= write_count
     assert all(more_inserts[n] <= more_inserts["server1"] for n in ("server2", "server3"))
-    # The reads were SELECTs on the replicas. The primary saw only what every
-    # node sees (health checks) and each write's SELECT @@last_gtid, so
-    # fewer than each replica.
+    # The reads were SELECTs on the replicas (both, or the one the router
+    # still finds healthy). The primary saw only what every node sees (health
+    # checks) and each write's SELECT @@last_gtid: far fewer than the reads.
     assert more_selects["server2"] + more_selects["server3"] >= 0.9 * read_count
-    assert more_selects["server1"] < min(more_selects["server2"], more_selects["server3"])
+    assert more_selects["server1"] < 0.5 * read_count
 
 
 def test_a_stopped_nginx_raises_the_backend_alert_and_it_resolves():
