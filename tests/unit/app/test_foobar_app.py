@@ -88,6 +88,8 @@ class FakeCursor:
             raise pymysql.err.OperationalError(2013, "Lost connection to server during query")
         if sql == "SELECT 1":
             self.result = [(1,)]
+        elif sql == foobar_app.TABLE_EXISTS_SQL:
+            self.result = [(1 if node.has_table else 0,)]
         elif sql.startswith("CREATE TABLE IF NOT EXISTS records"):
             node.has_table = True
             self.result = []
@@ -402,11 +404,20 @@ def test_schema_is_created_once_per_process(db):
     assert db["db2:3306"].statements == []
 
 
+def test_an_existing_table_is_not_created_again(db):
+    # No DDL reaches the binlog when the table is there: the check is a SELECT.
+    for value in ("a", "b"):
+        assert call("POST", "/api/records", body={"value": value}).code == 201
+    assert db["db1:3306"].sql("CREATE TABLE") == []
+    assert len(db["db1:3306"].sql(foobar_app.TABLE_EXISTS_SQL)) == 1
+
+
 def test_schema_is_recreated_if_the_table_disappears(db):
     assert call("POST", "/api/records", body={"value": "a"}).code == 201
     db["db1:3306"].has_table = False
     assert call("POST", "/api/records", body={"value": "b"}).code == 201
-    assert len(db["db1:3306"].sql("CREATE TABLE")) == 2
+    assert len(db["db1:3306"].sql("CREATE TABLE")) == 1
+    assert len(db["db1:3306"].sql(foobar_app.TABLE_EXISTS_SQL)) == 2
 
 
 @pytest.mark.parametrize("body,message", [
@@ -749,8 +760,9 @@ def test_failover_moves_writes_without_a_restart(db, config_file):
     call("POST", "/api/records", body={"value": "after"})
     assert [s[1][0] for s in db["db1:3306"].sql("INSERT")] == ["before"]
     assert [s[1][0] for s in db["db2:3306"].sql("INSERT")] == ["after"]
-    # The new primary gets its schema check too.
-    assert len(db["db2:3306"].sql("CREATE TABLE")) == 1
+    # The new primary gets its schema check too (its table exists: no DDL).
+    assert len(db["db2:3306"].sql(foobar_app.TABLE_EXISTS_SQL)) == 1
+    assert db["db2:3306"].sql("CREATE TABLE") == []
 
 
 def test_config_is_parsed_only_when_it_changes(db, config_file, monkeypatch):

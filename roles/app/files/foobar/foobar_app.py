@@ -97,6 +97,13 @@ SCHEMA_SQL = (
     "created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"
     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
 )
+# Asked before SCHEMA_SQL: MariaDB binlogs CREATE TABLE IF NOT EXISTS even
+# when the table is there, so every new process would put a DDL in the
+# binlog for each replica to apply (a DDL is not crash-safe on a replica).
+TABLE_EXISTS_SQL = (
+    "SELECT COUNT(*) FROM information_schema.tables "
+    "WHERE table_schema = DATABASE() AND table_name = 'records'"
+)
 INSERT_SQL = "INSERT INTO records (value, server) VALUES (%s, %s)"
 SELECT_ONE_SQL = "SELECT id, value, server, created_at FROM records WHERE id = %s"
 SELECT_MANY_SQL = (
@@ -374,12 +381,15 @@ _SCHEMA_READY = set()
 
 
 def ensure_schema(conn, settings, node):
-    """Create the records table once per process (and per primary address)."""
+    """Make sure the records table exists, once per process (and per primary
+    address); it is created only when it is missing."""
     key = (node.host, node.port, settings.db_name)
     if key in _SCHEMA_READY:
         return
     with conn.cursor() as cur:
-        cur.execute(SCHEMA_SQL)
+        cur.execute(TABLE_EXISTS_SQL)
+        if not cur.fetchone()[0]:
+            cur.execute(SCHEMA_SQL)
     _SCHEMA_READY.add(key)
 
 
