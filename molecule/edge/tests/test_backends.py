@@ -16,13 +16,10 @@ from labclient import (
     docker,
     every_server_up,
     haproxy_servers,
-    missing_values,
     node_sql,
     playbook,
-    slave_status,
     start_node,
     wait_for,
-    wait_for_gtid,
 )
 
 VICTIM = "server3"  # a replica: killing it costs the cluster no primary
@@ -72,23 +69,6 @@ def test_posts_are_counted_and_never_replayed(backend_killed):
     # the count is reported above. Every acknowledged one is stored once.
     assert writes.failed <= len(writes.attempts)
     assert_every_write_stored_once(writes)
-
-
-def test_the_killed_replica_replicates_again(backend_killed):
-    # VICTIM is also a database replica, killed while it applied the writes:
-    # after the restart it must resume on its own and catch up with the
-    # primary, with nothing applied twice and nothing skipped.
-    primary_pos = node_sql("server1", "SELECT @@gtid_binlog_pos")[0][0]
-    caught_up = wait_for_gtid(VICTIM, primary_pos, timeout=60)
-    status = slave_status(VICTIM)
-    assert caught_up, (f"{VICTIM} did not reach the primary's {primary_pos}: "
-                       f"SQL {status.get('Slave_SQL_Running')} {status.get('Last_SQL_Error')}, "
-                       f"IO {status.get('Slave_IO_Running')} {status.get('Last_IO_Error')}")
-    assert status.get("Slave_SQL_Running") == "Yes" and status.get("Slave_IO_Running") == "Yes", status
-    dummy, writes = backend_killed
-    assert missing_values(VICTIM, [value for _id, value in writes.acknowledged]) == []
-    count = "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM foobar.records"
-    assert node_sql(VICTIM, count) == node_sql("server1", count)
 
 
 def test_rolling_deploy_fails_no_request():
