@@ -268,15 +268,19 @@ class _Load:
 
 
 class WriteLoad(_Load):
-    """POSTs of new records, one after another; every acknowledged write is
-    kept as (id, value)."""
+    """POSTs of new records, one after another; every value sent is kept in
+    ``sent`` (before the request leaves, so a write that was stored but
+    not acknowledged is still known), every acknowledged write as
+    (id, value) in ``acknowledged``."""
 
     def __init__(self, max_writes=20000, max_seconds=600, pause=0.02, timeout=5, site=SITE):
         super().__init__(max_writes, max_seconds, pause, timeout, site)
         self.acknowledged = []
+        self.sent = []
 
     def _one(self, http, n):
         value = f"load-{n}-{secrets.token_hex(4)}"
+        self.sent.append(value)
         r = http.post(self.site + "/api/records", json={"value": value}, timeout=self.timeout)
         if r.status_code != 201:
             return f"HTTP {r.status_code}"
@@ -397,6 +401,29 @@ def missing_values(name, values):
     """The acknowledged values a node lacks (foobar.records)."""
     present = {row[0] for row in node_sql(name, "SELECT value FROM foobar.records")}
     return [v for v in values if v not in present]
+
+
+def stored_counts(name, values):
+    """{value: how many rows of foobar.records hold it} on one node, for
+    every value given (0 for a value it lacks)."""
+    counts = dict.fromkeys(values, 0)
+    for value, n in node_sql(name, "SELECT value, COUNT(*) FROM foobar.records GROUP BY value"):
+        if value in counts:
+            counts[value] = int(n)
+    return counts
+
+
+def assert_stored_once(name, load):
+    """On node ``name``: every write ``load`` sent is stored at most once
+    (none replayed by a retry), and every acknowledged one exactly once
+    (none lost)."""
+    counts = stored_counts(name, load.sent)
+    acknowledged = [value for _id, value in load.acknowledged]
+    assert acknowledged, "no write was acknowledged"
+    twice = [v for v, n in counts.items() if n > 1]
+    assert twice == [], f"{name} stores {len(twice)} written values more than once: {twice[:5]}"
+    lost = [v for v in acknowledged if counts.get(v) != 1]
+    assert lost == [], f"{name} lacks {len(lost)} acknowledged writes: {lost[:5]}"
 
 
 def wait_for_gtid(name, gtid, timeout=60):
