@@ -19,7 +19,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "molecule" / "resources"))
 from labclient import (  # noqa: E402 (after the path is set)
     DB_NODES,
-    WritabilitySampler,
+    SplitBrainSampler,
     WriteLoad,
     container,
     docker,
@@ -105,7 +105,7 @@ def main():
     parser.add_argument("--log-dir", default=".")
     args = parser.parse_args()
     rows = []
-    with WritabilitySampler(nodes=tuple(DB_NODES)) as sampler:
+    with SplitBrainSampler(nodes=tuple(DB_NODES)) as sampler:
         for rep in range(1, args.reps + 1):
             f = one_repetition(rep, args.log_dir)
             rows.append(f)
@@ -127,7 +127,8 @@ def main():
                        ("switchover_lost", "acknowledged writes lost (switchover)")]:
         values = [r[key] for r in rows]
         print(f"  {label:40s} {statistics.median(values):8.2f} / {max(values):8.2f}")
-    print(f"  most writable nodes seen at once (sampler, {len(sampler.rounds)} rounds): {sampler.max_writable}")
+    print(f"  most primaries seen at once by any view (read_only, /primary, routers; sampler, "
+          f"{len(sampler.rounds)} rounds): {sampler.max_writable}")
 
 
 if __name__ == "__main__":

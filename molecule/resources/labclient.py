@@ -61,8 +61,9 @@ def container(name):
     return f"{LAB}-{name}"
 
 
-def docker(*args, check=True, timeout=120):
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+def docker(*args, check=True, timeout=120, input_text=None):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout,
+                          input=input_text)
 
 
 def node_sql(name, query):
@@ -113,15 +114,16 @@ def client(*argv, timeout=120):
     return docker("exec", container("client"), *argv, check=False, timeout=timeout)
 
 
-def haproxy_servers(lb="lb1", backend="web"):
+def haproxy_servers(lb="lb1", backend="web", admin_socket="/run/haproxy/admin.sock"):
     """{server: {stat field: value}} of one backend, from ``show stat`` on a
-    load balancer's local runtime API socket (docker exec)."""
+    local runtime API socket (docker exec): a load balancer's by default,
+    ``admin_socket=ROUTER_SOCKET`` for an app server's database router."""
     script = (
-        "import socket;s=socket.socket(socket.AF_UNIX);"
-        "s.connect('/run/haproxy/admin.sock');s.sendall(b'show stat\\n');"
+        "import socket,sys;s=socket.socket(socket.AF_UNIX);"
+        "s.connect(sys.argv[1]);s.sendall(b'show stat\\n');"
         "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())"
     )
-    out = docker("exec", container(lb), "python3", "-c", script).stdout
+    out = docker("exec", container(lb), "python3", "-c", script, admin_socket).stdout
     lines = out.strip().splitlines()
     header = lines[0].lstrip("# ").split(",")
     servers = {}
@@ -306,77 +308,233 @@ class ReadLoad(_Load):
         return None
 
 
-class WritabilitySampler:
-    """Reads @@read_only of every database node in rounds, several times a
-    second, over one connection per node (a node that stops answering is
-    reconnected in the background, so it does not slow the rounds). A round
-    takes a few milliseconds, so each is a snapshot: ``max_writable`` is the
-    most nodes seen writable in one round."""
+# The app servers of the lab layouts: each runs a local database router
+# (roles/db_router) whose write backend is sampled by SplitBrainSampler.
+ROUTERS = ("server1", "server2", "server3")
+ROUTER_SOCKET = "/run/distweb-dbrouter/admin.sock"
+HEALTH_PORT = 9201
 
-    def __init__(self, nodes=tuple(DB_NODES), interval=0.1, max_seconds=900):
-        self.nodes, self.interval, self.max_seconds = list(nodes), interval, max_seconds
-        self.rounds = []  # (monotonic time, sorted writable names, sorted unreachable names)
-        self._conns = {}
-        self._reconnecting = set()
+# Run inside a router's container: prints, every ``interval`` seconds and
+# at most ``count`` times, the servers of the router's write backend
+# (mysql_primary) whose state is UP, i.e. the nodes it sends writes to.
+_ROUTER_PROBE = r"""
+import csv, io, socket, sys, time
+path, interval, count = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+for _ in range(count):
+    try:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(1)
+        s.connect(path)
+        s.sendall(b"show stat\n")
+        data = b"".join(iter(lambda: s.recv(65536), b"")).decode()
+        s.close()
+        rows = csv.DictReader(io.StringIO(data.lstrip("# ")))
+        up = [r["svname"] for r in rows if r["pxname"] == "mysql_primary"
+              and r["svname"] not in ("FRONTEND", "BACKEND") and r["status"].startswith("UP")]
+        print("UP " + " ".join(sorted(up)), flush=True)
+    except Exception as exc:
+        print("ERR %s" % exc, flush=True)
+    time.sleep(interval)
+"""
+
+
+class SplitBrainSampler:
+    """Watches, from outside the cluster, every view of "which node is the
+    primary" that a write can follow, and keeps one snapshot per round:
+
+    * ``sql``: each database node's ``@@global.read_only`` (True when
+      writable), read over a connection of its own as the lab's
+      administrative account;
+    * ``http``: each node's health endpoint, ``GET :9201/primary`` (True on
+      200, the answer the routers follow);
+    * ``routers``: the nodes each app server's database router sends writes
+      to (its write backend's servers that are UP), read on the router's
+      runtime API inside its container.
+
+    Every source is read by a thread of its own, so a hung or dead node
+    slows nothing else down. A source that cannot be read (refused, timed
+    out, its session killed by a fence, or no fresh reading for ``stale``
+    seconds) is ``None``, unknown: never counted as read-only. A node whose
+    connection fails is reconnected at once on the next reading.
+
+    Bounded: it stops after ``max_seconds``, and then says so
+    (``expired``); ``assert_covered`` fails for any window it did not
+    sample, so a sampler that stopped cannot pass a test silently."""
+
+    def __init__(self, nodes=tuple(DB_NODES), routers=ROUTERS, interval=0.1, stale=0.5, max_seconds=3600):
+        self.nodes, self.routers = list(nodes), list(routers)
+        self.interval, self.stale, self.max_seconds = interval, stale, max_seconds
+        # (monotonic time, {"sql": {node: bool|None}, "http": {...}, "routers": {router: tuple|None}})
+        self.rounds = []
+        self.expired = False
+        self._latest = {}  # (kind, name) -> (monotonic time, value)
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._deadline = None
+        self._procs = {}
+        self._threads = [threading.Thread(target=self._rounds, daemon=True)]
+        self._threads += [threading.Thread(target=self._sql, args=(n,), daemon=True) for n in self.nodes]
+        self._threads += [threading.Thread(target=self._http, args=(n,), daemon=True) for n in self.nodes]
+        self._threads += [threading.Thread(target=self._router, args=(r,), daemon=True) for r in self.routers]
 
-    def _reconnect(self, name):
-        try:
-            conn = admin_connect(name, timeout=1.0)
-        except pymysql.MySQLError:
-            conn = None
+    # -- the sources -----------------------------------------------------------
+    def _note(self, kind, name, value):
         with self._lock:
-            if conn is not None:
-                self._conns[name] = conn
-            self._reconnecting.discard(name)
+            self._latest[(kind, name)] = (time.monotonic(), value)
 
-    def _run(self):
-        deadline = time.monotonic() + self.max_seconds
-        while not self._stop.is_set() and time.monotonic() < deadline:
+    def _running(self):
+        return not self._stop.is_set() and time.monotonic() < self._deadline
+
+    def _sql(self, name):
+        conn = None
+        while self._running():
             started = time.monotonic()
-            writable, unreachable = [], []
-            for name in self.nodes:
-                with self._lock:
-                    conn = self._conns.get(name)
-                    if conn is None and name not in self._reconnecting:
-                        self._reconnecting.add(name)
-                        threading.Thread(target=self._reconnect, args=(name,), daemon=True).start()
-                if conn is None:
-                    unreachable.append(name)
-                    continue
+            # A session killed by a fence is replaced at once: one retry on
+            # a new connection before the node counts as unknown.
+            for attempt in (1, 2):
                 try:
+                    if conn is None:
+                        conn = admin_connect(name, timeout=1.0)
                     with conn.cursor() as cur:
                         cur.execute("SELECT @@global.read_only")
-                        if int(cur.fetchone()[0]) == 0:
-                            writable.append(name)
-                except pymysql.MySQLError:
-                    unreachable.append(name)
-                    with self._lock:
-                        self._conns.pop(name, None)
-            self.rounds.append((started, sorted(writable), sorted(unreachable)))
+                        self._note("sql", name, int(cur.fetchone()[0]) == 0)
+                    break
+                except (pymysql.MySQLError, OSError):
+                    if conn is not None:
+                        try:
+                            conn.close()
+                        except (pymysql.MySQLError, OSError):
+                            pass
+                    conn = None
+                    if attempt == 2:
+                        self._note("sql", name, None)
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+        if conn is not None:
+            conn.close()
+
+    def _http(self, name):
+        url = f"http://{node_address(name)}:{HEALTH_PORT}/primary"
+        with requests.Session() as http:
+            http.trust_env = False
+            while self._running():
+                started = time.monotonic()
+                try:
+                    self._note("http", name, http.get(url, timeout=(0.5, 0.5)).status_code == 200)
+                except requests.RequestException:
+                    self._note("http", name, None)
+                    http.close()
+                self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def _router(self, name):
+        while self._running():
+            left = max(1, int((self._deadline - time.monotonic()) / self.interval))
+            # Popen is managed by hand: the with-statement would wait for the
+            # probe to end, and the stop closes it from another thread.
+            proc = subprocess.Popen(  # pylint: disable=consider-using-with
+                ["docker", "exec", container(name), "python3", "-c", _ROUTER_PROBE,
+                 ROUTER_SOCKET, str(self.interval), str(left)],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self._procs[name] = proc
+            for line in proc.stdout:
+                if line.startswith("UP"):
+                    self._note("routers", name, tuple(line.split()[1:]))
+                else:
+                    self._note("routers", name, None)
+                if not self._running():
+                    break
+            proc.kill()
+            proc.wait()
+            self._note("routers", name, None)
+            self._stop.wait(0.5)  # the container is down: try again shortly
+
+    # -- the rounds --------------------------------------------------------------
+    def _fresh(self, kind, name, now):
+        seen = self._latest.get((kind, name))
+        if seen is None or now - seen[0] > self.stale:
+            return None
+        return seen[1]
+
+    def _rounds(self):
+        while self._running():
+            now = time.monotonic()
+            with self._lock:
+                snapshot = {
+                    "sql": {n: self._fresh("sql", n, now) for n in self.nodes},
+                    "http": {n: self._fresh("http", n, now) for n in self.nodes},
+                    "routers": {r: self._fresh("routers", r, now) for r in self.routers},
+                }
+            self.rounds.append((now, snapshot))
+            self._stop.wait(self.interval)
+        if not self._stop.is_set():
+            self.expired = True
+
+    # -- what was seen ---------------------------------------------------------
+    @staticmethod
+    def primaries(snapshot):
+        """The nodes one round saw acting as primary, by each source: SQL
+        (writable), health endpoint (200 on /primary), routers (every node
+        some router sends writes to, unless known to be read-only)."""
+        routed = set()
+        for up in snapshot["routers"].values():
+            routed.update(up or ())
+        # A router pointing at a node known to be read-only costs failed
+        # writes, not a second primary: only the others count.
+        return {
+            "sql": sorted(n for n, v in snapshot["sql"].items() if v),
+            "http": sorted(n for n, v in snapshot["http"].items() if v),
+            "routers": sorted(n for n in routed if snapshot["sql"].get(n) is not False),
+        }
 
     @property
     def max_writable(self):
-        return max((len(w) for dummy, w, dummy2 in self.rounds), default=0)
+        """The most nodes any one view saw as primary in one round."""
+        return max((len(names) for dummy, snap in self.rounds for names in self.primaries(snap).values()), default=0)
 
     def split_brain_rounds(self):
-        return [(t, w) for t, w, dummy in self.rounds if len(w) > 1]
+        """[(time, {view: nodes})] of the rounds in which some view saw
+        more than one primary."""
+        found = []
+        for when, snap in self.rounds:
+            seen = self.primaries(snap)
+            if any(len(names) > 1 for names in seen.values()):
+                found.append((when, seen))
+        return found
+
+    def between(self, start, end):
+        return [(t, snap) for t, snap in self.rounds if start <= t <= end]
+
+    def assert_covered(self, start, end, live=None, what="the operation"):
+        """The sampler read every source of the ``live`` nodes and routers
+        (all by default) in most rounds of [start, end], and saw no split
+        brain there. Returns the window's rounds."""
+        live = list(self.nodes if live is None else live)
+        window = self.between(start, end)
+        expected = max(3, int((end - start) / self.interval * 0.5))
+        assert not self.expired or self.rounds[-1][0] >= end, f"the sampler stopped before the end of {what}"
+        assert len(window) >= expected, f"{len(window)} sampler rounds during {what}, expected {expected} or more"
+        for kind in ("sql", "http", "routers"):
+            names = [n for n in live if n in window[0][1][kind]]
+            for name in names:
+                known = sum(1 for dummy, snap in window if snap[kind][name] is not None)
+                assert known >= len(window) // 2, \
+                    f"the sampler could read {kind} of {name} in only {known} of {len(window)} rounds of {what}"
+        split = [(t, self.primaries(snap)) for t, snap in window
+                 if any(len(names) > 1 for names in self.primaries(snap).values())]
+        assert split == [], f"more than one primary during {what}: {split[:5]}"
+        return window
 
     def __enter__(self):
-        self._thread.start()
+        self._deadline = time.monotonic() + self.max_seconds
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._thread.join(timeout=30)
-        for conn in self._conns.values():
-            try:
-                conn.close()
-            except pymysql.MySQLError:
-                pass
+        for proc in list(self._procs.values()):
+            proc.kill()
+        for thread in self._threads:
+            thread.join(timeout=30)
 
 
 def writable_nodes():
@@ -424,6 +582,65 @@ def assert_stored_once(name, load):
     assert twice == [], f"{name} stores {len(twice)} written values more than once: {twice[:5]}"
     lost = [v for v in acknowledged if counts.get(v) != 1]
     assert lost == [], f"{name} lacks {len(lost)} acknowledged writes: {lost[:5]}"
+
+
+# The replication settings and states of a node that an operation may
+# change; positions that move on their own (heartbeats, timestamps) are not
+# in it.
+_STATE_VARIABLES = ("read_only", "gtid_strict_mode", "gtid_slave_pos", "gtid_binlog_pos",
+                    "rpl_semi_sync_master_enabled", "rpl_semi_sync_slave_enabled",
+                    "rpl_semi_sync_master_wait_point", "rpl_semi_sync_master_timeout")
+_STATE_COLUMNS = ("Master_Host", "Master_User", "Master_Port", "Connect_Retry", "Slave_IO_Running",
+                  "Slave_SQL_Running", "Last_IO_Errno", "Last_SQL_Errno", "Using_Gtid", "Gtid_IO_Pos",
+                  "Master_SSL_Allowed", "Master_SSL_CA_File", "Master_SSL_Verify_Server_Cert",
+                  "Slave_Heartbeat_Period", "Replicate_Do_Domain_Ids", "Replicate_Ignore_Domain_Ids",
+                  "Parallel_Mode", "SQL_Delay")
+
+
+def replication_state(name):
+    """A node's whole replication state as one comparable dict: its
+    read_only, GTID positions and semi-sync settings (each read alone: see
+    the sampler trap in the platform notes), the semi-sync status and every
+    configuration and thread column of SHOW SLAVE STATUS."""
+    state = {var: node_sql(name, f"SELECT @@global.{var}")[0][0] for var in _STATE_VARIABLES}
+    for key, value in node_sql(name, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_%_status'"):
+        state[key] = value
+    status = slave_status(name)
+    state.update({column: status.get(column) for column in _STATE_COLUMNS})
+    return state
+
+
+def router_states(routers=ROUTERS):
+    """{router: {backend: {server: status}}} of every app server's database
+    router, for comparing before and after an operation."""
+    return {
+        router: {backend: {server: row["status"] for server, row in
+                           haproxy_servers(router, backend, admin_socket=ROUTER_SOCKET).items()}
+                 for backend in ("mysql_primary", "mysql_replicas")}
+        for router in routers
+    }
+
+
+FAULT_TABLE = "distweb_faults"
+
+
+def drop_traffic(name, sources, ports):
+    """Inside node ``name``'s container, drop TCP packets from ``sources``
+    (lab addresses) to ``ports``, in an nftables table of the tests' own
+    (never the firewall's, never a flush of the ruleset: Docker's DNS lives
+    there). Established connections stall too. Undone by heal(name), or by
+    the container's restart (the table is not saved)."""
+    addresses = ", ".join(sources)
+    portlist = ", ".join(str(p) for p in ports)
+    rules = (f"table inet {FAULT_TABLE} {{\n chain input {{\n  type filter hook input priority -50;\n"
+             f"  ip saddr {{ {addresses} }} tcp dport {{ {portlist} }} drop\n }}\n}}\n")
+    heal(name)
+    docker("exec", "-i", container(name), "nft", "-f", "-", input_text=rules)
+
+
+def heal(name):
+    """Remove the tests' nftables table from a node, if it has one."""
+    docker("exec", container(name), "nft", "delete", "table", "inet", FAULT_TABLE, check=False)
 
 
 def wait_for_gtid(name, gtid, timeout=60):
