@@ -635,10 +635,57 @@ def make_info_server():
     variables/status and connected replicas."""
     return FakeInfoServer
 
-
 # ---------------------------------------------------------------------------
 # A fake cluster for the cluster-level modules (failover, switchover, rejoin)
 # ---------------------------------------------------------------------------
+#
+# The nodes of a FakeCluster replicate from each other the way MariaDB 10.11
+# (and 11.8) does, so that a module that does the wrong thing ends with the
+# wrong data, not only with the wrong statements:
+#
+# * replication: a replica's IO thread connects to the node its
+#   Master_Host/Master_Port name (resolved through the cluster's addresses),
+#   asks for the GTIDs after its gtid_slave_pos and receives the rest of the
+#   source's binlog (Gtid_IO_Pos). Its SQL thread applies the relay log
+#   (gtid_slave_pos, and with log_slave_updates its own binlog, whose other
+#   domains and errant GTIDs stay). ``commit()`` writes on a primary and
+#   delivers to the connected replicas;
+# * a source that is down: the IO thread of its replicas shows
+#   ``Connecting`` with error 2003 and keeps retrying; the node coming back
+#   (``up()``) lets them reconnect;
+# * GTID strict mode (the collection's setting): the source refuses a
+#   replica asking for a GTID its binlog does not have (error 1236, IO
+#   thread stopped), or one it has purged (1236); the SQL thread stops with
+#   error 1950 when it would binlog a GTID out of order (the replica's binlog
+#   already has a higher sequence number in the domain: errant writes);
+# * relay logs: in GTID mode START SLAVE, START SLAVE IO_THREAD and
+#   CHANGE MASTER discard the relay log the SQL thread has not applied yet
+#   (the IO thread fetches again from gtid_slave_pos; see orchestrator
+#   pull request 1264: "In MariaDB GTID, stopping and starting IO thread
+#   actually deletes relay logs"). With the source gone, what was only there
+#   is lost;
+# * MASTER_GTID_WAIT: the SQL thread applies what was received (when
+#   ``wait_applies``), then the wait returns 0 if gtid_slave_pos reached the
+#   position in each of its domains, else -1 after the timeout;
+# * semi-sync (MariaDB's semisync_master.cc / semisync_slave.cc):
+#   Rpl_semi_sync_slave_status goes ON when the IO thread starts with
+#   rpl_semi_sync_slave_enabled and OFF when it stops (STOP SLAVE
+#   [IO_THREAD], RESET SLAVE ALL, an IO error); it stays ON while the IO
+#   thread is ``Connecting`` to a dead source, and it says nothing about
+#   whether the source was enabled. Rpl_semi_sync_master_clients counts the
+#   semi-sync replicas connected right now. Rpl_semi_sync_master_status does
+#   not change when replicas leave: it goes OFF when a commit's wait for an
+#   acknowledgement times out (no semi-sync replica received it in
+#   rpl_semi_sync_master_timeout, or none is connected while
+#   rpl_semi_sync_master_wait_no_slave is ON); with wait_no_slave OFF and no
+#   replica connected commits go asynchronous while the status stays ON.
+#   Either way the client gets its commit acknowledged, and no_tx counts it.
+#   A semi-sync replica that has received the last commit switches it ON
+#   again.
+#
+# The MySQL flavor keeps the simpler model (START makes both threads run;
+# the waits reach the position); the IO thread ``Connecting`` to a source
+# that is down and the semi-sync status rules apply to both.
 
 CLUSTER_UUIDS = {
     'server1': '3e11fa47-71ca-11e1-9e33-c80aa9429562',
@@ -650,11 +697,56 @@ CLUSTER_UUIDS = {
 _READ_ONLY_RE = re.compile(r'(?i)^SET GLOBAL (super_read_only|read_only) = ([01])$')
 _KILL_RE = re.compile(r'(?i)^KILL CONNECTION (\d+)$')
 
+# MariaDB error numbers the fake produces
+ER_CONNECT = 2003  # CR_CONN_HOST_ERROR
+ER_UNKNOWN_HOST = 2005  # CR_UNKNOWN_HOST
+ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236
+ER_GTID_STRICT_OUT_OF_ORDER = 1950
+
+
+def gtid_position(text):
+    """{domain: (server_id, seqno)} of a MariaDB GTID position (the highest
+    sequence number per domain when a domain is listed twice)."""
+    position = {}
+    for domain, server_id, seqno in gtid_triples(text):
+        if domain not in position or position[domain][1] < seqno:
+            position[domain] = (server_id, seqno)
+    return position
+
+
+def gtid_triples(text):
+    """[(domain, server_id, seqno)] of a MariaDB GTID list text."""
+    triples = []
+    for part in (text or '').replace(' ', '').split(','):
+        if part:
+            domain, server_id, seqno = part.split('-')
+            triples.append((int(domain), int(server_id), int(seqno)))
+    return triples
+
+
+def gtid_state(text):
+    """{(domain, server_id): seqno} of a MariaDB binlog state text."""
+    state = {}
+    for domain, server_id, seqno in gtid_triples(text):
+        state[(domain, server_id)] = max(state.get((domain, server_id), 0), seqno)
+    return state
+
+
+def position_text(position):
+    return ','.join('%d-%d-%d' % (domain, server_id, seqno)
+                    for domain, (server_id, seqno) in sorted(position.items()))
+
+
+def state_text(state):
+    return ','.join('%d-%d-%d' % (domain, server_id, seqno)
+                    for (domain, server_id), seqno in sorted(state.items(), key=lambda item: (item[0][0], item[1])))
+
 
 class FakeClusterServer(FakeInfoServer):
     """FakeInfoServer plus what the cluster-level modules send: read_only,
     the process list and KILL, STOP/START of the IO thread alone, the GTID
-    waits and SET GLOBAL gtid_slave_pos.
+    waits and SET GLOBAL gtid_slave_pos; and, as a node of a FakeCluster
+    (``cluster``), replication to and from the other nodes (see above).
 
     Every statement that is not a plain read is appended, as (name, sql), to
     the ``log`` shared by the servers of one cluster, in the order sent.
@@ -667,11 +759,30 @@ class FakeClusterServer(FakeInfoServer):
         self.name = name
         self.log = log if log is not None else []
         self.clock = clock
+        self.cluster = None
+        self.alive = True
         if self.mariadb:
             self.gtid['gtid_binlog_state'] = ''
-        # MASTER_GTID_WAIT / WAIT_FOR_EXECUTED_GTID_SET reach the position
-        # (and then the applied position becomes it), else they time out
+        # the SQL thread applies what the IO thread received (at
+        # MASTER_GTID_WAIT, START and when a commit arrives); when false it
+        # is stuck: the waits time out
         self.wait_applies = True
+        # the IO thread gets what its source commits (false: the network to
+        # the source is slow, nothing new arrives, no acknowledgement)
+        self.receives = True
+        # (domain, server_id) -> seqno of the GTIDs received and not yet
+        # discarded (the relay log's share of the source's binlog state)
+        self.relay_state = {}
+        # the binlog state at the start of the oldest binlog file left
+        # (MariaDB: GTIDs at or before it have been purged)
+        self.purged = ''
+        self.strict_mode = True  # gtid_strict_mode
+        # semi-sync: the source side's state (m_state), the replica side's
+        # rpl_semi_sync_slave_status, wait_no_slave, and whether the last
+        # commit waited in vain
+        self.semi_source_on = False
+        self.semi_replica_on = False
+        self.wait_no_slave = True
         self.waits = []  # (position, timeout)
         self.own_id = 7
         self.processlist = [
@@ -695,8 +806,291 @@ class FakeClusterServer(FakeInfoServer):
     def changes(self):
         return [sql for name, sql in self.log if name == self.name]
 
+    def set_semi_sync(self, source_enabled=True, replica_enabled=False, source_status=None, replica_status=None,
+                      clients=0, wait_point='AFTER_SYNC', timeout=10000, yes_tx=0, no_tx=0, wait_no_slave=True):
+        """As FakeInfoServer's; the statuses given are the starting point
+        the semi-sync rules then change (``clients`` is counted from the
+        cluster when the server is in one)."""
+        super(FakeClusterServer, self).set_semi_sync(
+            source_enabled=source_enabled, replica_enabled=replica_enabled, source_status=source_status,
+            replica_status=replica_status, clients=clients, wait_point=wait_point, timeout=timeout, yes_tx=yes_tx,
+            no_tx=no_tx)
+        self.semi_source_on = bool(source_enabled if source_status is None else source_status)
+        self.semi_replica_on = bool(replica_enabled if replica_status is None else replica_status)
+        self.wait_no_slave = wait_no_slave
+        return self
+
+    @property
+    def io_state(self):
+        return self.status[self.io_col] if self.status else 'No'
+
+    @property
+    def sql_running(self):
+        return bool(self.status) and self.status[self.sql_col] == 'Yes'
+
+    def received(self):
+        """Gtid_IO_Pos (MariaDB) / Retrieved_Gtid_Set (MySQL), '' when not a replica."""
+        if not self.status:
+            return ''
+        return self.status['Gtid_IO_Pos' if self.mariadb else 'Retrieved_Gtid_Set']
+
+    def source(self):
+        """The FakeClusterServer this replica's Master_Host:Master_Port
+        names (up or down), or None."""
+        if not self.status or self.cluster is None:
+            return None
+        return self.cluster.resolve(self.status[self.col('Host')], self.status[self.col('Port')])
+
+    def semi_sync_names(self):
+        """(variable of the source side's switch, status of the source side,
+        status of the replica side, the counters' prefix)."""
+        source, replica = self.semi_sync_prefixes()
+        return source + 'enabled', 'R' + source[1:] + 'status', 'R' + replica[1:] + 'status', 'R' + source[1:]
+
+    def semi_source_enabled(self):
+        enabled, dummy, dummy, dummy = self.semi_sync_names()
+        return self.variables.get(enabled) == 'ON'
+
+    def semi_replica_enabled(self):
+        source, replica = self.semi_sync_prefixes()
+        return self.variables.get(replica + 'enabled') == 'ON'
+
+    def semi_clients(self):
+        """The semi-sync replicas connected to this node now."""
+        if self.cluster is None or not self.semi_source_enabled():
+            return 0
+        return len([r for r in self.cluster.replicas_of(self) if r.io_state == 'Yes' and r.semi_replica_on])
+
+    def count(self, counter, by=1):
+        dummy, dummy, dummy, prefix = self.semi_sync_names()
+        name = prefix + counter
+        self.global_status[name] = str(int(self.global_status.get(name) or 0) + by)
+
+    def timeout_seconds(self):
+        source, dummy = self.semi_sync_prefixes()
+        return int(self.variables.get(source + 'timeout') or 10000) / 1000.0
+
+    def semi_sync_commit(self, acknowledged):
+        """What one commit (or a replicated transaction written to the
+        binlog) does to the source side of semi-sync: ``acknowledged`` is
+        whether a semi-sync replica received it in time."""
+        if not self.semi_source_enabled():
+            return
+        if not self.semi_source_on:
+            self.count('no_tx')
+            if acknowledged:
+                self.semi_source_on = True  # a replica caught up: switched ON again
+            return
+        if acknowledged:
+            self.count('yes_tx')
+        elif self.semi_clients() == 0 and not self.wait_no_slave:
+            self.count('no_tx')  # asynchronous, the status stays ON
+        else:
+            # "Timeout waiting for reply of binlog": switched OFF, the
+            # client gets its commit all the same
+            if self.clock is not None:
+                self.clock.now += self.timeout_seconds()
+            self.semi_source_on = False
+            self.count('no_tx')
+
+    def refresh_semi_sync(self):
+        """The semi-sync status values as SHOW GLOBAL STATUS shows them now."""
+        enabled, source_status, replica_status, prefix = self.semi_sync_names()
+        if enabled not in self.variables:
+            return
+        self.global_status[source_status] = 'ON' if (self.semi_source_enabled() and self.semi_source_on
+                                                     and self.alive) else 'OFF'
+        self.global_status[replica_status] = 'ON' if self.semi_replica_on else 'OFF'
+        if self.cluster is not None:
+            self.global_status[prefix + 'clients'] = str(self.semi_clients())
+
+    # -- replication (MariaDB) -------------------------------------------------
+    def binlog_state(self):
+        state = gtid_state(self.gtid.get('gtid_binlog_state', ''))
+        for domain, (server_id, seqno) in gtid_position(self.gtid['gtid_binlog_pos']).items():
+            state[(domain, server_id)] = max(state.get((domain, server_id), 0), seqno)
+        return state
+
+    def write_binlog(self, triples):
+        """Append GTIDs to the binlog (state and position)."""
+        state = self.binlog_state()
+        position = gtid_position(self.gtid['gtid_binlog_pos'])
+        for domain, server_id, seqno in triples:
+            state[(domain, server_id)] = max(state.get((domain, server_id), 0), seqno)
+            position[domain] = (server_id, seqno)
+        self.gtid['gtid_binlog_state'] = state_text(state)
+        self.gtid['gtid_binlog_pos'] = position_text(position)
+        self.update_current_pos()
+
+    def update_current_pos(self):
+        current = gtid_position(self.gtid['gtid_slave_pos'])
+        for domain, (server_id, seqno) in gtid_position(self.gtid['gtid_binlog_pos']).items():
+            if domain not in current or current[domain][1] < seqno:
+                current[domain] = (server_id, seqno)
+        self.gtid['gtid_current_pos'] = position_text(current)
+
+    def dump_problem(self, request):
+        """Why this (MariaDB, gtid_strict_mode) source refuses a replica
+        asking for the GTIDs after ``request`` ({domain: (server_id,
+        seqno)}), or None."""
+        state = self.binlog_state()
+        for domain, (server_id, seqno) in sorted(request.items()):
+            if state.get((domain, server_id), -1) >= seqno:
+                continue
+            higher = [n for (d, dummy), n in state.items() if d == domain and n > seqno]
+            message = ("Error: connecting slave requested to start from GTID %d-%d-%d, which is not in the "
+                       "master's binlog" % (domain, server_id, seqno))
+            if higher and self.strict_mode:
+                message += (". Since the master's binlog contains GTIDs with higher sequence numbers, it probably "
+                            "means that the slave has diverged due to executing extra erroneous transactions")
+            return message
+        for domain, (server_id, seqno) in sorted(gtid_position(self.purged).items()):
+            wanted = request.get(domain)
+            if wanted is None or wanted[1] < seqno:
+                return ('Could not find GTID state requested by slave in any binlog files. Probably the slave state '
+                        'is too old and required binlog files have been purged.')
+        return None
+
+    def discard_relay_log(self):
+        """In GTID mode the unapplied relay log is thrown away: the IO thread
+        fetches again from gtid_slave_pos."""
+        if not self.mariadb or not self.status or self.status.get('Using_Gtid', 'No') == 'No':
+            return
+        self.status['Gtid_IO_Pos'] = self.gtid['gtid_slave_pos'] if self.status['Using_Gtid'] == 'Slave_Pos' \
+            else self.gtid['gtid_current_pos']
+        self.relay_state = {}
+
+    def io_error(self, errno, message, connecting):
+        self.status.update({self.io_col: 'Connecting' if connecting else 'No', 'Last_IO_Errno': errno,
+                            'Last_IO_Error': message})
+        self.status[self.mariadb and 'Slave_IO_State' or 'Replica_IO_State'] = \
+            'Reconnecting after a failed master event read' if connecting else ''
+        if not connecting:
+            self.semi_replica_on = False  # the IO thread ended
+
+    def start_io(self):
+        """The IO thread starts: semi-sync replica status from the setting,
+        then it connects."""
+        self.semi_replica_on = self.semi_replica_enabled()
+        self.connect_io()
+
+    def connect_io(self, request=None):
+        """The IO thread (re)connects to its source and fetches."""
+        source = self.source()
+        host, port = self.status[self.col('Host')], self.status[self.col('Port')]
+        user = self.status[self.col('User')]
+        if source is None:
+            self.io_error(ER_UNKNOWN_HOST, "error connecting to master '%s@%s:%s' - retry-time: %s  maximum-retries: "
+                          "100000  message: Unknown server host '%s' (-2)" % (
+                              user, host, port, self.status['Connect_Retry'], host), connecting=True)
+            return
+        if not source.alive:
+            self.io_error(ER_CONNECT, "error connecting to master '%s@%s:%s' - retry-time: %s  maximum-retries: "
+                          "100000  message: Can't connect to MySQL server on '%s' (111 \"Connection refused\")" % (
+                              user, host, port, self.status['Connect_Retry'], host), connecting=True)
+            return
+        using_gtid = not self.mariadb or self.status.get('Using_Gtid', 'No') != 'No'
+        if self.mariadb and source.mariadb and using_gtid:
+            if request is None:
+                request = gtid_position(self.status['Gtid_IO_Pos'])
+            problem = source.dump_problem(request)
+            if problem:
+                self.io_error(ER_MASTER_FATAL_ERROR_READING_BINLOG,
+                              "Got fatal error 1236 from master when reading data from binary log: '%s'" % problem,
+                              connecting=False)
+                return
+        self.status.update({self.io_col: 'Yes', 'Last_IO_Errno': 0, 'Last_IO_Error': '',
+                            self.col('Server_Id'): source.server_id})
+        self.status['Slave_IO_State' if self.mariadb else 'Replica_IO_State'] = \
+            'Waiting for master to send event' if self.mariadb else 'Waiting for source to send event'
+        if self.mariadb and source.mariadb and using_gtid and self.receives:
+            self.fetch(source, request)
+        if self.semi_replica_on and source.semi_source_enabled() and not source.semi_source_on and self.receives \
+                and self.has_received_all(source):
+            source.semi_source_on = True  # try_switch_on: this replica has the last commit
+
+    def has_received_all(self, source):
+        if not self.mariadb:
+            return True
+        mine = gtid_position(self.received())
+        return all(mine.get(domain, (0, -1))[1] >= seqno
+                   for domain, (dummy, seqno) in gtid_position(source.gtid['gtid_binlog_pos']).items())
+
+    def fetch(self, source, request):
+        """Receive the source's binlog after ``request`` (MariaDB)."""
+        received = dict(request)
+        for (domain, server_id), seqno in source.binlog_state().items():
+            after = request.get(domain)
+            if after is None or seqno > after[1]:
+                self.relay_state[(domain, server_id)] = max(self.relay_state.get((domain, server_id), 0), seqno)
+        for domain, last in gtid_position(source.gtid['gtid_binlog_pos']).items():
+            if domain not in received or received[domain][1] < last[1]:
+                received[domain] = last
+        self.status['Gtid_IO_Pos'] = position_text(received)
+        self.apply_if_running()
+
+    def receive(self, triples):
+        """Events of a commit on the source arrive in the relay log."""
+        received = gtid_position(self.received())
+        for domain, server_id, seqno in triples:
+            received[domain] = (server_id, seqno)
+            self.relay_state[(domain, server_id)] = max(self.relay_state.get((domain, server_id), 0), seqno)
+        self.status['Gtid_IO_Pos'] = position_text(received)
+        self.apply_if_running()
+
+    def apply_if_running(self):
+        if self.wait_applies and self.sql_running:
+            self.apply_relay_log()
+
+    def apply_relay_log(self):
+        """The SQL thread applies everything received (MariaDB, with
+        log_slave_updates and gtid_strict_mode)."""
+        if not self.mariadb or not self.sql_running:
+            return
+        received = gtid_position(self.received())
+        slave_pos = gtid_position(self.gtid['gtid_slave_pos'])
+        binlog = gtid_position(self.gtid['gtid_binlog_pos'])
+        written = []
+        for domain, (server_id, seqno) in sorted(received.items()):
+            current = slave_pos.get(domain)
+            if current is not None and current[1] >= seqno:
+                continue
+            pending = sorted((n, s) for (d, s), n in self.relay_state.items()
+                             if d == domain and (current is None or n > current[1]))
+            first_seqno, first_server = (current[1] + 1 if current else (pending[0][0] if pending else seqno),
+                                         pending[0][1] if pending else server_id)
+            mine = binlog.get(domain)
+            if self.strict_mode and mine is not None and mine[1] >= first_seqno:
+                message = ('An attempt was made to binlog GTID %d-%d-%d which would create an out-of-order sequence '
+                           'number with existing GTID %d-%d-%d, and gtid strict mode is enabled'
+                           % (domain, first_server, first_seqno, domain, mine[0], mine[1]))
+                self.status.update({self.sql_col: 'No', 'Last_SQL_Errno': ER_GTID_STRICT_OUT_OF_ORDER,
+                                    'Last_SQL_Error': message, 'Last_Errno': ER_GTID_STRICT_OUT_OF_ORDER,
+                                    'Last_Error': message})
+                break
+            slave_pos[domain] = (server_id, seqno)
+            written.extend((domain, s, min(n, seqno) if s == server_id else n)
+                           for n, s in pending if s == server_id or n <= seqno)
+            written.append((domain, server_id, seqno))
+        if written:
+            self.gtid['gtid_slave_pos'] = position_text(slave_pos)
+            self.write_binlog(sorted(written, key=lambda t: (t[0], t[2])))
+            self.semi_sync_commit(acknowledged=any(
+                r.io_state == 'Yes' and r.semi_replica_on and r.receives for r in self.cluster.replicas_of(self))
+                if self.cluster is not None else False)
+            for replica in self.cluster.replicas_of(self) if self.cluster is not None else []:
+                if replica.io_state == 'Yes' and replica.receives:
+                    replica.receive(sorted(written, key=lambda t: (t[0], t[2])))
+
+    def wait_reached(self, position):
+        slave_pos = gtid_position(self.gtid['gtid_slave_pos'])
+        return all(slave_pos.get(domain, (0, -1))[1] >= seqno
+                   for domain, (dummy, seqno) in gtid_position(position).items())
+
     # -- the server side -----------------------------------------------------
     def handle(self, sql, params):
+        if not self.alive:
+            raise pymysql.err.OperationalError(2013, 'Lost connection to MySQL server during query')
         text = sql.strip()
         upper = text.upper()
         plain_read = re.match(r'(?i)\s*(SELECT|SHOW)\b', text) and 'GTID_WAIT' not in upper \
@@ -706,6 +1100,8 @@ class FakeClusterServer(FakeInfoServer):
             if params:
                 shown = text % tuple(repr(p) if isinstance(p, str) else p for p in params)
             self.log.append((self.name, shown))
+        if upper.startswith('SHOW GLOBAL STATUS'):
+            self.refresh_semi_sync()
         mine = (_READ_ONLY_RE.match(text) or _KILL_RE.match(text) or upper.startswith('SET SESSION ')
                 or upper in ('SHOW PROCESSLIST', 'SELECT CONNECTION_ID() AS ID', 'STOP SLAVE IO_THREAD',
                              'START SLAVE IO_THREAD', 'STOP REPLICA IO_THREAD', 'START REPLICA IO_THREAD')
@@ -713,6 +1109,7 @@ class FakeClusterServer(FakeInfoServer):
                 or upper.startswith('SET GLOBAL GTID_SLAVE_POS'))
         if not mine:
             rows = super(FakeClusterServer, self).handle(sql, params)
+            self._replication_effects(upper)
         else:
             self.executed.append((sql, params))
             for pattern, exc in self.errors.items():
@@ -723,6 +1120,19 @@ class FakeClusterServer(FakeInfoServer):
             if re.search(pattern, text):
                 action(self, text)
         return rows
+
+    def _replication_effects(self, upper):
+        """What START/STOP/CHANGE/RESET (run by FakeServer) do to the
+        replication between the nodes."""
+        if upper in ('START SLAVE', 'START REPLICA') and self.start_effect is None:
+            self.discard_relay_log()
+            self.start_io()
+        elif upper in ('STOP SLAVE', 'STOP REPLICA', 'RESET SLAVE ALL', 'RESET REPLICA ALL'):
+            self.semi_replica_on = False
+            if upper.startswith('RESET'):
+                self.relay_state = {}
+        elif upper.startswith('CHANGE MASTER TO ') or upper.startswith('CHANGE REPLICATION SOURCE TO '):
+            self.discard_relay_log()
 
     def _cluster_handle(self, text, upper, params):
         match = _READ_ONLY_RE.match(text)
@@ -757,14 +1167,28 @@ class FakeClusterServer(FakeInfoServer):
                 raise pymysql.err.ProgrammingError(1064, 'You have an error in your SQL syntax near %r' % upper)
             if not self.status:
                 raise pymysql.err.OperationalError(1200, 'Misconfigured slave: MASTER_HOST was not set')
-            self.status[self.io_col] = 'Yes' if upper.startswith('START') else 'No'
+            if upper.startswith('START'):
+                if self.status[self.io_col] == 'No':
+                    self.status[self.io_col] = 'Yes'
+                    if self.cluster is not None:
+                        self.discard_relay_log()
+                        self.start_io()
+            else:
+                self.status[self.io_col] = 'No'
+                self.status['Slave_IO_State' if self.mariadb else 'Replica_IO_State'] = ''
+                self.semi_replica_on = False
             return []
         if upper.startswith('SELECT MASTER_GTID_WAIT(') or upper.startswith('SELECT WAIT_FOR_EXECUTED_GTID_SET('):
             assert upper.startswith('SELECT MASTER_GTID_WAIT(') == self.mariadb, text
             position, timeout = params
             assert isinstance(timeout, int)
             self.waits.append((position, timeout))
-            if self.wait_applies:
+            if self.mariadb and self.cluster is not None:
+                if self.wait_applies:
+                    self.apply_relay_log()
+                if self.wait_reached(position):
+                    return [{'result': 0}]
+            elif self.wait_applies:
                 if self.mariadb:
                     self.gtid['gtid_slave_pos'] = position
                     self.gtid['gtid_binlog_pos'] = position
@@ -781,6 +1205,7 @@ class FakeClusterServer(FakeInfoServer):
             assert self.mariadb
             self._refuse_if_running()
             self.gtid['gtid_slave_pos'] = params[0]
+            self.update_current_pos()
             return []
         raise AssertionError('the fake cluster server does not know this statement: %r' % text)
 
@@ -788,8 +1213,8 @@ class FakeClusterServer(FakeInfoServer):
 class FakeCluster(object):
     """Fake servers reachable as ``<name>:3306`` through a FakeNet, with one
     statement log. The default layout: server1 the writable primary with
-    lossless semi-sync active, server2 and server3 healthy replicas of it that
-    have received and applied everything."""
+    lossless semi-sync active, server2 and server3 healthy semi-sync replicas
+    of it that have received and applied everything."""
 
     def __init__(self, net, clock, flavor='mariadb', names=('server1', 'server2', 'server3'), version=None):
         self.net = net
@@ -797,22 +1222,26 @@ class FakeCluster(object):
         self.flavor = flavor
         self.log = []
         self.servers = {}
+        self.addresses = {}  # (host, port) -> name: how the nodes reach each other
         self.names = list(names)
         primary = self.names[0]
         for index, name in enumerate(self.names):
             server = FakeClusterServer(name, flavor, log=self.log, clock=clock, version=version,
                                        server_id=index + 1, read_only=name != primary, heartbeat=None,
                                        users={'admin': FAKE_PASSWORD})
+            server.cluster = self
             self.servers[name] = server
-            net.add(server, host=name, port=3306)
+            self.alias(name, name, 3306)
         self.primary_gtid = '0-1-100' if flavor == 'mariadb' else '%s:1-100' % CLUSTER_UUIDS[primary]
         self.set_gtid(primary, self.primary_gtid, slave_pos='')
-        self.servers[primary].set_semi_sync(source_enabled=True, replica_enabled=True, clients=2, yes_tx=100,
-                                            no_tx=0)
+        self.servers[primary].set_semi_sync(source_enabled=True, replica_enabled=True, yes_tx=100, no_tx=0)
         for name in self.names[1:]:
-            self.make_replica(name, primary, received=self.primary_gtid, applied=self.primary_gtid)
+            # as on the collection's nodes: semi-sync enabled both ways; the
+            # source side of a replica fell back to asynchronous with the
+            # first transaction it applied (no replicas of its own)
             self.servers[name].set_semi_sync(source_enabled=True, replica_enabled=True, replica_status=True,
                                              source_status=False)
+            self.make_replica(name, primary, received=self.primary_gtid, applied=self.primary_gtid)
 
     def __getitem__(self, name):
         return self.servers[name]
@@ -820,6 +1249,20 @@ class FakeCluster(object):
     @property
     def mariadb(self):
         return self.flavor == 'mariadb'
+
+    def alias(self, name, host, port=3306):
+        """Make node ``name`` reachable as ``host:port`` too (for the
+        control node and the other nodes)."""
+        self.addresses[(host, int(port))] = name
+        if self.servers[name].alive:
+            self.net.add(self.servers[name], host=host, port=int(port))
+
+    def resolve(self, host, port):
+        name = self.addresses.get((host, int(port or 3306)))
+        return self.servers[name] if name else None
+
+    def replicas_of(self, server):
+        return [r for r in self.servers.values() if r is not server and r.status and r.source() is server]
 
     def set_gtid(self, name, binlog, slave_pos=None, binlog_state=None):
         """Binlog GTIDs of a node (MariaDB gtid_binlog_pos, MySQL
@@ -830,6 +1273,7 @@ class FakeCluster(object):
             if slave_pos is not None:
                 server.gtid['gtid_slave_pos'] = slave_pos
             server.gtid['gtid_binlog_state'] = binlog_state if binlog_state is not None else binlog
+            server.update_current_pos()
         else:
             server.set_gtid(executed=binlog)
             if server.status:
@@ -838,7 +1282,8 @@ class FakeCluster(object):
 
     def make_replica(self, name, source, received, applied=None, **overrides):
         """Make ``name`` a running replica of ``source`` that has received
-        ``received`` and applied ``applied`` (default: all of it)."""
+        ``received`` and applied ``applied`` (default: all of it). A source
+        that is down leaves its IO thread ``Connecting`` (error 2003)."""
         server = self.servers[name]
         applied = received if applied is None else applied
         source_id = self.servers[source].server_id if source in self.servers else 99
@@ -853,14 +1298,68 @@ class FakeCluster(object):
         server.heartbeat = 1.0
         server.password = FAKE_PASSWORD
         server.read_only = True
+        server.relay_state = gtid_state(received) if self.mariadb else {}
+        server.semi_replica_on = server.semi_replica_enabled() and row[server.io_col] != 'No'
         self.set_gtid(name, applied, slave_pos=applied)
+        if source in self.servers and not self.servers[source].alive and row[server.io_col] == 'Yes':
+            server.connect_io()
         return server
 
+    def commit(self, name, count=1, domain=0):
+        """``count`` transactions committed by a client on ``name`` (a
+        MariaDB primary): written to its binlog, sent to its connected
+        replicas (those that ``receives``), semi-sync as the server does it.
+        Every one is acknowledged to the client; returns their GTIDs."""
+        assert self.mariadb, 'commit() models MariaDB'
+        server = self.servers[name]
+        assert server.alive, '%s is down' % name
+        done = []
+        for dummy in range(count):
+            top = max([n for (d, dummy_id), n in server.binlog_state().items() if d == domain] or [0])
+            triple = (domain, server.server_id, top + 1)
+            server.write_binlog([triple])
+            receivers = [r for r in self.replicas_of(server) if r.io_state == 'Yes' and r.receives]
+            for replica in receivers:
+                replica.receive([triple])
+            server.semi_sync_commit(acknowledged=any(r.semi_replica_on for r in receivers))
+            done.append('%d-%d-%d' % triple)
+        return done
+
     def down(self, name):
-        """The node stops answering (connection refused)."""
-        for key, server in list(self.net.servers.items()):
-            if server is self.servers[name]:
+        """The node dies (connections refused); its replicas' IO threads
+        keep retrying (``Connecting``, error 2003)."""
+        server = self.servers[name]
+        replicas = [r for r in self.replicas_of(server) if r.io_state == 'Yes']
+        server.alive = False
+        for key, other in list(self.net.servers.items()):
+            if other is server:
                 del self.net.servers[key]
+        for replica in replicas:
+            replica.connect_io()
+
+    def up(self, name, read_only=True):
+        """The node restarts (read-only, as the collection's nodes start):
+        semi-sync counters from zero, its replicas reconnect."""
+        server = self.servers[name]
+        server.alive = True
+        server.read_only = read_only
+        for (host, port), alias in self.addresses.items():
+            if alias == name:
+                self.net.add(server, host=host, port=port)
+        server.semi_source_on = server.semi_source_enabled()
+        dummy, dummy, dummy, prefix = server.semi_sync_names()
+        for counter in ('yes_tx', 'no_tx'):
+            server.global_status[prefix + counter] = '0'
+        if server.status and server.io_state != 'No':
+            server.start_io()
+        for replica in self.replicas_of(server):
+            if replica.io_state == 'Connecting':
+                replica.connect_io()
+
+    def purge_binlogs(self, name, before):
+        """PURGE BINARY LOGS on ``name``: the oldest binlog file left starts
+        at the GTID state ``before``."""
+        self.servers[name].purged = before
 
     def nodes(self):
         return [dict(name=name, host=name, port=3306) for name in self.names]

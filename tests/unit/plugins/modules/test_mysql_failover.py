@@ -236,6 +236,8 @@ def test_refusal_after_fencing_restarts_io_threads_and_unfences(env):
     primary = cluster['server1']
     primary.set_gtid(binlog_pos='0-1-101')  # a commit no replica received
     primary.gtid['gtid_binlog_state'] = '0-1-101'
+    for name in ('server2', 'server3'):
+        cluster[name].receives = False  # nor does one receive it when its IO thread restarts
     result = failed(env.run(primary='server1'), 'Refusing to fail over',
                     'the old primary server1 has 0-1-101 that no replica received',
                     'Put back: the IO threads of server2, server3 were started again; server1 was made writable '
@@ -286,6 +288,9 @@ def test_dead_primary_without_semi_sync_replicas_is_refused(env):
 
 def test_catchup_timeout_undoes_everything(env):
     cluster = env.cluster
+    # both received everything; server2 applied more, but its SQL thread is stuck
+    cluster.make_replica('server2', 'server1', received='0-1-100', applied='0-1-98')
+    cluster.make_replica('server3', 'server1', received='0-1-100', applied='0-1-97')
     cluster['server2'].wait_applies = False
     before = cluster.clock.now
     result = failed(env.run(primary='server1', catchup_timeout=5), 'Refusing to promote server2',
@@ -299,6 +304,7 @@ def test_catchup_timeout_undoes_everything(env):
 def test_catchup_stops_when_the_sql_thread_fails(env):
     cluster = env.cluster
     cluster.down('server1')
+    cluster.make_replica('server2', 'server1', received='0-1-101', applied='0-1-100')
     server2 = cluster['server2']
     server2.wait_applies = False
 
@@ -308,7 +314,9 @@ def test_catchup_stops_when_the_sql_thread_fails(env):
     server2.after.append((r'MASTER_GTID_WAIT', break_sql_thread))
     failed(env.run(catchup_timeout=30), 'SQL thread stopped with error 1062')
     assert len(server2.waits) == 1
-    assert cluster['server3'].status['Slave_IO_Running'] == 'Yes'
+    # started again, it retries the dead primary
+    assert cluster['server3'].status['Slave_IO_Running'] == 'Connecting'
+    assert cluster['server3'].status['Last_IO_Errno'] == 2003
 
 
 def test_unorderable_replicas_are_refused_without_changes(env):
@@ -547,7 +555,8 @@ def test_unexpected_error_after_stopping_io_threads_puts_them_back(env):
                     'Put back: the IO threads of server2, server3 were started again')
     assert result['changed'] is True and result['new_primary'] is None
     assert cluster.changes('server2') == ['STOP SLAVE IO_THREAD', 'START SLAVE IO_THREAD']
-    assert cluster['server3'].status['Slave_IO_Running'] == 'Yes'
+    # started again, it retries the dead primary
+    assert cluster['server3'].status['Slave_IO_Running'] == 'Connecting'
 
 
 @pytest.mark.parametrize('flavor, missing', [('mariadb', 'RELOAD'), ('mysql', 'SYSTEM_VARIABLES_ADMIN')])

@@ -124,7 +124,8 @@ def test_switchover_is_idempotent(env):
 
 def test_target_not_catching_up_undoes_the_read_only(env):
     cluster = env.cluster
-    cluster['server2'].wait_applies = False
+    cluster.make_replica('server2', 'server1', received='0-1-100', applied='0-1-98')
+    cluster['server2'].wait_applies = False  # its SQL thread does not get to apply 0-1-99..0-1-100
     result = failed(env.run(target='server2', wait_timeout=3), 'server2 did not reach the position of the primary',
                     'server1 is writable again', 'nothing was lost')
     assert cluster['server1'].read_only is False
