@@ -1082,6 +1082,11 @@ class FakeClusterServer(FakeInfoServer):
                 if replica.io_state == 'Yes' and replica.receives:
                     replica.receive(sorted(written, key=lambda t: (t[0], t[2])))
 
+    def has_gtids(self, text):
+        """True if every GTID of ``text`` is in this node's binlog (MariaDB)."""
+        state = self.binlog_state()
+        return all(state.get((domain, server_id), 0) >= seqno for domain, server_id, seqno in gtid_triples(text))
+
     def wait_reached(self, position):
         slave_pos = gtid_position(self.gtid['gtid_slave_pos'])
         return all(slave_pos.get(domain, (0, -1))[1] >= seqno
@@ -1306,13 +1311,17 @@ class FakeCluster(object):
         return server
 
     def commit(self, name, count=1, domain=0):
-        """``count`` transactions committed by a client on ``name`` (a
-        MariaDB primary): written to its binlog, sent to its connected
-        replicas (those that ``receives``), semi-sync as the server does it.
-        Every one is acknowledged to the client; returns their GTIDs."""
+        """``count`` transactions committed by a client (without SUPER) on
+        ``name`` (a MariaDB primary): written to its binlog, sent to its
+        connected replicas (those that ``receives``), semi-sync as the server
+        does it. Every one is acknowledged to the client; returns their
+        GTIDs. A read-only node refuses them (error 1290)."""
         assert self.mariadb, 'commit() models MariaDB'
         server = self.servers[name]
         assert server.alive, '%s is down' % name
+        if server.read_only:
+            raise pymysql.err.OperationalError(
+                1290, 'The MariaDB server is running with the --read-only option so it cannot execute this statement')
         done = []
         for dummy in range(count):
             top = max([n for (d, dummy_id), n in server.binlog_state().items() if d == domain] or [0])
