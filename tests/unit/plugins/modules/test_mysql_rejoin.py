@@ -206,3 +206,72 @@ def test_missing_privilege_is_refused(env):
     result = env.run()
     assert result.get('failed') and 'server1 lacks REPLICATION SLAVE ADMIN' in result['msg'], result
     assert cluster.changes('server1') == [] and cluster.changes('server2') == []
+
+
+# ---------------------------------------------------------------------------
+# Against the replicating fake (MariaDB): failover, then the old primary returns
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def after_failover(make_cluster, run_main, fake_password):
+    """server1 committed ``unreplicated`` transactions no replica received,
+    then died; server2 was promoted (as mysql_failover does), server3
+    re-pointed to it, and server2 took writes."""
+
+    def make(unreplicated=0, new_writes=3):
+        cluster = make_cluster('mariadb')
+        for name in ('server2', 'server3'):
+            cluster[name].receives = False
+        lost = cluster.commit('server1', unreplicated) if unreplicated else []
+        cluster.down('server1')
+        server2, server3 = cluster['server2'], cluster['server3']
+        for sql in ('STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = 0'):
+            server2.handle(sql, None)
+        server3.receives = True
+        server3.handle('STOP SLAVE', None)
+        server3.handle('CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=3306, MASTER_USE_GTID=slave_pos', ('server2',))
+        server3.handle('START SLAVE', None)
+        written = cluster.commit('server2', new_writes)
+        assert server3.has_gtids(','.join(written))
+        cluster.up('server1')  # restarts read-only
+        cluster.log[:] = []
+        return cluster, lost, written
+
+    return make
+
+
+def test_returning_old_primary_catches_up_from_the_new_one(env, after_failover):
+    cluster, dummy, written = after_failover()
+    env.cluster = cluster
+    result = ok(env.run())
+    assert result['changed'] is True and result['made_read_only'] is False
+    assert result['start_position'] == '0-1-100'
+    server1 = cluster['server1']
+    assert (server1.status['Slave_IO_Running'], server1.status['Slave_SQL_Running']) == ('Yes', 'Yes')
+    assert server1.has_gtids(','.join(written)) and server1.gtid['gtid_slave_pos'] == '0-2-103'
+    assert server1.global_status['Rpl_semi_sync_slave_status'] == 'ON'
+    # and it goes on replicating
+    cluster.commit('server2')
+    assert server1.has_gtids('0-2-104')
+
+
+def test_returning_old_primary_with_unreplicated_commits_is_refused(env, after_failover):
+    cluster, lost, dummy = after_failover(unreplicated=2)
+    env.cluster = cluster
+    assert lost == ['0-1-101', '0-1-102']
+    result = failed(env.run(), 'Refusing to make server1 a replica of server2', '0-1-101..0-1-102', 'rebuilt')
+    assert result['comparison'] == 'diverged' and result['extra_gtids'] == '0-1-101..0-1-102'
+    assert cluster.changes() == []  # it came back read-only
+    server1 = cluster['server1']
+    assert server1.read_only is True and server1.status is None
+    assert server1.has_gtids('0-1-102')  # kept for whoever rebuilds it
+
+
+def test_rejoin_fails_when_the_primary_purged_what_the_node_needs(env, after_failover):
+    cluster, dummy, dummy = after_failover(new_writes=30)
+    env.cluster = cluster
+    cluster.purge_binlogs('server2', '0-2-120')
+    result = failed(env.run(wait_timeout=5), 'server1 was pointed at server2', 'does not replicate', 'error 1236',
+                    'required binlog files have been purged')
+    assert result['changed'] is True
+    assert cluster['server1'].status['Slave_IO_Running'] == 'No' and cluster['server1'].read_only is True

@@ -212,3 +212,21 @@ def test_missing_privilege_is_refused_before_the_primary_is_fenced(env):
     result = failed(env.run(target='server2'), 'server3 lacks RELOAD', 'nothing was changed')
     assert cluster.changes() == [] and result['changed'] is False
     assert cluster['server1'].read_only is False
+
+
+def test_switchover_loses_no_acknowledged_write(env):
+    cluster = env.cluster
+    cluster['server3'].receives = False  # lagging: server2 acknowledges alone
+    acknowledged = cluster.commit('server1', 5)
+    cluster['server3'].receives = True
+    result = ok(env.run(target='server2'))
+    assert result['position'] == '0-1-105'
+    assert result['old_primary_rejoined'] is True and result['repointed'] == ['server3', 'server1']
+    for name in ('server1', 'server2', 'server3'):
+        assert cluster[name].has_gtids(','.join(acknowledged)), name
+    # the old primary replicates from the new one and acknowledges its commits
+    written = cluster.commit('server2', 2)
+    for name in ('server1', 'server3'):
+        assert cluster[name].has_gtids(','.join(written)), name
+    assert cluster['server2'].global_status['Rpl_semi_sync_master_yes_tx'] == '2'
+    assert not cluster['server1'].status['Last_IO_Errno'] and not cluster['server1'].status['Last_SQL_Errno']
