@@ -173,12 +173,67 @@ def test_socket_nobody_listens_on():
         shutil.rmtree(directory)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason='root may open any socket')
+def as_unprivileged(call):
+    """``call()`` as a user the socket's permissions apply to: run as root
+    (which may open any socket, as in CI), in a forked child that has dropped
+    to the user and group nobody. Returns ('returned', value) or
+    (exception class name, message)."""
+    if os.geteuid() != 0:
+        try:
+            return 'returned', call()
+        except Exception as exc:  # pylint: disable=broad-except
+            return type(exc).__name__, str(exc)
+    import pickle
+    import pwd
+    try:
+        nobody = pwd.getpwnam('nobody')
+        uid, gid = nobody.pw_uid, nobody.pw_gid
+    except KeyError:
+        uid = gid = 65534
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        outcome = ('ChildFailed', 'the child did not report')
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            assert os.geteuid() == uid and os.getegid() == gid
+            try:
+                outcome = ('returned', call())
+            except Exception as exc:  # pylint: disable=broad-except
+                outcome = (type(exc).__name__, str(exc))
+        finally:
+            os.write(write_end, pickle.dumps(outcome))
+            os._exit(0)  # pylint: disable=protected-access
+    os.close(write_end)
+    chunks = []
+    while True:
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_end)
+    dummy, status = os.waitpid(pid, 0)
+    assert status == 0
+    return pickle.loads(b''.join(chunks))
+
+
 def test_socket_without_permission(fake):
+    web_backend(fake)
+    # anyone may reach the socket's directory; the socket itself is the owner's, read only
+    os.chmod(fake.dir, 0o755)
     os.chmod(fake.path, stat.S_IRUSR)
-    with pytest.raises(h.HAProxyError) as caught:
-        h.RuntimeAPI(fake.path).command('show stat')
-    assert 'permission denied' in str(caught.value) and fake.path in str(caught.value)
+    kind, message = as_unprivileged(lambda: h.RuntimeAPI(fake.path).command('show stat'))
+    assert kind == 'HAProxyError', (kind, message)
+    assert 'permission denied' in message and fake.path in message
+    assert fake.commands == []
+    # the same user, allowed to write to the socket, gets the answer
+    os.chmod(fake.path, 0o777)
+    kind, reply = as_unprivileged(lambda: h.RuntimeAPI(fake.path).command('show stat'))
+    assert kind == 'returned', (kind, reply)
+    assert reply.startswith('# pxname,svname') and fake.commands == ['show stat']
 
 
 def test_socket_permission_error_message(monkeypatch, tmp_path):
