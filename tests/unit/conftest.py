@@ -1310,16 +1310,18 @@ class FakeCluster(object):
             server.connect_io()
         return server
 
-    def commit(self, name, count=1, domain=0):
+    def commit(self, name, count=1, domain=0, privileged=False):
         """``count`` transactions committed by a client (without SUPER) on
         ``name`` (a MariaDB primary): written to its binlog, sent to its
         connected replicas (those that ``receives``), semi-sync as the server
         does it. Every one is acknowledged to the client; returns their
-        GTIDs. A read-only node refuses them (error 1290)."""
+        GTIDs. A read-only node refuses them (error 1290), unless
+        ``privileged`` (a user with SUPER / READ_ONLY ADMIN, whom read_only
+        does not stop in MariaDB 10.11)."""
         assert self.mariadb, 'commit() models MariaDB'
         server = self.servers[name]
         assert server.alive, '%s is down' % name
-        if server.read_only:
+        if server.read_only and not privileged:
             raise pymysql.err.OperationalError(
                 1290, 'The MariaDB server is running with the --read-only option so it cannot execute this statement')
         done = []

@@ -592,6 +592,7 @@ def test_every_acknowledged_write_survives_a_dead_primary(env):
         assert cluster[name].has_gtids(','.join(acknowledged)), (name, cluster[name].gtid)
     assert server2.read_only is False and server2.status is None
     assert (server3.status['Master_Host'], server3.status['Slave_IO_Running']) == ('server2', 'Yes')
+    assert [w for w in result['_warnings'] if 'cannot be fenced' not in w] == []
     # the new primary takes writes and its replica acknowledges them
     cluster.commit('server2')
     assert server3.has_gtids('0-2-104')
@@ -693,3 +694,47 @@ def test_check_mode_leaves_semi_sync_and_relay_logs_alone(env):
     assert cluster['server2'].status['Gtid_IO_Pos'] == '0-1-102'
     assert cluster['server2'].status['Slave_IO_Running'] == 'Connecting'
     assert cluster['server2'].global_status['Rpl_semi_sync_slave_status'] == 'ON'
+
+
+def test_an_old_primary_made_writable_again_while_fenced_is_refused(env):
+    cluster = env.cluster
+
+    def writable_again(server, sql):
+        server.read_only = False  # another tool, or an operator, turned it back
+
+    cluster['server1'].after.append((r'^SET GLOBAL read_only = 1$', writable_again))
+    result = failed(env.run(primary='server1'), 'server1 is still writable after SET GLOBAL read_only = 1')
+    assert result['new_primary'] is None
+    assert cluster.changes('server2') == [] and cluster.changes('server3') == []
+    assert not any(not cluster[name].read_only for name in ('server2', 'server3'))
+
+
+def test_a_promoted_node_that_stays_read_only_stops_the_run(env):
+    cluster = env.cluster
+    cluster.down('server1')
+
+    def read_only_again(server, sql):
+        server.read_only = True
+
+    cluster['server2'].after.append((r'^SET GLOBAL read_only = 0$', read_only_again))
+    result = failed(env.run(), 'Promoting server2 failed', 'still read-only after the promotion', 'finish by hand')
+    assert result['changed'] is True and result['new_primary'] is None
+    assert not any('CHANGE MASTER' in sql for sql in cluster.changes('server3'))
+
+
+def test_a_late_write_on_the_fenced_old_primary_is_seen(env):
+    # read_only does not stop a user with SUPER / READ_ONLY ADMIN: the old
+    # primary is read after the replicas, so a write that got in while they
+    # were read is still found
+    cluster = env.cluster
+    late = []
+
+    def privileged_write(server, sql):
+        if server.status and server.status['Slave_IO_Running'] == 'No' and not late:
+            late.extend(cluster.commit('server1', privileged=True))
+
+    cluster['server2'].after.append((r'^SHOW SLAVE STATUS$', privileged_write))
+    result = failed(env.run(primary='server1'), 'Refusing to fail over', '0-1-101')
+    assert late == ['0-1-101']
+    assert result['new_primary'] is None and cluster['server1'].has_gtids('0-1-101')
+    assert cluster['server1'].read_only is False  # put back: the write is kept where it is
