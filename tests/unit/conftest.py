@@ -665,8 +665,9 @@ def make_info_server():
 #   actually deletes relay logs"). With the source gone, what was only there
 #   is lost;
 # * MASTER_GTID_WAIT: the SQL thread applies what was received (when
-#   ``wait_applies``), then the wait returns 0 if gtid_slave_pos reached the
-#   position in each of its domains, else -1 after the timeout;
+#   ``wait_applies``) up to the position and no further (the slowest it
+#   may be), then the wait returns 0 if gtid_slave_pos reached the position
+#   in each of its domains, else -1 after the timeout;
 # * semi-sync (MariaDB's semisync_master.cc / semisync_slave.cc):
 #   Rpl_semi_sync_slave_status goes ON when the IO thread starts with
 #   rpl_semi_sync_slave_enabled and OFF when it stops (STOP SLAVE
@@ -1042,12 +1043,21 @@ class FakeClusterServer(FakeInfoServer):
         if self.wait_applies and self.sql_running:
             self.apply_relay_log()
 
-    def apply_relay_log(self):
+    def apply_relay_log(self, limit=None):
         """The SQL thread applies everything received (MariaDB, with
-        log_slave_updates and gtid_strict_mode)."""
+        log_slave_updates and gtid_strict_mode); with ``limit`` (a
+        position), no further than it in each of its domains and nothing of
+        other domains: a slow SQL thread a MASTER_GTID_WAIT has just seen
+        reach the position."""
         if not self.mariadb or not self.sql_running:
             return
         received = gtid_position(self.received())
+        if limit is not None:
+            bound = gtid_position(limit)
+            received = dict((domain, last) for domain, last in received.items() if domain in bound)
+            for domain, (server_id, seqno) in bound.items():
+                if domain in received and received[domain][1] > seqno:
+                    received[domain] = (server_id, seqno)
         slave_pos = gtid_position(self.gtid['gtid_slave_pos'])
         binlog = gtid_position(self.gtid['gtid_binlog_pos'])
         written = []
@@ -1190,7 +1200,7 @@ class FakeClusterServer(FakeInfoServer):
             self.waits.append((position, timeout))
             if self.mariadb and self.cluster is not None:
                 if self.wait_applies:
-                    self.apply_relay_log()
+                    self.apply_relay_log(limit=position)
                 if self.wait_reached(position):
                     return [{'result': 0}]
             elif self.wait_applies:
