@@ -738,3 +738,17 @@ def test_a_late_write_on_the_fenced_old_primary_is_seen(env):
     assert late == ['0-1-101']
     assert result['new_primary'] is None and cluster['server1'].has_gtids('0-1-101')
     assert cluster['server1'].read_only is False  # put back: the write is kept where it is
+
+
+def test_a_semi_sync_replica_of_another_source_is_no_witness(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    # server2 was an asynchronous replica of server1 (semi-sync enabled
+    # without restarting its IO thread); server3 is a semi-sync replica, but
+    # of a node outside the cluster
+    cluster['server2'].set_semi_sync(source_enabled=True, replica_enabled=True, replica_status=False,
+                                     source_status=False)
+    cluster.make_replica('server3', 'server9', received='0-1-100')
+    assert cluster['server3'].semi_replica_on
+    result = failed(env.run(primary='server1'), 'no reachable replica was a semi-sync replica', 'Nothing was changed')
+    assert result['changed'] is False and cluster.changes() == []
