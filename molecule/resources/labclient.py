@@ -593,7 +593,7 @@ _STATE_VARIABLES = ("read_only", "gtid_strict_mode", "gtid_slave_pos", "gtid_bin
 _STATE_COLUMNS = ("Master_Host", "Master_User", "Master_Port", "Connect_Retry", "Slave_IO_Running",
                   "Slave_SQL_Running", "Last_IO_Errno", "Last_SQL_Errno", "Using_Gtid", "Gtid_IO_Pos",
                   "Master_SSL_Allowed", "Master_SSL_CA_File", "Master_SSL_Verify_Server_Cert",
-                  "Slave_Heartbeat_Period", "Replicate_Do_Domain_Ids", "Replicate_Ignore_Domain_Ids",
+                  "Master_SSL_Cert", "Master_SSL_Key", "Master_Server_Id", "Replicate_Do_Domain_Ids", "Replicate_Ignore_Domain_Ids",
                   "Parallel_Mode", "SQL_Delay")
 
 
@@ -602,8 +602,13 @@ def replication_state(name):
     read_only, GTID positions and semi-sync settings (each read alone: see
     the sampler trap in the platform notes), the semi-sync status and every
     configuration and thread column of SHOW SLAVE STATUS."""
-    state = {var: node_sql(name, f"SELECT @@global.{var}")[0][0] for var in _STATE_VARIABLES}
-    for key, value in node_sql(name, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_%_status'"):
+    state = {}
+    for var in _STATE_VARIABLES:
+        rows = node_sql(name, f"SELECT @@global.{var}")
+        state[var] = rows[0][0] if rows else ""  # an empty GTID position prints nothing
+    for key, value in node_sql(name, "SHOW GLOBAL STATUS WHERE Variable_name IN "
+                                     "('Rpl_semi_sync_master_status', 'Rpl_semi_sync_slave_status', "
+                                     "'Slave_heartbeat_period')"):
         state[key] = value
     status = slave_status(name)
     state.update({column: status.get(column) for column in _STATE_COLUMNS})
