@@ -2,14 +2,16 @@
 ``docker exec`` (testinfra's docker backend), the site through the load
 balancer's port published on 127.0.0.1."""
 
+import hashlib
 import pathlib
 import re
+import subprocess
 import sys
 
 import testinfra
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "resources"))
-from labclient import INVENTORY, LAB, SITE, haproxy_servers, session  # noqa: E402 (after the path is set)
+from labclient import INVENTORY, LAB, SITE, haproxy_servers, session, slave_status  # noqa: E402 (after the path is set)
 
 # test_replication.py adds server4 through this file and removes it when
 # done; a run killed half-way leaves it in Molecule's inventory, which
@@ -75,3 +77,61 @@ def changed_per_host(output):
     """{host: changed count} from a play recap."""
     recap = output[output.index("PLAY RECAP"):]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", recap, re.M)}
+
+
+def lab_db_nodes():
+    """The lab's database nodes that run now (server4 too once test_replication added it)."""
+    names = subprocess.run(["docker", "ps", "--format", "{{.Names}}"], capture_output=True, text=True, check=True)
+    found = [name[len(LAB) + 1:] for name in names.stdout.split() if re.fullmatch(re.escape(LAB) + r"-server\d+", name)]
+    return sorted(found)
+
+
+def replicating_nodes():
+    """The running database nodes that are replicas (SHOW SLAVE STATUS has a row)."""
+    return [name for name in lab_db_nodes() if slave_status(name)]
+
+
+# SHOW SLAVE STATUS fields that move with traffic or time; every other field
+# is the replica's configuration or health.
+VOLATILE_SLAVE_FIELDS = frozenset((
+    "Slave_IO_State", "Master_Log_File", "Read_Master_Log_Pos", "Relay_Log_Pos", "Relay_Master_Log_File",
+    "Exec_Master_Log_Pos", "Relay_Log_Space", "Seconds_Behind_Master", "Gtid_IO_Pos", "SQL_Remaining_Delay",
+    "Slave_SQL_Running_State", "Slave_DDL_Groups", "Slave_Non_Transactional_Groups", "Slave_Transactional_Groups",
+))
+
+
+def replication_state(name):
+    """Everything that says how a node replicates, to judge "changed
+    nothing": SHOW SLAVE STATUS without its moving positions (threads,
+    errors, source, TLS, GTID mode, relay log file), the heartbeat period in
+    force, read_only, semi-sync, the GTID position applied, and a digest of
+    master.info past its positions (it holds the password, which no status
+    shows)."""
+    state = {key: value for key, value in slave_status(name).items() if key not in VOLATILE_SLAVE_FIELDS}
+    for variable in ("read_only", "gtid_slave_pos", "rpl_semi_sync_slave_enabled"):
+        state["@@" + variable] = rows(name, f"SELECT @@global.{variable}")[0][0]
+    state["Slave_heartbeat_period"] = rows(name, "SHOW GLOBAL STATUS LIKE 'Slave_heartbeat_period'")[0][1]
+    info = lab_host(name).run("cat /var/lib/mysql/master.info")
+    settings = "\n".join(info.stdout.splitlines()[3:]) if info.rc == 0 else f"no master.info (rc {info.rc})"
+    state["master.info settings"] = hashlib.sha256(settings.encode()).hexdigest()
+    return state
+
+
+def assert_replicates_over_verified_tls(name, primary=PRIMARY):
+    """Both threads run in GTID mode from ``primary``, over TLS with the
+    primary's certificate verified against a CA, with an account that the
+    primary lets in over TLS only."""
+    fields = slave_status(name)
+    assert fields, f"{name} is not a replica"
+    assert fields["Master_Host"] == f"{LAB}-{primary}", fields["Master_Host"]
+    assert fields["Slave_IO_Running"] == "Yes", (name, fields.get("Last_IO_Error"))
+    assert fields["Slave_SQL_Running"] == "Yes", (name, fields.get("Last_SQL_Error"))
+    assert fields["Using_Gtid"] == "Slave_Pos", (name, fields["Using_Gtid"])
+    assert fields["Master_SSL_Allowed"] == "Yes", (name, fields["Master_SSL_Allowed"])
+    assert fields["Master_SSL_Verify_Server_Cert"] == "Yes", (name, fields["Master_SSL_Verify_Server_Cert"])
+    assert fields["Master_SSL_CA_File"], f"{name} verifies the primary's certificate against no CA"
+    assert fields["Last_IO_Errno"] == "0", (name, fields["Last_IO_Error"])
+    # The primary refuses that account without TLS (REQUIRE SSL or stricter).
+    accounts = rows(primary, f"SELECT host, ssl_type FROM mysql.user WHERE user = '{fields['Master_User']}'")
+    assert accounts, f"{primary} has no account {fields['Master_User']}"
+    assert all(ssl_type in ("ANY", "X509", "SPECIFIED") for _host, ssl_type in accounts), accounts

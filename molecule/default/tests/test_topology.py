@@ -4,11 +4,26 @@ server, replication of a write, replica safety, and the preflight."""
 import json
 import os
 import re
+import threading
 import time
 
-
-from conftest import PRIMARY, REPLICAS, SERVERS, at_full_weight, get, haproxy_server_states, lab_host, rows, served_by, sql
-from labclient import SITE, playbook, session, slave_status, wait_for
+import pymysql
+import pytest
+from conftest import (
+    PRIMARY,
+    REPLICAS,
+    SERVERS,
+    assert_replicates_over_verified_tls,
+    at_full_weight,
+    get,
+    haproxy_server_states,
+    lab_host,
+    replicating_nodes,
+    rows,
+    served_by,
+    sql,
+)
+from labclient import SITE, lab_secret, playbook, secrets_dir, session, slave_status, wait_for, wait_for_gtid
 
 
 def test_every_server_answers_in_equal_shares():
@@ -21,6 +36,8 @@ def test_every_server_answers_in_equal_shares():
 def test_nginx_serves_static_files_itself():
     r = get("/static/style.css")
     assert r.status_code == 200
+    assert r.headers.get("Content-Type", "").startswith("text/css"), r.headers
+    assert r.content, "an empty style sheet"
     assert "X-Served-By" not in r.headers  # answered by nginx, not proxied to the app
 
 
@@ -66,24 +83,114 @@ def test_a_record_written_through_the_app_is_on_every_node():
         assert found == [[value]], f"record {record['id']} missing on {name}"
 
 
-def test_a_caller_reads_its_own_write():
+def _admin_connect(name):
+    """The lab's admin account (RELOAD, PROCESS) on one node, over TLS."""
+    address = lab_host(name).check_output("hostname -i").split()[0]
+    return pymysql.connect(host=address, user="distweb_admin", password=lab_secret("mysql_admin"),
+                           ssl={"ca": str(secrets_dir() / "pki" / "ca.crt")}, ssl_verify_identity=False,
+                           connect_timeout=10, read_timeout=30, write_timeout=30, autocommit=True)
+
+
+@pytest.fixture()
+def lagging_replicas():
+    """Every replica the app's routers could send a read to lags: a global
+    read lock held on it stops its SQL thread from committing what it
+    receives. Stopping the SQL thread would not do: the replica's health
+    endpoint then fails it, the routers take it out, and reads go to the
+    primary whether or not after_gtid works. With the lock its SQL thread
+    still runs, so it stays a healthy replica (lag far under
+    mysql_server_health_max_lag) that lacks the new rows. Yields
+    {name: connection holding the lock}; the lock goes when the test ends."""
+    locks = {}
+    try:
+        for name in replicating_nodes():
+            locks[name] = _admin_connect(name)
+            with locks[name].cursor() as cur:
+                cur.execute("FLUSH TABLES WITH READ LOCK")
+        assert set(REPLICAS) <= set(locks), locks
+        yield locks
+    finally:
+        for conn in locks.values():
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("UNLOCK TABLES")
+            finally:
+                conn.close()
+    position = rows(PRIMARY, "SELECT @@gtid_binlog_pos")[0][0]
+    for name in locks:
+        assert wait_for_gtid(name, position, timeout=60), f"{name} did not catch up after the lock"
+        fields = slave_status(name)
+        assert fields["Slave_IO_Running"] == "Yes" and fields["Slave_SQL_Running"] == "Yes", fields
+
+
+def _write(s, value):
+    r = s.post(SITE + "/api/records", json={"value": value}, timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_a_caller_reads_its_own_write_while_the_replicas_lag(lagging_replicas):
+    value = f"read-your-write-{time.time_ns()}"
     with session() as s:
-        r = s.post(SITE + "/api/records", json={"value": "read-your-write"}, timeout=10)
-        assert r.status_code == 201
-        record = r.json()
-        back = s.get(f"{SITE}/api/records/{record['id']}", params={"after_gtid": record["gtid"]}, timeout=10)
+        record = _write(s, value)
+        assert record["gtid"]
+        for name in lagging_replicas:
+            assert rows(name, f"SELECT COUNT(*) FROM foobar.records WHERE id = {int(record['id'])}") == [["0"]], name
+        # Without after_gtid the read goes to a replica, which lacks the row:
+        # what a caller would get if after_gtid were ignored.
+        plain = s.get(f"{SITE}/api/records/{record['id']}", timeout=30)
+        assert plain.status_code == 404, plain.text
+        assert plain.json()["source"].startswith("replica:"), plain.text
+        # With it, the replica waits read_your_write_timeout for the GTID,
+        # cannot get there, and the primary serves the read.
+        back = s.get(f"{SITE}/api/records/{record['id']}", params={"after_gtid": record["gtid"]}, timeout=30)
     assert back.status_code == 200, back.text
-    assert back.json()["value"] == "read-your-write"
+    assert back.json()["value"] == value
+    assert back.json()["source"] == "primary", back.text
 
 
-def test_replicas_are_read_only_and_replicate_with_gtid():
+def test_a_read_after_gtid_waits_for_a_replica_that_catches_up(lagging_replicas):
+    value = f"read-your-write-{time.time_ns()}"
+    with session() as s:
+        record = _write(s, value)
+    answer = {}
+
+    def read_back():
+        with session() as s:
+            answer["r"] = s.get(f"{SITE}/api/records/{record['id']}", params={"after_gtid": record["gtid"]}, timeout=60)
+
+    reader = threading.Thread(target=read_back, daemon=True)
+    reader.start()
+
+    def waiting():
+        for conn in lagging_replicas.values():
+            with conn.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND INFO LIKE %s",
+                            (f"%MASTER_GTID_WAIT('{record['gtid']}'%",))
+                if cur.fetchone()[0]:
+                    return True
+        return False
+
+    try:
+        # A replica is in MASTER_GTID_WAIT for the caller's write: let it apply.
+        wait_for(waiting, timeout=30, interval=0.01, what="the read to wait on a replica")
+    finally:
+        for conn in lagging_replicas.values():
+            with conn.cursor() as cur:
+                cur.execute("UNLOCK TABLES")
+        reader.join(timeout=90)
+    back = answer["r"]
+    assert back.status_code == 200, back.text
+    assert back.json()["value"] == value
+    assert back.json()["source"].startswith("replica:"), back.text
+
+
+def test_replicas_are_read_only_and_replicate_with_gtid_over_verified_tls():
     for name in REPLICAS:
         assert rows(name, "SELECT @@read_only") == [["1"]]
-        fields = slave_status(name)
-        assert fields["Slave_IO_Running"] == "Yes", fields.get("Last_IO_Error")
-        assert fields["Slave_SQL_Running"] == "Yes", fields.get("Last_SQL_Error")
-        assert fields["Using_Gtid"] == "Slave_Pos"
+        assert_replicates_over_verified_tls(name)
     assert rows(PRIMARY, "SELECT @@read_only") == [["0"]]
+    assert slave_status(PRIMARY) == {}
 
 
 def _app_credentials():
@@ -93,25 +200,34 @@ def _app_credentials():
 
 def test_app_user_cannot_write_on_a_replica_and_has_no_super():
     user, password = _app_credentials()
+    value = f"must-fail-{time.time_ns()}"
     for name in REPLICAS:
         address = lab_host(name).check_output("hostname -i").split()[0]
         denied = sql(
             name,
-            "INSERT INTO foobar.records (value, server) VALUES ('must-fail', 'test')",
+            f"INSERT INTO foobar.records (value, server) VALUES ('{value}', 'test')",
             user=user,
             password=password,
             host=address,
             check=False,
         )
         assert denied.rc != 0
-        assert "read-only" in denied.stderr or "1290" in denied.stderr, denied.stderr
-    grants = rows(
-        PRIMARY,
-        "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES "
-        f"WHERE GRANTEE LIKE '''{user}''@%'",
-    )
-    assert ["SUPER"] not in grants and ["READ_ONLY ADMIN"] not in grants
-    assert grants == [["USAGE"]] * len(grants)  # global: nothing beyond login
+        # Logged in, and refused for read_only (not for a password or a grant).
+        assert "ERROR 1290" in denied.stderr and "--read-only" in denied.stderr, denied.stderr
+        assert rows(name, f"SELECT COUNT(*) FROM foobar.records WHERE value = '{value}'") == [["0"]], name
+    # Every account of that name, on every node: nothing global beyond
+    # login, and what it has on its own database only.
+    for name in [PRIMARY, *REPLICAS]:
+        hosts = [host for (host,) in rows(name, f"SELECT host FROM mysql.user WHERE user = '{user}'")]
+        assert hosts, f"{name} has no account {user}"
+        for host in hosts:
+            grants = [re.sub(r" IDENTIFIED BY PASSWORD '[^']*'", "", grant)  # no hash in a message
+                      for (grant,) in rows(name, f"SHOW GRANTS FOR '{user}'@'{host}'")]
+            on_all = [grant for grant in grants if " ON *.* " in grant]
+            assert len(on_all) == 1 and on_all[0].startswith("GRANT USAGE ON *.* TO"), (name, host, grants)
+            others = [grant for grant in grants if grant not in on_all]
+            assert others and all(" ON `foobar`." in grant for grant in others), (name, host, grants)
+            assert not any(word in grant for grant in grants for word in ("SUPER", "READ_ONLY ADMIN")), grants
 
 
 def test_a_bad_variable_stops_the_run_before_any_host_changes():
