@@ -24,17 +24,27 @@ def info(host, extra=""):
 
 
 def test_roles_positions_and_semi_sync_of_a_healthy_cluster():
+    # Nothing writes while the module reads, so the positions it reports
+    # must be the servers' own, read here the same way.
     primary = info(PRIMARY)
     assert primary["role"] == "primary" and primary["read_only"] is False
-    assert primary["semi_sync"]["source_enabled"] is True
+    assert primary["gtid"]["binlog"] == rows(PRIMARY, "SELECT @@global.gtid_binlog_pos")[0][0]
+    assert primary["gtid"]["binlog"], "the primary reports no binlog position"
+    assert primary["semi_sync"]["source_enabled"] is True and primary["semi_sync"]["source_status"] is True
+    assert primary["semi_sync"]["fallen_back_to_async"] is False
     assert primary["semi_sync"]["wait_point"] == "AFTER_SYNC"
-    assert primary["semi_sync"]["clients"] >= 2
+    replicas = _all_replicas()
+    assert primary["semi_sync"]["clients"] == len(replicas), primary["semi_sync"]
+    assert sorted(r["host"] for r in primary["replicas"]) == sorted(f"{LAB}-{name}" for name in replicas), primary["replicas"]
     for name in REPLICAS:
         replica = info(name)
         assert replica["role"] == "replica" and replica["read_only"] is True
         assert replica["replication"]["io_running"] is True and replica["replication"]["sql_running"] is True
         assert replica["replication"]["source_host"] == f"{LAB}-{PRIMARY}"
-        assert replica["gtid"]["slave_pos"]
+        assert replica["gtid"]["slave_pos"] == rows(name, "SELECT @@global.gtid_slave_pos")[0][0]
+        # Caught up: what it applied is what the primary wrote.
+        assert replica["gtid"]["slave_pos"] == primary["gtid"]["binlog"], (name, replica["gtid"])
+        assert replica["gtid"]["received"] == primary["gtid"]["binlog"], (name, replica["gtid"])
 
 
 def test_errant_transactions_are_reported_against_the_primary():
@@ -45,9 +55,13 @@ def test_errant_transactions_are_reported_against_the_primary():
     # A write made on the replica itself (as root, past read_only) is errant.
     sql(replica, "CREATE DATABASE IF NOT EXISTS errant_probe")
     try:
+        server_id = rows(replica, "SELECT @@server_id")[0][0]
+        own = [gtid for gtid in rows(replica, "SELECT @@global.gtid_binlog_pos")[0][0].split(",") if gtid.split("-")[1] == server_id]
+        assert own, "the replica's write got no GTID of its own"
         dirty = info(replica, f"primary_gtid={primary_state}")
         assert dirty["errant"]["has_errant"] is True, dirty["errant"]
-        assert dirty["errant"]["errant_transactions"]
+        # It names that write (domain-server_id-seq of the replica), nothing of the primary's.
+        assert own[0] in dirty["errant"]["errant_transactions"], (own, dirty["errant"])
     finally:
         # Undo without adding more errant GTIDs: drop it with the binlog off,
         # then restore the replica's binlog state to the primary's history.
