@@ -4,6 +4,7 @@ replica's replication stops, and resolve when they are back. The mysqld
 exporters' query counters show reads on the replicas and writes on the
 primary."""
 
+import re
 import time
 
 import pytest
@@ -54,6 +55,12 @@ def every_target_up():
     return all(up.get((job, host)) == 1.0 for job, hosts in TARGETS.items() for host in hosts)
 
 
+def dropped(name):
+    """Packets the host's firewall dropped (its own table's counter)."""
+    out = docker("exec", container(name), "nft", "list", "counter", "inet", "distweb", "dropped").stdout
+    return int(re.search(r"\bpackets (\d+)", out).group(1))
+
+
 def counter(name, command):
     """{instance: value} of a mysqld exporter counter, e.g. Com_select."""
     return {labels["instance"]: value
@@ -86,8 +93,11 @@ def test_every_alert_rule_is_loaded():
                                        ("server1", 9180), ("lb1", 8405), ("monitor", 9090)])
 def test_metrics_are_not_open_to_the_outside(host, port):
     address = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container(host)).stdout.strip()
+    before = dropped(host)
     probe = client("timeout", "3", "bash", "-c", f"exec 3<>/dev/tcp/{address}/{port}")
-    assert probe.returncode != 0, f"{host}:{port} answers the client container"
+    # 124: timed out, the firewall dropped it (not refused, not answered).
+    assert probe.returncode == 124, f"{host}:{port} was not dropped for the client container: {probe.returncode} {probe.stderr}"
+    assert dropped(host) > before, f"the packets to {host}:{port} were not counted as dropped"
     inside = docker("exec", container("monitor"), "curl", "-fsS", "-o", "/dev/null", f"http://{address}:{port}/metrics",
                     check=False)
     assert inside.returncode == 0, f"the monitoring host cannot scrape {host}:{port}: {inside.stderr}"
@@ -100,30 +110,86 @@ def test_the_apps_metrics_do_not_leak_through_the_site(client_ca):
         assert out.stdout == "404", f"{path}: {out.stdout} {out.stderr}"
 
 
-def test_reads_go_to_the_replicas_and_writes_to_the_primary():
+def raw_samples(name, command, until, seconds):
+    """{instance: [(time, value)]}: every scraped sample of a mysqld exporter
+    counter (e.g. Com_select) in the ``seconds`` before ``until``."""
+    with session() as http:
+        reply = http.get(f"{PROMETHEUS}/api/v1/query", timeout=10, params={
+            "query": f'{name}{{job="mysqld",command="{command}"}}[{int(seconds)}s]', "time": until})
+    reply.raise_for_status()
+    return {item["metric"]["instance"]: [(float(t), float(v)) for t, v in item["values"]]
+            for item in reply.json()["data"]["result"]}
+
+
+def growth(samples, quiet_from, start, end):
+    """How much a counter grew from the last scrape before ``start`` to the
+    first after ``end``, less what it grows by without the load (its rate
+    from ``quiet_from`` to ``start``: health checks, the exporter's own
+    queries): (growth beyond the baseline, raw growth)."""
+    quiet = [(t, v) for t, v in samples if t >= quiet_from]
+    t0, v0 = [(t, v) for t, v in samples if t <= start][-1]
+    t1, v1 = [(t, v) for t, v in samples if t >= end][0]
+    tq, vq = quiet[0]
+    assert t0 - tq >= 10, f"too short a quiet window: {t0 - tq}s"
+    return v1 - v0 - (v0 - vq) / (t0 - tq) * (t1 - t0), v1 - v0
+
+
+@pytest.fixture(scope="module")
+def read_write_load():
+    """The mysqld exporters' SELECT and INSERT counters of every node grown
+    over a read and write load through the site, beyond what they grew
+    before without it: (acknowledged writes, successful reads, {node: more
+    SELECTs}, {node: more INSERTs})."""
     wait_for(every_target_up, 120, what="every scrape target up")
-    selects, inserts = counter("mysql_global_status_commands_total", "select"), counter("mysql_global_status_commands_total", "insert")
+    quiet_from = time.time()
+    time.sleep(25)  # the baseline: five scrapes without the load
+    start = time.time()
     with WriteLoad(max_seconds=60) as writes, ReadLoad(path="/api/records?limit=1", workers=4, max_seconds=60) as reads:
-        time.sleep(10)
+        time.sleep(15)
+    end = time.time()
     time.sleep(12)  # two scrapes later
-    selects_after = counter("mysql_global_status_commands_total", "select")
-    inserts_after = counter("mysql_global_status_commands_total", "insert")
     read_count = len(reads.attempts) - reads.failed
     write_count = len(writes.acknowledged)
+    more = {}
+    for command in ("select", "insert"):
+        samples = raw_samples("mysql_global_status_commands_total", command, time.time(), time.time() - quiet_from + 10)
+        more[command] = {n: growth(samples[n], quiet_from, start, end) for n in SERVERS}
+    print(f"\nreads {read_count}, writes {write_count}; SELECTs per node beyond the baseline (raw) {more['select']}; "
+          f"INSERTs per node {more['insert']}")
+    return (write_count, read_count, {n: extra for n, (extra, dummy) in more["select"].items()},
+            {n: raw for n, (dummy, raw) in more["insert"].items()})
+
+
+def test_writes_go_to_the_primary(read_write_load):
+    write_count, read_count, dummy, more_inserts = read_write_load
     assert read_count > 100 and write_count > 20, (read_count, write_count)
-    more_selects = {n: selects_after[n] - selects[n] for n in SERVERS}
-    more_inserts = {n: inserts_after[n] - inserts[n] for n in SERVERS}
-    print(f"reads {read_count}, writes {write_count}; SELECTs per node {more_selects}; INSERTs per node {more_inserts}")
     # Every acknowledged write was an INSERT on the primary. MariaDB counts
     # the rows a replica applies from the primary as INSERTs too, so a
     # replica shows as many as the primary, never more: none came from the app.
     assert more_inserts["server1"] >= write_count
     assert all(more_inserts[n] <= more_inserts["server1"] for n in ("server2", "server3"))
-    # The reads were SELECTs on the replicas (both, or the one the router
-    # still finds healthy). The primary saw only what every node sees (health
-    # checks) and each write's SELECT @@last_gtid: far fewer than the reads.
-    assert more_selects["server2"] + more_selects["server3"] >= 0.9 * read_count
-    assert more_selects["server1"] < 0.5 * read_count
+
+
+def test_reads_go_to_the_replicas(read_write_load):
+    dummy, read_count, more_selects, dummy2 = read_write_load
+    assert read_count > 100, read_count
+    # Beyond what every node sees without the load (health checks, the
+    # exporter), the reads were SELECTs on the replicas; the primary saw
+    # each write's SELECT @@last_gtid: far fewer than the reads.
+    assert more_selects["server2"] + more_selects["server3"] >= 0.9 * read_count, more_selects
+    assert more_selects["server1"] < 0.5 * read_count, more_selects
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15: server3, the replica test_backends killed under writes, stops "
+                                       "replicating after its restart (a DDL it was applying is in its binlog but not "
+                                       "in gtid_slave_pos), so the router leaves it out and server2 serves every read")
+def test_reads_are_shared_by_both_replicas(read_write_load):
+    dummy, read_count, more_selects, dummy2 = read_write_load
+    assert read_count > 100, read_count
+    # Both replicas serve reads (server3 too: it replicates again after
+    # test_backends killed it), each more than the primary.
+    assert min(more_selects["server2"], more_selects["server3"]) >= 0.25 * read_count, more_selects
+    assert more_selects["server1"] < min(more_selects["server2"], more_selects["server3"]), more_selects
 
 
 def test_a_stopped_nginx_raises_the_backend_alert_and_it_resolves():
