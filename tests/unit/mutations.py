@@ -1,0 +1,313 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, distweb developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Mutation check of the unit tests of the cluster-level safety logic.
+
+Each entry of ``MUTATIONS`` removes or inverts one safety check of
+mysql_failover.py, topology.py, mysql_rejoin.py or mysql_switchover.py.
+``python tests/unit/mutations.py [ID ...]`` applies each one, alone, to a copy
+of the working tree (plugins/, tests/, meta/, galaxy.yml) in a temporary
+directory, runs the unit tests that exercise that code there and prints the
+tests that failed. It exits non-zero when a mutation survives (no test
+failed) or its text is no longer found exactly once (the code moved: update
+the entry). The checkout itself is never changed. Slow (minutes): not part
+of ``scripts/test``.
+"""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from concurrent.futures import ThreadPoolExecutor
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COPIED = ('plugins', 'tests', 'meta', 'galaxy.yml')
+TESTS = ('tests/unit/plugins/modules', 'tests/unit/plugins/module_utils/test_topology.py',
+         'tests/unit/plugins/module_utils/test_mysql.py', 'tests/unit/plugins/module_utils/test_gtid.py',
+         'tests/unit/test_fake_cluster.py')
+
+FAILOVER = 'plugins/modules/mysql_failover.py'
+TOPOLOGY = 'plugins/module_utils/topology.py'
+REJOIN = 'plugins/modules/mysql_rejoin.py'
+SWITCHOVER = 'plugins/modules/mysql_switchover.py'
+FILES = dict(FAILOVER=FAILOVER, TOPOLOGY=TOPOLOGY, REJOIN=REJOIN, SWITCHOVER=SWITCHOVER)
+
+# (id, file, what the mutation does, text replaced, replacement)
+MUTATIONS = [
+    ('F1', 'FAILOVER', 'run: no fencing of a reachable old primary',
+     '        # (1) fence the old primary\n        if old.reachable:',
+     '        # (1) fence the old primary\n        if False:'),
+    ('F2', 'FAILOVER', 'run: client sessions of the old primary not killed',
+     "self.killed = self.fence(old, kill_sessions=p['kill_client_sessions'])",
+     'self.killed = self.fence(old, kill_sessions=False)'),
+    ('F3', 'FAILOVER', 'run: no check that the fenced old primary is read-only',
+     "                if not old.server.server_info()['read_only']:",
+     '                if False:'),
+    ('F4', 'FAILOVER', 'run: a fencing error taken for an unreachable old primary',
+     ('            except MySQLError as exc:\n                if not is_connection_error(exc):\n   '
+      '                 if not was_read_only:'),
+     '            except MySQLError as exc:\n                if False:\n                    if not was_read_only:'),
+    ('F5', 'FAILOVER', 'run: IO threads not stopped',
+     '                self.stop_io(node)\n                self.io_stopped.append(node)',
+     '                pass'),
+    ('F6', 'FAILOVER', 'run: second decision made as unsettled (lost GTIDs only noted)',
+     "                                      allow_data_loss=p['allow_data_loss'], settled=True)",
+     "                                      allow_data_loss=p['allow_data_loss'], settled=False)"),
+    ('F7', 'FAILOVER', 'run: no MASTER_GTID_WAIT before the promotion',
+     "ok, message = wait_for_gtid_position(candidate.server, plan['wait_position'], p['catchup_timeout'])",
+     'ok, message = True, None'),
+    ('F8', 'FAILOVER', 'run: a catch-up that failed does not stop the promotion',
+     "        if not ok:\n            self.refuse('Refusing to promote %s",
+     "        if False:\n            self.refuse('Refusing to promote %s"),
+    ('F9', 'FAILOVER', 'run: check mode acts',
+     "        if self.module.check_mode:\n            since = self.timed('decide', since)",
+     "        if False:\n            since = self.timed('decide', since)"),
+    ('F10', 'FAILOVER', 'run: semi-sync state read before fencing/IO stop not passed on',
+     '        after = self.read_states(order=order, before=before_by_name)',
+     '        after = self.read_states(order=order)'),
+    ('F11', 'FAILOVER', 'run: first (unsettled) refusal ignored',
+     ("        if plan['action'] == topology.REFUSE:\n            self.fail('Refusing to fail over"
+      ": %s. Nothing was changed.'"),
+     "        if False:\n            self.fail('Refusing to fail over: %s. Nothing was changed.'"),
+    ('F12', 'FAILOVER', 'run: second (settled) refusal ignored',
+     ("        if plan['action'] != topology.FAILOVER:\n            self.refuse('Refusing to fail "
+      "over: %s' % plan['reason'])"),
+     ("        if plan['action'] == topology.NONE:\n            self.refuse('Refusing to fail over"
+      ": %s' % plan['reason'])")),
+    ('F13', 'FAILOVER', 'undo: old primary not made writable again',
+     '                    self.unfence(self.fenced)',
+     '                    pass'),
+    ('F14', 'FAILOVER', 'undo: IO threads not started again',
+     '                self.start_io(node)\n                started.append(node.name)',
+     '                started.append(node.name)'),
+    ('F15', 'FAILOVER', 'run: no check that the promoted node is writable',
+     "            if candidate.server.server_info()['read_only']:",
+     '            if False:'),
+    ('F16', 'FAILOVER', 'run: old primary not read last',
+     '        order = [n.name for n in self.nodes if n.name != old.name] + [old.name]',
+     '        order = None'),
+    ('F17', 'FAILOVER', 'run: excluded replicas left with IO thread stopped',
+     ('            try:\n                self.start_io(node)\n            except MySQLError as exc:'
+      "\n                self.warnings.append('starting the IO thread of %s again failed"),
+     ('            try:\n                pass\n            except MySQLError as exc:\n              '
+      "  self.warnings.append('starting the IO thread of %s again failed")),
+    ('F18', 'FAILOVER', 'run: candidate IO thread restarted with the excluded ones',
+     '        self.io_stopped = [n for n in self.io_stopped if n is not candidate]\n',
+     ''),
+    ('F19', 'FAILOVER', 'run: re-pointed replicas not checked',
+     ("                ok, dummy, message = wait_for_replica(node.server, p['catchup_timeout'], s"
+      'ettle=START_SETTLE_SECONDS)'),
+     '                ok, dummy, message = True, None, None'),
+    ('T1', 'TOPOLOGY', 'plan_failover: errant replicas not excluded',
+     "            if found:\n                errants[state['name']] = found",
+     "            if False:\n                errants[state['name']] = found"),
+    ('T2', 'TOPOLOGY', '_choose: first healthy replica instead of the most advanced',
+     '    best = gtid_utils.most_advanced(values, flavor=flavor)\n    if best is None:\n        return None, []',
+     ('    best = gtid_utils.most_advanced(values, flavor=flavor)\n    if best is None:\n        re'
+      'turn None, []\n    best = 0')),
+    ('T3', 'TOPOLOGY', '_choose: among equals not the one that applied most',
+     '    return top[most if most is not None else 0], top',
+     '    return top[0], top'),
+    ('T4', 'TOPOLOGY', 'semi_sync_verdict: semi-sync not enabled accepted',
+     "        if not before.get('source_enabled'):",
+     '        if False:'),
+    ('T5', 'TOPOLOGY', 'semi_sync_verdict: status OFF (fallen back) accepted',
+     "        if not before.get('source_status'):",
+     '        if False:'),
+    ('T6', 'TOPOLOGY', 'semi_sync_verdict: AFTER_COMMIT accepted (reachable primary)',
+     ('        if wait_point and wait_point != AFTER_SYNC:\n            return dict(active=False, '
+      "source='old primary',"),
+     "        if False:\n            return dict(active=False, source='old primary',"),
+    ('T7', 'TOPOLOGY', 'semi_sync_verdict: no_tx growth while fenced accepted',
+     '        if no_before is not None and no_after is not None and no_after > no_before:',
+     '        if False:'),
+    ('T8', 'TOPOLOGY', 'semi_sync_verdict: any replica is a semi-sync witness',
+     "        if semi.get('replica_enabled') and semi.get('replica_status'):",
+     '        if True:'),
+    ('T9', 'TOPOLOGY', 'semi_sync_verdict: replicas read after their IO thread stopped',
+     "        semi = replica['semi_sync_before'] or replica['semi_sync'] or {}",
+     "        semi = replica['semi_sync'] or {}"),
+    ('T10', 'TOPOLOGY', 'plan_failover: inactive semi-sync not refused',
+     "    if not verdict['active']:",
+     '    if False:'),
+    ('T11', 'TOPOLOGY', 'plan_failover: GTIDs only the old primary has not counted as lost',
+     ("    if old['reachable']:\n        missing = gtid_utils.subtract(old['gtid_binlog'], values["
+      'index], flavor=flavor)'),
+     "    if False:\n        missing = gtid_utils.subtract(old['gtid_binlog'], values[index], flavor=flavor)"),
+    ('T12', 'TOPOLOGY', 'plan_failover: GTIDs another node has not counted as lost',
+     "        if missing:\n            lost.append(missing)\n            holders.append('%s has %s that the candidate",
+     "        if False:\n            lost.append(missing)\n            holders.append('%s has %s that the candidate"),
+    ('T13', 'TOPOLOGY', 'plan_failover: refusals (semi-sync, lost GTIDs) ignored',
+     "    if refusals:\n        raise _Refused('; '.join(refusals))",
+     '    pass'),
+    ('T14', 'TOPOLOGY', 'plan_failover: unorderable replicas (split brain) not refused',
+     '    index, top = _choose(healthy, values, flavor, preferred, notes)\n    if index is None:',
+     ('    index, top = _choose(healthy, values, flavor, preferred, notes)\n    if index is None:\n'
+      '        index, top = 0, [0]\n    if False:')),
+    ('T15', 'TOPOLOGY', 'plan_failover: another writable node ignored',
+     '    writable = _other_writable(states, old)\n    if writable:',
+     '    writable = _other_writable(states, old)\n    if False:'),
+    ('T16', 'TOPOLOGY', '_candidate_problem: SQL error accepted',
+     "    if state['last_sql_errno']:\n        return 'its SQL thread stopped",
+     "    if False:\n        return 'its SQL thread stopped"),
+    ('T17', 'TOPOLOGY', '_candidate_problem: stopped SQL thread accepted',
+     "    if not state['sql_running']:\n        return 'its SQL thread is not running'",
+     "    if False:\n        return 'its SQL thread is not running'"),
+    ('T18', 'TOPOLOGY', '_candidate_problem: replica of another source accepted',
+     "    if not source_is(state, old):\n        return 'replicates from",
+     "    if False:\n        return 'replicates from"),
+    ('T19', 'TOPOLOGY', 'plan_failover: healthy detected primary failed over',
+     '        if connected:\n            plan.update(action=NONE,',
+     '        if False:\n            plan.update(action=NONE,'),
+    ('T20', 'TOPOLOGY', 'plan_failover: old primary that is a replica accepted',
+     "    if old['reachable'] and old['configured']:",
+     '    if False:'),
+    ('T21', 'TOPOLOGY', 'errant: MariaDB without the old primary finds none',
+     ('    if flavor == MARIADB:\n        return gtid_utils.subtract(history(state, flavor), recei'
+      'ved(state, flavor), flavor=flavor)'),
+     "    if flavor == MARIADB:\n        return ''"),
+    ('T22', 'TOPOLOGY', 'errant: against a reachable old primary finds none',
+     '        return gtid_utils.subtract(history(state, flavor), primary_history(reference, flavor), flavor=flavor)',
+     "        return ''"),
+    ('T23', 'TOPOLOGY', 'received: Gtid_IO_Pos ignored (relay log not counted)',
+     "        return gtid_utils.union(state['gtid_received'], state['gtid_slave_pos'] or '', flavor=flavor)",
+     "        return gtid_utils.format_gtid(state['gtid_slave_pos'] or '', flavor)"),
+    ('T24', 'TOPOLOGY', 'decide_rejoin: diverged node accepted',
+     "    result['extra_gtids'] = extra\n    if extra:",
+     "    result['extra_gtids'] = extra\n    if False:"),
+    ('T25', 'TOPOLOGY', 'decide_rejoin: node binlog state ignored (position only)',
+     '        mine = history(node, flavor)\n        theirs = primary_history(primary, flavor)',
+     ('        mine = history(dict(node, gtid_binlog_state=None), flavor)\n        theirs = primar'
+      'y_history(primary, flavor)')),
+    ('T26', 'TOPOLOGY', 'plan_failover: lost GTIDs only noted even when settled',
+     '    if holders and not settled:',
+     '    if holders:'),
+    ('T27', 'TOPOLOGY', 'plan_switchover: errant target accepted',
+     "            if found:\n                problem = 'errant transactions (GTIDs the primary lacks)",
+     "            if False:\n                problem = 'errant transactions (GTIDs the primary lacks)"),
+    ('T28', 'TOPOLOGY', 'plan_switchover: target without IO thread accepted',
+     "    if state['last_io_errno'] or not state['io_running']:",
+     '    if False:'),
+    ('T29', 'TOPOLOGY', 'plan_switchover: lagging target accepted',
+     '    if max_lag is not None and lag is not None and lag > max_lag:',
+     '    if False:'),
+    ('T30', 'TOPOLOGY', 'plan_failover: no healthy replica not refused',
+     ("    if not healthy:\n        raise _Refused('no healthy replica to promote: %s' % (\n       "
+      "     '; '.join('%s: %s' % (e['name'], e['reason']) for e in excluded) or 'there are no oth"
+      "er nodes'))"),
+     "    if not healthy:\n        healthy = [s for s in others if s['reachable']] or others[:1]"),
+    ('T31', 'TOPOLOGY', 'plan_failover: no warning that an unreachable old primary was not fenced',
+     "    if not old['reachable']:\n        plan['warnings'].append('the old primary %s is unreachable",
+     "    if False:\n        plan['warnings'].append('the old primary %s is unreachable"),
+    ('R1', 'REJOIN', 'rejoin: node not made read-only first',
+     "        if not info['read_only']:\n            self.plan(node, node.dialect.set_read_only(True))",
+     '        if False:\n            self.plan(node, node.dialect.set_read_only(True))'),
+    ('R2', 'REJOIN', 'rejoin: diverged node rejoined',
+     "        if not decision['ok']:",
+     '        if False:'),
+    ('R3', 'REJOIN', 'rejoin: gtid_slave_pos not set before CHANGE MASTER',
+     "        slave_pos = decision['start_position']",
+     '        slave_pos = None'),
+    ('R4', 'REJOIN', 'rejoin: replication failure after START not reported',
+     "        if not ok:\n            self.fail('%s was pointed at %s but does not replicate",
+     "        if False:\n            self.fail('%s was pointed at %s but does not replicate"),
+    ('R5', 'REJOIN', 'rejoin: read-only primary accepted',
+     "        if primary_info is None or primary_info['read_only']:",
+     '        if primary_info is None:'),
+    ('S1', 'SWITCHOVER', 'switchover: target not waited for',
+     "ok, message = wait_for_gtid_position(target.server, position, p['wait_timeout'])",
+     'ok, message = True, None'),
+    ('S2', 'SWITCHOVER', 'switchover: diverged old primary rejoined',
+     "            if decision['ok']:\n                self.point_at(old, target,",
+     '            if True:\n                self.point_at(old, target,'),
+    ('S3', 'SWITCHOVER', 'switchover: primary not fenced',
+     "            self.killed = self.fence(old, kill_sessions=p['kill_client_sessions'])",
+     '            self.killed = []'),
+    ('S4', 'SWITCHOVER', 'switchover: position not read from the fenced primary',
+     "            position = old.server.gtid_positions()['binlog'] or ''",
+     "            position = ''"),
+    ('F20', 'FAILOVER', 'run: candidate IO thread restarted before MASTER_GTID_WAIT (relay log discarded)',
+     '        # (5) let the candidate apply its relay log\n        try:',
+     '        # (5) let the candidate apply its relay log\n        self.start_io(candidate)\n        try:'),
+    ('F21', 'FAILOVER', 'run: CHANGE MASTER on the candidate before MASTER_GTID_WAIT (relay log discarded)',
+     '        # (5) let the candidate apply its relay log\n        try:',
+     ('        # (5) let the candidate apply its relay log\n        candidate.server.execute(candi'
+      'date.dialect.stop_replica())\n        self.point_at(candidate, old, running=False)\n        '
+      'try:')),
+    ('T32', 'TOPOLOGY', 'plan_failover: wait for what the candidate applied, not what it received',
+     "    plan['wait_position'] = values[index]",
+     "    plan['wait_position'] = applied(candidate, flavor)"),
+    ('T33', 'TOPOLOGY', 'plan_failover: semi-sync witnesses include replicas of other sources and errant ones',
+     "    verdict = semi_sync_verdict(old, [s for s in replicas_of_old if s['name'] not in errants])",
+     "    verdict = semi_sync_verdict(old, [s for s in states if s['name'] != old_name])"),
+    ('S5', 'SWITCHOVER', 'switchover: old primary GTIDs not compared before rejoining it',
+     ('        # (6) the old primary becomes a replica, if it has nothing the new one lacks\n     '
+      '   rejoined = False\n        try:\n            old_state = old.read_state(semi_sync=False, h'
+      'istory=True)'),
+     ('        # (6) the old primary becomes a replica, if it has nothing the new one lacks\n     '
+      '   rejoined = False\n        try:\n            old_state = dict(old.read_state(semi_sync=Fal'
+      "se, history=True), gtid_binlog_state='', gtid_binlog='')")),
+]
+
+
+def copy_tree(target):
+    for name in COPIED:
+        source = os.path.join(REPO, name)
+        if os.path.isdir(source):
+            shutil.copytree(source, os.path.join(target, name), symlinks=True,
+                            ignore=shutil.ignore_patterns('__pycache__', 'output'))
+        else:
+            shutil.copy2(source, os.path.join(target, name))
+
+
+def run_one(mutation):
+    """(id, what, failed tests or None, problem or None)."""
+    ident, where, what, old, new = mutation
+    work = tempfile.mkdtemp(prefix='distweb-mutation-%s-' % ident)
+    try:
+        copy_tree(work)
+        path = os.path.join(work, FILES[where])
+        with open(path) as handle:
+            text = handle.read()
+        found = text.count(old)
+        if found != 1:
+            return ident, what, None, 'its text is found %d times in %s' % (found, FILES[where])
+        with open(path, 'w') as handle:
+            handle.write(text.replace(old, new))
+        command = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-rf', '--tb=no'] + list(TESTS)
+        proc = subprocess.run(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              universal_newlines=True, check=False)
+        failed = sorted(set(re.findall(r'^FAILED (\S+)', proc.stdout, re.M)))
+        if proc.returncode not in (0, 1):
+            return ident, what, None, 'pytest exited with %d: %s' % (proc.returncode, proc.stdout[-2000:])
+        return ident, what, failed, None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv):
+    wanted = set(argv)
+    chosen = [m for m in MUTATIONS if not wanted or m[0] in wanted]
+    bad = 0
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        for ident, what, failed, problem in pool.map(run_one, chosen):
+            if problem:
+                bad += 1
+                print('%s  %s: BROKEN, %s' % (ident, what, problem))
+            elif not failed:
+                bad += 1
+                print('%s  %s: SURVIVED (no test failed)' % (ident, what))
+            else:
+                print('%s  %s: caught by %s' % (ident, what, ', '.join(name.split('::', 1)[1] for name in failed)))
+    print('%d mutation(s), %d survived or broken' % (len(chosen), bad))
+    return 1 if bad else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
