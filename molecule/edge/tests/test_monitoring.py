@@ -75,7 +75,7 @@ def test_every_target_is_up():
         raise AssertionError(f"{exc}; down: {down}") from None
     up = targets_up()
     expected = {(job, host) for job, hosts in TARGETS.items() for host in hosts}
-    assert expected <= set(up), f"not scraped: {sorted(expected - set(up))}"
+    assert len(expected) == 19 and set(up) == expected, f"not scraped: {sorted(expected - set(up))}, others: {sorted(set(up) - expected)}"
     assert all(up[key] == 1.0 for key in expected), {k: v for k, v in up.items() if v != 1.0}
 
 

@@ -8,9 +8,14 @@ import time
 from labclient import LOAD_BALANCERS, VIP_SITE, ReadLoad, container, docker, vip_holders, wait_for
 
 
-def keepalived_state(lb):
+def keepalived_states(lb):
+    """Every VRRP state keepalived logged on a load balancer, oldest first."""
     log = docker("exec", container(lb), "journalctl", "-u", "keepalived", "-o", "cat", "--no-pager", check=False).stdout
-    states = [line.split("Entering ")[1].split()[0] for line in log.splitlines() if "Entering " in line]
+    return [line.split("Entering ")[1].split()[0] for line in log.splitlines() if "Entering " in line]
+
+
+def keepalived_state(lb):
+    states = keepalived_states(lb)
     return states[-1] if states else None
 
 
@@ -21,15 +26,20 @@ def test_the_virtual_ip_is_on_exactly_one_load_balancer():
 def test_the_vip_moves_when_haproxy_dies_and_does_not_move_back():
     holder = vip_holders()[0]
     other = next(lb for lb in LOAD_BALANCERS if lb != holder)
+    assert keepalived_state(holder) == "MASTER"
+    logged = len(keepalived_states(holder))
     docker("exec", container(holder), "systemctl", "stop", "haproxy")
     try:
         wait_for(lambda: vip_holders() == [other], 30, interval=0.2, what=f"the VIP to move to {other}")
     finally:
         docker("exec", container(holder), "systemctl", "start", "haproxy")
-    # The old holder's HAProxy is back and its check passes again: it stays BACKUP.
-    wait_for(lambda: keepalived_state(holder) == "BACKUP", 30, what=f"{holder} BACKUP again")
+    # The old holder's HAProxy is back and its check passes again (FAULT,
+    # then BACKUP, both logged since the stop): it stays BACKUP.
+    wait_for(lambda: keepalived_states(holder)[logged:][-2:] == ["FAULT", "BACKUP"], 30, what=f"{holder} BACKUP again")
+    assert docker("exec", container(holder), "systemctl", "is-active", "haproxy", check=False).stdout.strip() == "active"
     time.sleep(6)  # several adverts later
     assert vip_holders() == [other]
+    assert keepalived_states(holder)[-1] == "BACKUP"
 
 
 def test_the_vip_answers_from_the_other_load_balancer_when_one_dies_under_load():
