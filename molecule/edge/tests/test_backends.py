@@ -7,6 +7,7 @@ reload; the runtime API is local only."""
 import collections
 import json
 import re
+import subprocess
 import threading
 import time
 
@@ -99,7 +100,7 @@ class HAProxyStates:
             started = time.monotonic()
             try:
                 states = {name: row["status"] for name, row in haproxy_servers(lb).items()}
-            except (IndexError, OSError, ValueError) as exc:  # a read during a reload
+            except (IndexError, OSError, ValueError, subprocess.SubprocessError) as exc:  # a read during a reload
                 self.errors.append((started, lb, repr(exc)))
                 continue
             self.samples.append((started, lb, states))
