@@ -635,6 +635,7 @@ def make_info_server():
     variables/status and connected replicas."""
     return FakeInfoServer
 
+
 # ---------------------------------------------------------------------------
 # A fake cluster for the cluster-level modules (failover, switchover, rejoin)
 # ---------------------------------------------------------------------------
