@@ -895,6 +895,11 @@ class FakeClusterServer(FakeInfoServer):
             self.semi_source_on = False
             self.count('no_tx')
 
+    def global_status_value(self, name):
+        """A SHOW GLOBAL STATUS value as the server would show it now."""
+        self.refresh_semi_sync()
+        return self.global_status[name]
+
     def refresh_semi_sync(self):
         """The semi-sync status values as SHOW GLOBAL STATUS shows them now."""
         enabled, source_status, replica_status, prefix = self.semi_sync_names()

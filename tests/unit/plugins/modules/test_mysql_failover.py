@@ -581,7 +581,7 @@ def test_every_acknowledged_write_survives_a_dead_primary(env):
     server2.wait_applies = False  # received, still in its relay log
     server3.receives = False  # a slow link: server2 acknowledges alone
     acknowledged = cluster.commit('server1', 3)
-    assert cluster['server1'].global_status['Rpl_semi_sync_master_yes_tx'] == '103'
+    assert cluster['server1'].global_status_value('Rpl_semi_sync_master_yes_tx') == '103'
     cluster.down('server1')
     server2.wait_applies = True
     server3.receives = True
@@ -625,7 +625,7 @@ def test_a_dead_primary_s_replicas_are_read_before_their_io_threads_stop(env):
     result = ok(env.run())
     assert result['semi_sync'] == dict(active=True, source='replicas',
                                        reason='server1 cannot be read; server2, server3 were semi-sync replicas of it')
-    assert cluster['server3'].global_status['Rpl_semi_sync_slave_status'] == 'ON'  # re-pointed and started
+    assert cluster['server3'].global_status_value('Rpl_semi_sync_slave_status') == 'ON'  # re-pointed and started
 
 
 def test_a_replica_whose_relay_log_was_discarded_is_not_the_most_advanced(env):
@@ -647,7 +647,7 @@ def test_a_primary_that_fell_back_to_async_and_died_is_not_failed_over(env):
     for name in ('server2', 'server3'):
         cluster[name].receives = False
     acknowledged = cluster.commit('server1')  # acknowledged after the semi-sync timeout, on server1 only
-    assert cluster['server1'].global_status['Rpl_semi_sync_master_no_tx'] == '1'
+    assert cluster['server1'].global_status_value('Rpl_semi_sync_master_no_tx') == '1'
     cluster.down('server1')
     for name in ('server2', 'server3'):
         assert cluster[name].status['Slave_IO_Running'] == 'Connecting'
@@ -693,7 +693,7 @@ def test_check_mode_leaves_semi_sync_and_relay_logs_alone(env):
     assert result['new_primary'] == 'server2' and cluster.changes() == []
     assert cluster['server2'].status['Gtid_IO_Pos'] == '0-1-102'
     assert cluster['server2'].status['Slave_IO_Running'] == 'Connecting'
-    assert cluster['server2'].global_status['Rpl_semi_sync_slave_status'] == 'ON'
+    assert cluster['server2'].global_status_value('Rpl_semi_sync_slave_status') == 'ON'
 
 
 def test_an_old_primary_made_writable_again_while_fenced_is_refused(env):
@@ -752,3 +752,19 @@ def test_a_semi_sync_replica_of_another_source_is_no_witness(env):
     assert cluster['server3'].semi_replica_on
     result = failed(env.run(primary='server1'), 'no reachable replica was a semi-sync replica', 'Nothing was changed')
     assert result['changed'] is False and cluster.changes() == []
+
+
+def test_a_replica_the_new_primary_cannot_serve_is_reported(env):
+    # server3 lags; the candidate server2 has purged the binlog server3 needs
+    cluster = env.cluster
+    cluster.down('server1')
+    cluster.make_replica('server2', 'server1', received='0-1-130')
+    cluster.make_replica('server3', 'server1', received='0-1-100')
+    cluster.purge_binlogs('server2', '0-1-120')
+    result = ok(env.run(catchup_timeout=5))
+    assert result['new_primary'] == 'server2' and result['repointed'] == []
+    assert [e['name'] for e in result['repoint_failed']] == ['server3']
+    assert 'error 1236' in result['repoint_failed'][0]['reason']
+    assert 'required binlog files have been purged' in result['repoint_failed'][0]['reason']
+    assert any('server3 was not re-pointed to the new primary server2' in w for w in result['_warnings'])
+    assert 'Promoted server2 (old primary server1); re-pointing failed for server3' in result['msg']

@@ -249,7 +249,7 @@ def test_returning_old_primary_catches_up_from_the_new_one(env, after_failover):
     server1 = cluster['server1']
     assert (server1.status['Slave_IO_Running'], server1.status['Slave_SQL_Running']) == ('Yes', 'Yes')
     assert server1.has_gtids(','.join(written)) and server1.gtid['gtid_slave_pos'] == '0-2-103'
-    assert server1.global_status['Rpl_semi_sync_slave_status'] == 'ON'
+    assert server1.global_status_value('Rpl_semi_sync_slave_status') == 'ON'
     # and it goes on replicating
     cluster.commit('server2')
     assert server1.has_gtids('0-2-104')

@@ -228,5 +228,5 @@ def test_switchover_loses_no_acknowledged_write(env):
     written = cluster.commit('server2', 2)
     for name in ('server1', 'server3'):
         assert cluster[name].has_gtids(','.join(written)), name
-    assert cluster['server2'].global_status['Rpl_semi_sync_master_yes_tx'] == '2'
+    assert cluster['server2'].global_status_value('Rpl_semi_sync_master_yes_tx') == '2'
     assert not cluster['server1'].status['Last_IO_Errno'] and not cluster['server1'].status['Last_SQL_Errno']
