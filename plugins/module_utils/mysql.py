@@ -1362,9 +1362,15 @@ def mysql_connect_node(params, what='the server'):
         charset='utf8mb4',
         defer_connect=True,
     )
+    # The whole login (the server's greeting, TLS, authentication) is
+    # bounded by connect_timeout: a hung server that accepts the TCP
+    # connection but never greets costs no more than a dead one. The read
+    # and write timeouts apply to the statements sent afterwards.
+    after_login = {}
     for key in ('read_timeout', 'write_timeout'):
         if params.get(key):
-            kwargs[key] = params[key]
+            after_login[key] = params[key]
+        kwargs[key] = kwargs['connect_timeout']
     if params.get('ssl'):
         try:
             kwargs['ssl'] = build_ssl_context(
@@ -1376,6 +1382,9 @@ def mysql_connect_node(params, what='the server'):
     try:
         conn = pymysql.connect(**kwargs)
         conn.connect()
+        # PyMySQL applies these before each read and write on the socket
+        conn._read_timeout = after_login.get('read_timeout')  # pylint: disable=protected-access
+        conn._write_timeout = after_login.get('write_timeout')  # pylint: disable=protected-access
     except MySQLError as exc:
         return None, 'Unable to connect to %s (%s): %s' % (what, where, format_mysql_error(exc)), \
             mysql_error_code(exc)
