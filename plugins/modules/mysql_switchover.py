@@ -345,12 +345,7 @@ class Switchover(WholeClusterOperations):
     def run(self):
         p = self.params
         since = monotonic()
-        for node in self.nodes:
-            node.connect(p)
-        refused = [node for node in self.nodes if node.refused_code]
-        if refused:
-            self.fail('Cannot log in to %s: %s. A node that answers is not unreachable; nothing was changed'
-                      % (', '.join(node.name for node in refused), '; '.join(node.error for node in refused)))
+        self.connect_all()
         problem = self.privilege_problems(self.nodes)
         if problem:
             self.fail(problem)

@@ -7,6 +7,7 @@ __metaclass__ = type
 
 import json
 import re
+import threading
 
 import pymysql
 import pytest
@@ -769,3 +770,36 @@ def test_a_replica_the_new_primary_cannot_serve_is_reported(env):
     assert 'required binlog files have been purged' in result['repoint_failed'][0]['reason']
     assert any('server3 was not re-pointed to the new primary server2' in w for w in result['_warnings'])
     assert 'Promoted server2 (old primary server1); re-pointing failed for server3' in result['msg']
+
+
+def test_nodes_are_logged_in_to_at_once(env, monkeypatch):
+    # Every login waits at a barrier for all three: logged in one after
+    # another, the first would wait alone and the barrier would break.
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
+    barrier = threading.Barrier(3, timeout=10)
+    real_connect = mysql_utils.ClusterNode.connect
+
+    def connect(node, params):
+        barrier.wait()
+        return real_connect(node, params)
+
+    monkeypatch.setattr(mysql_utils.ClusterNode, 'connect', connect)
+    result = ok(env.run(primary='server1'))
+    assert result['new_primary'] in ('server2', 'server3')
+    assert not barrier.broken
+
+
+def test_an_unsupported_node_fails_the_run_from_its_login_thread(env, monkeypatch):
+    # an error raised while logging in to one node (in its own thread)
+    # reaches the module and fails the run before anything changes
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
+    real_connect = mysql_utils.ClusterNode.connect
+
+    def connect(node, params):
+        if node.name == 'server3':
+            raise mysql_utils.UnsupportedServerError('MySQL 5.7 is not supported')
+        return real_connect(node, params)
+
+    monkeypatch.setattr(mysql_utils.ClusterNode, 'connect', connect)
+    result = failed(env.run(primary='server1'), 'A node is not supported: MySQL 5.7 is not supported')
+    assert result['changed'] is False and env.cluster.changes() == []
