@@ -390,6 +390,11 @@ class Dialect(object):
         """(sql, column) that reads the replica's heartbeat period."""
         raise NotImplementedError
 
+    def received_heartbeats_sql(self):
+        """(sql, column) that reads how many heartbeats the replica's IO
+        thread has received from its source (a counter)."""
+        raise NotImplementedError
+
     def gtid_positions_sql(self):
         raise NotImplementedError
 
@@ -550,6 +555,9 @@ class MariaDBDialect(Dialect):
     def heartbeat_sql(self):
         return ("SHOW GLOBAL STATUS LIKE 'Slave_heartbeat_period'", 'Value')
 
+    def received_heartbeats_sql(self):
+        return ("SHOW GLOBAL STATUS LIKE 'Slave_received_heartbeats'", 'Value')
+
     def gtid_positions_sql(self):
         return ('SELECT @@gtid_slave_pos AS gtid_slave_pos, @@gtid_binlog_pos AS gtid_binlog_pos, '
                 '@@gtid_current_pos AS gtid_current_pos')
@@ -628,6 +636,10 @@ class MySQLDialect(Dialect):
     def heartbeat_sql(self):
         return ("SELECT HEARTBEAT_INTERVAL FROM performance_schema.replication_connection_configuration "
                 "WHERE CHANNEL_NAME = ''", 'HEARTBEAT_INTERVAL')
+
+    def received_heartbeats_sql(self):
+        return ("SELECT COUNT_RECEIVED_HEARTBEATS FROM performance_schema.replication_connection_status "
+                "WHERE CHANNEL_NAME = ''", 'COUNT_RECEIVED_HEARTBEATS')
 
     def gtid_positions_sql(self):
         return 'SELECT @@gtid_executed AS gtid_executed, @@gtid_purged AS gtid_purged'
@@ -1053,6 +1065,20 @@ class MySQLServer(object):
         lower = dict((str(k).lower(), v) for k, v in row.items())
         return _to_float(lower.get(column.lower()))
 
+    def source_signs(self):
+        """What this replica has heard from its source so far: its IO
+        thread's state, the received GTID position, the source binlog
+        position read and the count of heartbeats received. Any of the last
+        three moving while the IO thread runs means the source is alive for
+        this replica (see ``topology.heard_from``)."""
+        status = self.replica_status()
+        sql, column = self.dialect.received_heartbeats_sql()
+        row = self.query_one(sql)
+        lower = dict((str(k).lower(), v) for k, v in (row or {}).items())
+        return dict(io_thread=status['io_thread'], gtid_received=status['gtid_io_pos'] or '',
+                    read_position='%s:%s' % (status['source_log_file'] or '', status['read_source_log_pos'] or 0),
+                    heartbeats=_to_int(lower.get(column.lower())))
+
     def replica_status(self):
         """Normalised replication status (``STATUS_KEYS``)."""
         row = self.raw_replica_status()
@@ -1241,6 +1267,11 @@ def wait_for_replica(server, timeout, interval=0.5, sleep=None, clock=None, sett
 def monotonic():
     """Seconds of a monotonic clock (the one the waiting helpers use)."""
     return time.monotonic()
+
+
+def pause(seconds):
+    """Sleep, on the clock of ``monotonic``."""
+    time.sleep(seconds)
 
 
 def mysql_cluster_argument_spec():

@@ -166,6 +166,28 @@ def _lower(value):
     return str(value).strip().lower() if value not in (None, '') else None
 
 
+def heard_from(first, last):
+    """The replicas for which their source is alive: {name: what moved}
+    for each replica whose IO thread runs (``Yes``, not ``Connecting``) in
+    ``last`` and whose received GTID position, source binlog position or
+    heartbeat count moved between the readings ``first`` and ``last``
+    ({name: ``MySQLServer.source_signs()``}). A source that is dead, hung
+    or cut off from a replica sends nothing, so nothing moves."""
+    heard = {}
+    for name in sorted(last):
+        before, after = first.get(name), last[name]
+        if before is None or (after.get('io_thread') or '').lower() != 'yes':
+            continue
+        moved = []
+        for key, label in (('gtid_received', 'received GTIDs'), ('read_position', 'binlog position read'),
+                           ('heartbeats', 'heartbeats')):
+            if before.get(key) is not None and after.get(key) is not None and before[key] != after[key]:
+                moved.append('%s %s -> %s' % (label, before[key], after[key]))
+        if moved:
+            heard[name] = ', '.join(moved)
+    return heard
+
+
 def source_is(replica, node):
     """True if ``replica`` replicates from ``node``: its source host is the
     node's ``replication_host``, ``host`` or ``name`` and its source port the

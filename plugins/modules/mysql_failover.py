@@ -98,6 +98,25 @@ options:
         RV(lost_gtids)).
     type: bool
     default: false
+  allow_live_primary:
+    description:
+      - Fail over although an old primary that this node cannot reach is
+        still alive for one of its replicas (see O(liveness_window)).
+      - Only for an old primary that was stopped or cut off from every app
+        server by other means, or two nodes take writes.
+    type: bool
+    default: false
+  liveness_window:
+    description:
+      - When the old primary cannot be reached from this node, watch for
+        this many seconds what its replicas hear from it (received GTIDs,
+        binlog position, heartbeats) before anything is changed; if one of
+        them hears it, the failover is refused (the primary is alive, only
+        this node's view of it is cut).
+      - Keep it above two replication heartbeat periods
+        (O(replication_heartbeat_period)). V(0) turns the check off.
+    type: float
+    default: 2.5
   catchup_timeout:
     description:
       - Seconds to wait for the chosen replica to apply what it received
@@ -254,6 +273,15 @@ lost_gtids:
   returned: always
   type: str
   sample: ""
+heard_from_old_primary:
+  description:
+    - When the old primary could not be reached from this node, the replicas
+      that still heard it during O(liveness_window), each with what moved
+      (received GTIDs, binlog position read, heartbeats). Non-empty only in
+      a refusal or with O(allow_live_primary=true).
+  returned: when the old primary could not be reached and a replica of it was watched
+  type: dict
+  sample: {"server2": "heartbeats 118 -> 120"}
 candidate_position:
   description:
     - The GTIDs the new primary had received and was waited for before its
@@ -339,6 +367,7 @@ from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
     is_connection_error,
     monotonic,
     mysql_cluster_argument_spec,
+    pause,
     replication_argument_spec,
     run_cluster_operation,
     wait_for_gtid_position,
@@ -346,7 +375,7 @@ from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
 )
 
 
-PHASES = ('connect', 'fence', 'stop_io', 'collect', 'decide', 'catchup', 'promote', 'repoint')
+PHASES = ('connect', 'listen', 'fence', 'stop_io', 'collect', 'decide', 'catchup', 'promote', 'repoint')
 
 
 def argument_spec():
@@ -357,6 +386,8 @@ def argument_spec():
         primary=dict(type='str'),
         preferred_candidate=dict(type='str'),
         allow_data_loss=dict(type='bool', default=False),
+        allow_live_primary=dict(type='bool', default=False),
+        liveness_window=dict(type='float', default=2.5),
         catchup_timeout=dict(type='int', default=30),
         kill_client_sessions=dict(type='bool', default=True),
     )
@@ -372,6 +403,8 @@ def check_params(module):
             problems.append('%s %s is not the name of one of the nodes (%s)' % (option, p[option], ', '.join(names)))
     if p['catchup_timeout'] < 0:
         problems.append('catchup_timeout must not be negative')
+    if p['liveness_window'] < 0:
+        problems.append('liveness_window must not be negative')
     if len(names) < 2:
         problems.append('nodes must list at least two nodes')
     if problems:
@@ -508,6 +541,43 @@ class Failover(WholeClusterOperations):
             msg += '. BUT: %s' % '; '.join(problems)
         self.fail(msg, changed=changed, **kwargs)
 
+    # -- is the old primary alive for someone else? -------------------------
+    def listen(self, old_name, states):
+        """An old primary this node cannot reach may still be alive for its
+        replicas (and so for the app servers): only this node's view is
+        cut. Read what each of its replicas hears from it for
+        ``liveness_window`` seconds and refuse, changing nothing, as soon as
+        one of them hears it, unless ``allow_live_primary``."""
+        old = self.by_name[old_name]
+        window = self.params['liveness_window']
+        if old.reachable or window <= 0:
+            return
+        old_state = [s for s in states if s['name'] == old_name][0]
+        watched = [self.by_name[s['name']] for s in states
+                   if s['reachable'] and s['name'] != old_name and topology.source_is(s, old_state)]
+        if not watched:
+            return
+        first = dict((node.name, node.server.source_signs()) for node in watched)
+        deadline = monotonic() + window
+        heard = {}
+        while not heard and monotonic() < deadline:
+            pause(min(0.25, max(0.0, deadline - monotonic())))
+            heard = topology.heard_from(first, dict((node.name, node.server.source_signs()) for node in watched))
+        self.result['heard_from_old_primary'] = heard
+        if not heard:
+            return
+        what = '; '.join('%s (%s)' % (name, moved) for name, moved in sorted(heard.items()))
+        if self.params['allow_live_primary']:
+            self.warnings.append('the old primary %s cannot be reached from here but is alive for %s; going on '
+                                 'because allow_live_primary is set: make sure it takes no writes'
+                                 % (old_name, what))
+            return
+        self.fail('Refusing to fail over: the old primary %s cannot be reached from here (%s), but it is alive for '
+                  'its replicas: %s. Promoting another node now would leave two primaries. Find out why this node '
+                  'cannot reach it; if it must go, stop it or cut it off from the app servers first, or set '
+                  'allow_live_primary. Nothing was changed.' % (old_name, old.error, what),
+                  heard_from_old_primary=heard)
+
     # -- the run -------------------------------------------------------------
     def run(self):
         p = self.params
@@ -528,6 +598,8 @@ class Failover(WholeClusterOperations):
         if plan['action'] == topology.REFUSE:
             self.fail('Refusing to fail over: %s. Nothing was changed.' % plan['reason'],
                       semi_sync=plan['semi_sync'])
+        self.listen(plan['old_primary'], before)
+        since = self.timed('listen', since)
         self.plan_text = self.describe(plan, before, settled=False)
         if self.module.check_mode:
             since = self.timed('decide', since)

@@ -185,6 +185,7 @@ class FakeServer(object):
         self.read_only = read_only
         self.status = status
         self.heartbeat = heartbeat
+        self.received_heartbeats = 0  # Slave_received_heartbeats / COUNT_RECEIVED_HEARTBEATS
         self.users = users  # {user: password}: checked on login when set
         self.server_uuid = server_uuid or ('uuid-%d' % server_id)
         self.password = None  # replication password set by CHANGE
@@ -213,6 +214,10 @@ class FakeServer(object):
     @property
     def sql_col(self):
         return 'Slave_SQL_Running' if self.mariadb else 'Replica_SQL_Running'
+
+    def heard(self):
+        """The heartbeat count (a lone fake replica hears nothing new)."""
+        return self.received_heartbeats
 
     def statements(self):
         """SQL texts sent, read-only queries left out."""
@@ -257,6 +262,12 @@ class FakeServer(object):
         if upper.startswith('SELECT HEARTBEAT_INTERVAL FROM PERFORMANCE_SCHEMA'):
             assert not self.mariadb
             return [{'HEARTBEAT_INTERVAL': self.heartbeat}] if self.status else []
+        if upper == "SHOW GLOBAL STATUS LIKE 'SLAVE_RECEIVED_HEARTBEATS'":
+            assert self.mariadb
+            return [{'Variable_name': 'Slave_received_heartbeats', 'Value': str(self.heard())}]
+        if upper.startswith('SELECT COUNT_RECEIVED_HEARTBEATS FROM PERFORMANCE_SCHEMA'):
+            assert not self.mariadb
+            return [{'COUNT_RECEIVED_HEARTBEATS': self.heard()}] if self.status else []
         if upper in ('STOP SLAVE', 'STOP REPLICA'):
             self._check_syntax(upper, 'STOP SLAVE')
             if self.status:
@@ -835,6 +846,15 @@ class FakeClusterServer(FakeInfoServer):
         if not self.status:
             return ''
         return self.status['Gtid_IO_Pos' if self.mariadb else 'Retrieved_Gtid_Set']
+
+    def heard(self):
+        """The heartbeat count, read once per heartbeat period: it grows
+        while the IO thread is connected to a source that is up (whether or
+        not the control node can reach that source)."""
+        source = self.source()
+        if self.status and self.status.get(self.io_col) == 'Yes' and source is not None and source.alive:
+            self.received_heartbeats += 1
+        return self.received_heartbeats
 
     def source(self):
         """The FakeClusterServer this replica's Master_Host:Master_Port

@@ -19,7 +19,7 @@ from ansible_collections.distweb.infra.plugins.modules import mysql_failover
 from ansible_collections.distweb.infra.tests.unit.plugins.results import failed, ok
 
 U1 = '3e11fa47-71ca-11e1-9e33-c80aa9429562'
-PHASES = ('connect', 'fence', 'stop_io', 'collect', 'decide', 'catchup', 'promote', 'repoint', 'total')
+PHASES = ('connect', 'listen', 'fence', 'stop_io', 'collect', 'decide', 'catchup', 'promote', 'repoint', 'total')
 
 
 @pytest.fixture
