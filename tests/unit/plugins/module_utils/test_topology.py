@@ -634,3 +634,36 @@ def test_semi_sync_after_commit_cluster_is_refused_for_unreachable_primary():
     # a replica that is not set up as a semi-sync source says nothing about it
     nodes = dead_primary_maria(maria_replica('server2', '0-1-100', semi=dict(semi, source_enabled=False)))
     failover(topology.plan_failover(nodes), 'server2')
+
+
+# ---------------------------------------------------------------------------
+# heard_from: is the old primary alive for one of its replicas?
+# ---------------------------------------------------------------------------
+
+def signs(io_thread='Yes', gtid='0-1-100', position='mysql-bin.000003:1234', heartbeats=10):
+    return dict(io_thread=io_thread, gtid_received=gtid, read_position=position, heartbeats=heartbeats)
+
+
+def test_heard_from_names_each_replica_and_what_moved():
+    first = {'server2': signs(), 'server3': signs(), 'server4': signs()}
+    last = {'server2': signs(heartbeats=12), 'server3': signs(gtid='0-1-105', position='mysql-bin.000003:2000'),
+            'server4': signs()}
+    assert topology.heard_from(first, last) == {
+        'server2': 'heartbeats 10 -> 12',
+        'server3': 'received GTIDs 0-1-100 -> 0-1-105, binlog position read mysql-bin.000003:1234 -> '
+                   'mysql-bin.000003:2000',
+    }
+
+
+def test_heard_from_needs_a_connected_io_thread_at_the_end():
+    # a replica whose IO thread lost its source during the window (Connecting,
+    # stopped) does not hear it now, whatever arrived before
+    first = {'server2': signs(), 'server3': signs()}
+    last = {'server2': signs(io_thread='Connecting', heartbeats=11), 'server3': signs(io_thread='No', gtid='0-1-101')}
+    assert topology.heard_from(first, last) == {}
+
+
+def test_heard_from_ignores_unknown_counters_and_new_names():
+    first = {'server2': signs(heartbeats=None)}
+    last = {'server2': signs(heartbeats=5), 'server3': signs(heartbeats=7)}
+    assert topology.heard_from(first, last) == {}

@@ -803,3 +803,65 @@ def test_an_unsupported_node_fails_the_run_from_its_login_thread(env, monkeypatc
     monkeypatch.setattr(mysql_utils.ClusterNode, 'connect', connect)
     result = failed(env.run(primary='server1'), 'A node is not supported: MySQL 5.7 is not supported')
     assert result['changed'] is False and env.cluster.changes() == []
+
+
+# ---------------------------------------------------------------------------
+# An old primary that only this node cannot reach
+# ---------------------------------------------------------------------------
+
+def cut_from_control_node(cluster, name='server1'):
+    """The node is up and its replicas still replicate from it; only the
+    control node's connections to it fail (a partition of one observer)."""
+    cluster.net.errors[(name, 3306)] = pymysql.err.OperationalError(
+        2003, "Can't connect to MySQL server on '%s' (timed out)" % name)
+
+
+def live_primary_cluster(env):
+    """server1 the primary of server2 and server3, cut from this node only."""
+    cluster = env.cluster
+    cut_from_control_node(cluster)
+    return cluster
+
+
+def test_an_old_primary_alive_for_its_replicas_is_not_failed_over(env):
+    cluster = live_primary_cluster(env)
+    result = failed(env.run(primary='server1'), 'Refusing to fail over: the old primary server1 cannot be reached',
+                    'alive for its replicas', 'server2 (heartbeats', 'server3 (heartbeats', 'allow_live_primary',
+                    'Nothing was changed')
+    assert result['changed'] is False and cluster.changes() == []
+    assert set(result['heard_from_old_primary']) == {'server2', 'server3'}
+    assert cluster['server1'].read_only is False and cluster['server2'].status['Slave_IO_Running'] == 'Yes'
+
+
+def test_check_mode_tells_the_same_refusal(env):
+    cluster = live_primary_cluster(env)
+    failed(env.run(check_mode=True, primary='server1'), 'alive for its replicas', 'Nothing was changed')
+    assert cluster.changes() == []
+
+
+def test_allow_live_primary_goes_on_with_a_warning(env):
+    cluster = live_primary_cluster(env)
+    result = ok(env.run(primary='server1', allow_live_primary=True))
+    assert result['new_primary'] in ('server2', 'server3')
+    assert any('alive for' in w and 'allow_live_primary' in w for w in result['_warnings'])
+    assert cluster[result['new_primary']].read_only is False
+
+
+def test_liveness_window_zero_does_not_listen(env):
+    cluster = live_primary_cluster(env)
+    result = ok(env.run(primary='server1', liveness_window=0))
+    assert 'heard_from_old_primary' not in result
+    assert cluster[result['new_primary']].read_only is False
+
+
+def test_a_dead_primary_is_heard_by_nobody(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    result = ok(env.run(primary='server1'))
+    assert result['heard_from_old_primary'] == {}
+    assert result['new_primary'] in ('server2', 'server3')
+
+
+def test_a_negative_liveness_window_is_refused(env):
+    failed(env.run(liveness_window=-1), 'liveness_window must not be negative')
+    assert env.cluster.changes() == []
