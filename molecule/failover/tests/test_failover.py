@@ -95,6 +95,57 @@ def sampler():
     assert s.split_brain_rounds() == [], f"more than one primary at once: {s.split_brain_rounds()[:5]}"
 
 
+def control_node_address():
+    """This machine's address as the lab's containers see it (the lab
+    network's gateway)."""
+    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}",
+                  container(OLD_PRIMARY)).stdout.strip()
+
+
+# Settings and thread states; positions move with the write load.
+MOVING = ("gtid_binlog_pos", "gtid_slave_pos", "Gtid_IO_Pos")
+
+
+@pytest.fixture(scope="module")
+def cut_from_control_node(sampler):
+    """Under the write load, the primary drops this machine's packets to
+    3306 and 9201 (nftables in its container): the control node alone has
+    lost it, the app servers and the replicas have not. failover.yml runs
+    as an operator would, naming no node."""
+    assert writable_nodes() == [OLD_PRIMARY]
+    before = everything()
+    with WriteLoad() as load:
+        wait_for(lambda: len(load.acknowledged) >= 20, 60, what="the write load to flow")
+        drop_traffic(OLD_PRIMARY, [control_node_address()], [3306, 9201])
+        try:
+            started = time.monotonic()
+            result = playbook("playbooks/failover.yml")
+            finished = time.monotonic()
+        finally:
+            heal(OLD_PRIMARY)
+        acknowledged = len(load.acknowledged)
+        wait_for(lambda: len(load.acknowledged) >= acknowledged + 10, 60, what="writes after the cut healed")
+    return {"load": load, "result": result, "started": started, "finished": finished, "before": before}
+
+
+def test_a_primary_only_the_control_node_lost_is_not_failed_over(cut_from_control_node, sampler):
+    cut = cut_from_control_node
+    out = output(cut["result"])
+    assert cut["result"].returncode != 0, out
+    assert "Refusing to fail over: the old primary server1 cannot be reached from here" in out, out
+    assert re.search(r"alive for its replicas: server2 \(.*(heartbeats|received GTIDs).*\); server3 \(", out), out
+    assert "Nothing was changed" in out and "allow_live_primary" in out, out
+    # one primary throughout, seen by the replicas' and routers' views too
+    sampler.assert_covered(cut["started"], cut["finished"], live=REPLICAS, what="the refused failover")
+    assert writable_nodes() == [OLD_PRIMARY]
+    assert changes(cut["before"], everything(), ignore=MOVING) == []
+    # no acknowledged write lost or doubled, on any node
+    position = node_sql(OLD_PRIMARY, "SELECT @@gtid_binlog_pos")[0][0]
+    for name in DB_NODES:
+        assert wait_for_gtid(name, position), f"{name} did not reach {position}"
+        assert_stored_once(name, cut["load"])
+
+
 @pytest.fixture(scope="module")
 def failover(sampler):
     """Kill the primary's container under load, then run failover.yml."""
