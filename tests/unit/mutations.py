@@ -5,13 +5,15 @@
 
 Each entry of ``MUTATIONS`` removes or inverts one safety check of
 mysql_failover.py, topology.py, mysql_rejoin.py or mysql_switchover.py.
-``python tests/unit/mutations.py [ID ...]`` applies each one, alone, to a copy
-of the working tree (plugins/, tests/, meta/, galaxy.yml) in a temporary
-directory, runs the unit tests that exercise that code there and prints the
-tests that failed. It exits non-zero when a mutation survives (no test
-failed) or its text is no longer found exactly once (the code moved: update
-the entry). The checkout itself is never changed. Slow (minutes): not part
-of ``scripts/test``.
+``python tests/unit/mutations.py [--rev REV] [ID ...]`` takes one snapshot of
+plugins/, tests/, meta/ and galaxy.yml (of the working tree, or of the git
+revision REV), runs the unit tests that exercise that code on it unchanged
+(they must all pass), then applies each mutation alone to its own copy of
+the snapshot, runs the same tests there and prints the tests that failed.
+It exits non-zero when the unchanged snapshot fails, when a mutation
+survives (no test failed) or when its text is no longer found exactly once
+(the code moved: update the entry). The checkout itself is never changed.
+Slow (minutes): not part of ``scripts/test``.
 """
 
 from __future__ import (absolute_import, division, print_function)
@@ -256,22 +258,39 @@ MUTATIONS = [
 ]
 
 
-def copy_tree(target):
-    for name in COPIED:
-        source = os.path.join(REPO, name)
-        if os.path.isdir(source):
-            shutil.copytree(source, os.path.join(target, name), symlinks=True,
-                            ignore=shutil.ignore_patterns('__pycache__', 'output'))
-        else:
-            shutil.copy2(source, os.path.join(target, name))
+def snapshot(target, rev=None):
+    """Copy what the tests need, from the working tree or a git revision."""
+    os.makedirs(target)
+    if rev is None:
+        for name in COPIED:
+            source = os.path.join(REPO, name)
+            if os.path.isdir(source):
+                shutil.copytree(source, os.path.join(target, name), symlinks=True,
+                                ignore=shutil.ignore_patterns('__pycache__', 'output'))
+            else:
+                shutil.copy2(source, os.path.join(target, name))
+        return
+    archive = subprocess.run(['git', '-C', REPO, 'archive', rev] + list(COPIED), stdout=subprocess.PIPE, check=True)
+    subprocess.run(['tar', '-x', '-C', target], input=archive.stdout, check=True)
 
 
-def run_one(mutation):
+def run_tests(work):
+    """(failed test ids, problem or None) of the unit tests in ``work``."""
+    command = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-rf', '--tb=no'] + list(TESTS)
+    proc = subprocess.run(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, check=False)
+    failed = sorted(set(re.findall(r'^FAILED (\S+)', proc.stdout, re.M)))
+    if proc.returncode not in (0, 1):
+        return failed, 'pytest exited with %d: %s' % (proc.returncode, proc.stdout[-2000:])
+    return failed, None
+
+
+def run_one(base, mutation):
     """(id, what, failed tests or None, problem or None)."""
     ident, where, what, old, new = mutation
-    work = tempfile.mkdtemp(prefix='distweb-mutation-%s-' % ident)
+    work = os.path.join(tempfile.mkdtemp(prefix='distweb-mutation-%s-' % ident), 'tree')
     try:
-        copy_tree(work)
+        shutil.copytree(base, work, symlinks=True)
         path = os.path.join(work, FILES[where])
         with open(path) as handle:
             text = handle.read()
@@ -280,33 +299,42 @@ def run_one(mutation):
             return ident, what, None, 'its text is found %d times in %s' % (found, FILES[where])
         with open(path, 'w') as handle:
             handle.write(text.replace(old, new))
-        command = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-rf', '--tb=no'] + list(TESTS)
-        proc = subprocess.run(command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              universal_newlines=True, check=False)
-        failed = sorted(set(re.findall(r'^FAILED (\S+)', proc.stdout, re.M)))
-        if proc.returncode not in (0, 1):
-            return ident, what, None, 'pytest exited with %d: %s' % (proc.returncode, proc.stdout[-2000:])
-        return ident, what, failed, None
+        failed, problem = run_tests(work)
+        return ident, what, failed, problem
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(os.path.dirname(work), ignore_errors=True)
 
 
 def main(argv):
+    rev = None
+    if argv[:1] == ['--rev']:
+        rev, argv = argv[1], argv[2:]
     wanted = set(argv)
     chosen = [m for m in MUTATIONS if not wanted or m[0] in wanted]
-    bad = 0
-    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
-        for ident, what, failed, problem in pool.map(run_one, chosen):
-            if problem:
-                bad += 1
-                print('%s  %s: BROKEN, %s' % (ident, what, problem))
-            elif not failed:
-                bad += 1
-                print('%s  %s: SURVIVED (no test failed)' % (ident, what))
-            else:
-                print('%s  %s: caught by %s' % (ident, what, ', '.join(name.split('::', 1)[1] for name in failed)))
-    print('%d mutation(s), %d survived or broken' % (len(chosen), bad))
-    return 1 if bad else 0
+    top = tempfile.mkdtemp(prefix='distweb-mutations-')
+    try:
+        base = os.path.join(top, 'base')
+        snapshot(base, rev)
+        failed, problem = run_tests(base)
+        if failed or problem:
+            print('the unchanged snapshot fails, so no mutation can be judged: %s' % (problem or ', '.join(failed)))
+            return 2
+        bad = 0
+        with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+            for ident, what, failed, problem in pool.map(lambda m: run_one(base, m), chosen):
+                if problem:
+                    bad += 1
+                    print('%s  %s: BROKEN, %s' % (ident, what, problem))
+                elif not failed:
+                    bad += 1
+                    print('%s  %s: SURVIVED (no test failed)' % (ident, what))
+                else:
+                    print('%s  %s: caught by %s' % (ident, what,
+                                                    ', '.join(name.split('::', 1)[1] for name in failed)))
+        print('%d mutation(s), %d survived or broken' % (len(chosen), bad))
+        return 1 if bad else 0
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 if __name__ == '__main__':
