@@ -108,8 +108,11 @@ def control_node_address():
                   container(OLD_PRIMARY)).stdout.strip()
 
 
-# Settings and thread states; positions move with the write load.
-MOVING = ("gtid_binlog_pos", "gtid_slave_pos", "Gtid_IO_Pos")
+# What moves with a write load by itself: positions, and the semi-sync
+# statuses (every node binlogs what it applies and is a semi-sync source
+# too, so a replica's source status goes OFF on its own under writes).
+MOVING = ("gtid_binlog_pos", "gtid_slave_pos", "Gtid_IO_Pos", "Rpl_semi_sync_master_status",
+          "Rpl_semi_sync_slave_status")
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +122,9 @@ def cut_from_control_node(sampler):
     lost it, the app servers and the replicas have not. failover.yml runs
     as an operator would, naming no node."""
     assert writable_nodes() == [OLD_PRIMARY]
-    before = everything()
     with WriteLoad() as load:
         wait_for(lambda: len(load.acknowledged) >= 20, 60, what="the write load to flow")
+        before = everything()
         drop_traffic(OLD_PRIMARY, [control_node_address()], [3306, 9201])
         try:
             started = time.monotonic()
