@@ -683,8 +683,10 @@ def playbook(*args, env=None):
 def table_checksum(primary, replicas, database="foobar"):
     """Run pt-table-checksum on ``primary`` against the replicas it sees
     (SHOW SLAVE HOSTS) and return (tool exit code, report, rows of the
-    tool's table for ``database``, {replica: differing chunks}). A temporary
-    account is made for the tool and dropped afterwards."""
+    tool's table for ``database``, {replica: (chunks it checksummed, chunks
+    that differ)}): a replica that checksummed nothing shows 0 chunks, not
+    0 differences. A temporary account is made for the tool and dropped
+    afterwards."""
     installed = docker("exec", "-e", "DEBIAN_FRONTEND=noninteractive", container(primary),
                        "sh", "-c", "command -v pt-table-checksum || apt-get install -y -q percona-toolkit",
                        check=False, timeout=600)
@@ -704,13 +706,17 @@ def table_checksum(primary, replicas, database="foobar"):
                       check=False, timeout=600)
         report = tool.stdout + tool.stderr
         lines = [line.split() for line in tool.stdout.splitlines() if f"{database}." in line]
-        diffs = {}
+        # The checksums reach the replicas through replication: wait for them.
+        position = node_sql(primary, "SELECT @@gtid_binlog_pos")[0][0]
+        checked = {}
         for name in replicas:
-            diffs[name] = int(node_sql(
+            assert node_sql(name, f"SELECT MASTER_GTID_WAIT('{position}', 120)") == [["0"]], name
+            chunks, differ = node_sql(
                 name,
-                "SELECT COUNT(*) FROM percona.checksums WHERE master_cnt <> this_cnt OR master_crc <> this_crc "
-                "OR ISNULL(master_crc) <> ISNULL(this_crc)")[0][0])
-        return tool.returncode, report, lines, diffs
+                f"SELECT COUNT(*), COALESCE(SUM(master_cnt <> this_cnt OR master_crc <> this_crc "
+                f"OR ISNULL(master_crc) <> ISNULL(this_crc)), 0) FROM percona.checksums WHERE db = '{database}'")[0]
+            checked[name] = (int(chunks), int(differ))
+        return tool.returncode, report, lines, checked
     finally:
         node_sql(primary, "DROP USER IF EXISTS 'checksum'@'%'")
         node_sql(primary, "DROP DATABASE IF EXISTS percona")

@@ -33,10 +33,10 @@ from labclient import (
     container,
     docker,
     lab_secret,
-    node_sql,
     playbook,
     run,
     slave_status,
+    table_checksum,
     wait_for,
 )
 
@@ -150,45 +150,8 @@ def test_every_acknowledged_write_is_on_every_replica(added_replica):
         assert_stored_once(name, load)
 
 
-def _table_checksum(primary, replicas, database="foobar"):
-    """pt-table-checksum as labclient.table_checksum runs it, returning
-    (exit code, report, rows of the tool's table for ``database``,
-    {replica: (chunks it checksummed, chunks that differ)}): a replica that
-    checksummed nothing shows as 0 chunks, not as 0 differences."""
-    installed = docker("exec", "-e", "DEBIAN_FRONTEND=noninteractive", container(primary),
-                       "sh", "-c", "command -v pt-table-checksum || apt-get install -y -q percona-toolkit",
-                       check=False, timeout=600)
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    password = secrets.token_hex(16)
-    node_sql(primary, f"CREATE OR REPLACE USER 'checksum'@'%' IDENTIFIED BY '{password}'")
-    node_sql(primary, "GRANT SELECT, PROCESS, SUPER, REPLICATION SLAVE, BINLOG MONITOR, BINLOG ADMIN, SLAVE MONITOR, "
-                      "REPLICATION MASTER ADMIN ON *.* TO 'checksum'@'%'")
-    node_sql(primary, "GRANT ALL ON percona.* TO 'checksum'@'%'")
-    try:
-        tool = docker("exec", container(primary), "pt-table-checksum", "--no-version-check",
-                      "--no-check-binlog-format", "--recursion-method=hosts", f"--databases={database}",
-                      "--replicate=percona.checksums", f"h={container(primary)},u=checksum,p={password}",
-                      check=False, timeout=600)
-        report = tool.stdout + tool.stderr
-        lines = [line.split() for line in tool.stdout.splitlines() if f"{database}." in line]
-        # The checksums reach the replicas through replication: wait for them.
-        position = node_sql(primary, "SELECT @@gtid_binlog_pos")[0][0]
-        checked = {}
-        for name in replicas:
-            assert node_sql(name, f"SELECT MASTER_GTID_WAIT('{position}', 120)") == [["0"]], name
-            chunks, differ = node_sql(
-                name,
-                f"SELECT COUNT(*), COALESCE(SUM(master_cnt <> this_cnt OR master_crc <> this_crc "
-                f"OR ISNULL(master_crc) <> ISNULL(this_crc)), 0) FROM percona.checksums WHERE db = '{database}'")[0]
-            checked[name] = (int(chunks), int(differ))
-        return tool.returncode, report, lines, checked
-    finally:
-        node_sql(primary, "DROP USER IF EXISTS 'checksum'@'%'")
-        node_sql(primary, "DROP DATABASE IF EXISTS percona")
-
-
 def test_pt_table_checksum_finds_no_difference(added_replica):
-    code, report, lines, checked = _table_checksum(PRIMARY, ALL_REPLICAS)
+    code, report, lines, checked = table_checksum(PRIMARY, ALL_REPLICAS)
     assert "no slaves were found" not in report.lower() and "no replicas" not in report.lower(), report
     assert code == 0, report
     assert lines, report
