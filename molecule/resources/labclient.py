@@ -4,6 +4,7 @@ a sampler of every database node's writability, and small helpers. Used by
 the Molecule scenarios (molecule/*/tests) and scripts/bench-failover; it
 sends traffic only to 127.0.0.1 and the lab's own containers."""
 
+import hashlib
 import os
 import pathlib
 import secrets
@@ -584,34 +585,37 @@ def assert_stored_once(name, load):
     assert lost == [], f"{name} lacks {len(lost)} acknowledged writes: {lost[:5]}"
 
 
-# The replication settings and states of a node that an operation may
-# change; positions that move on their own (heartbeats, timestamps) are not
-# in it.
+# SHOW SLAVE STATUS columns that move on their own (positions, states,
+# counters): left out when judging whether an operation changed a node.
+VOLATILE_SLAVE_FIELDS = frozenset((
+    "Slave_IO_State", "Master_Log_File", "Read_Master_Log_Pos", "Relay_Log_Pos", "Relay_Master_Log_File",
+    "Exec_Master_Log_Pos", "Relay_Log_Space", "Seconds_Behind_Master", "Gtid_IO_Pos", "SQL_Remaining_Delay",
+    "Slave_SQL_Running_State", "Slave_DDL_Groups", "Slave_Non_Transactional_Groups", "Slave_Transactional_Groups",
+))
 _STATE_VARIABLES = ("read_only", "gtid_strict_mode", "gtid_slave_pos", "gtid_binlog_pos",
                     "rpl_semi_sync_master_enabled", "rpl_semi_sync_slave_enabled",
                     "rpl_semi_sync_master_wait_point", "rpl_semi_sync_master_timeout")
-_STATE_COLUMNS = ("Master_Host", "Master_User", "Master_Port", "Connect_Retry", "Slave_IO_Running",
-                  "Slave_SQL_Running", "Last_IO_Errno", "Last_SQL_Errno", "Using_Gtid", "Gtid_IO_Pos",
-                  "Master_SSL_Allowed", "Master_SSL_CA_File", "Master_SSL_Verify_Server_Cert",
-                  "Master_SSL_Cert", "Master_SSL_Key", "Master_Server_Id", "Replicate_Do_Domain_Ids", "Replicate_Ignore_Domain_Ids",
-                  "Parallel_Mode", "SQL_Delay")
 
 
 def replication_state(name):
-    """A node's whole replication state as one comparable dict: its
-    read_only, GTID positions and semi-sync settings (each read alone: see
-    the sampler trap in the platform notes), the semi-sync status and every
-    configuration and thread column of SHOW SLAVE STATUS."""
-    state = {}
+    """Everything that says how a node replicates, as one comparable dict,
+    to judge "changed nothing": SHOW SLAVE STATUS without its moving
+    positions (threads, errors, source, TLS, GTID mode), read_only, the GTID
+    positions and semi-sync settings (each variable read alone: see the
+    sampler trap in the platform notes), the semi-sync statuses, the
+    heartbeat period in force, and a digest of master.info past its
+    positions (it holds the password, which no status shows)."""
+    state = {key: value for key, value in slave_status(name).items() if key not in VOLATILE_SLAVE_FIELDS}
     for var in _STATE_VARIABLES:
         rows = node_sql(name, f"SELECT @@global.{var}")
-        state[var] = rows[0][0] if rows else ""  # an empty GTID position prints nothing
+        state["@@" + var] = rows[0][0] if rows else ""  # an empty GTID position prints nothing
     for key, value in node_sql(name, "SHOW GLOBAL STATUS WHERE Variable_name IN "
                                      "('Rpl_semi_sync_master_status', 'Rpl_semi_sync_slave_status', "
                                      "'Slave_heartbeat_period')"):
         state[key] = value
-    status = slave_status(name)
-    state.update({column: status.get(column) for column in _STATE_COLUMNS})
+    info = docker("exec", container(name), "cat", "/var/lib/mysql/master.info", check=False)
+    settings = "\n".join(info.stdout.splitlines()[3:]) if info.returncode == 0 else "no master.info"
+    state["master.info settings"] = hashlib.sha256(settings.encode()).hexdigest()
     return state
 
 

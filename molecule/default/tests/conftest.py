@@ -2,7 +2,6 @@
 ``docker exec`` (testinfra's docker backend), the site through the load
 balancer's port published on 127.0.0.1."""
 
-import hashlib
 import pathlib
 import re
 import subprocess
@@ -93,30 +92,6 @@ def replicating_nodes():
 
 # SHOW SLAVE STATUS fields that move with traffic or time; every other field
 # is the replica's configuration or health.
-VOLATILE_SLAVE_FIELDS = frozenset((
-    "Slave_IO_State", "Master_Log_File", "Read_Master_Log_Pos", "Relay_Log_Pos", "Relay_Master_Log_File",
-    "Exec_Master_Log_Pos", "Relay_Log_Space", "Seconds_Behind_Master", "Gtid_IO_Pos", "SQL_Remaining_Delay",
-    "Slave_SQL_Running_State", "Slave_DDL_Groups", "Slave_Non_Transactional_Groups", "Slave_Transactional_Groups",
-))
-
-
-def replication_state(name):
-    """Everything that says how a node replicates, to judge "changed
-    nothing": SHOW SLAVE STATUS without its moving positions (threads,
-    errors, source, TLS, GTID mode, relay log file), the heartbeat period in
-    force, read_only, semi-sync, the GTID position applied, and a digest of
-    master.info past its positions (it holds the password, which no status
-    shows)."""
-    state = {key: value for key, value in slave_status(name).items() if key not in VOLATILE_SLAVE_FIELDS}
-    for variable in ("read_only", "gtid_slave_pos", "rpl_semi_sync_slave_enabled"):
-        state["@@" + variable] = rows(name, f"SELECT @@global.{variable}")[0][0]
-    state["Slave_heartbeat_period"] = rows(name, "SHOW GLOBAL STATUS LIKE 'Slave_heartbeat_period'")[0][1]
-    info = lab_host(name).run("cat /var/lib/mysql/master.info")
-    settings = "\n".join(info.stdout.splitlines()[3:]) if info.rc == 0 else f"no master.info (rc {info.rc})"
-    state["master.info settings"] = hashlib.sha256(settings.encode()).hexdigest()
-    return state
-
-
 def assert_replicates_over_verified_tls(name, primary=PRIMARY):
     """Both threads run in GTID mode from ``primary``, over TLS with the
     primary's certificate verified against a CA, with an account that the

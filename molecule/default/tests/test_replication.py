@@ -20,7 +20,6 @@ from conftest import (
     PRIMARY,
     assert_replicates_over_verified_tls,
     changed_per_host,
-    replication_state,
     rows,
     sql,
 )
@@ -34,6 +33,7 @@ from labclient import (
     docker,
     lab_secret,
     playbook,
+    replication_state,
     run,
     slave_status,
     table_checksum,
