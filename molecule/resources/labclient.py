@@ -115,24 +115,42 @@ def client(*argv, timeout=120):
     return docker("exec", container("client"), *argv, check=False, timeout=timeout)
 
 
-def haproxy_servers(lb="lb1", backend="web", admin_socket="/run/haproxy/admin.sock"):
-    """{server: {stat field: value}} of one backend, from ``show stat`` on a
-    local runtime API socket (docker exec): a load balancer's by default,
-    ``admin_socket=ROUTER_SOCKET`` for an app server's database router."""
-    script = (
-        "import socket,sys;s=socket.socket(socket.AF_UNIX);"
-        "s.connect(sys.argv[1]);s.sendall(b'show stat\\n');"
-        "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())"
-    )
-    out = docker("exec", container(lb), "python3", "-c", script, admin_socket).stdout
-    lines = out.strip().splitlines()
-    header = lines[0].lstrip("# ").split(",")
+LB_SOCKET = "/run/haproxy/admin.sock"
+
+
+def haproxy_api(host, command, admin_socket=LB_SOCKET):
+    """The answer of an HAProxy runtime API socket inside ``host``'s
+    container (docker exec) to one command line (several may be joined with
+    ';'): a load balancer's by default, ``admin_socket=ROUTER_SOCKET`` for an
+    app server's database router. '' when the socket did not answer (e.g.
+    during a reload)."""
+    script = ("import socket,sys;s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1]);"
+              "s.sendall((sys.argv[2]+'\\n').encode());print(b''.join(iter(lambda: s.recv(65536), b'')).decode())")
+    return docker("exec", container(host), "python3", "-c", script, admin_socket, command, check=False).stdout
+
+
+def stat_rows(answer, backend):
+    """{server: {stat field: value}} of one backend in the ``show stat``
+    CSV of an answer ({} when the answer has no such table)."""
+    lines = answer.splitlines()
+    header = next((line.lstrip("# ").split(",") for line in lines if line.startswith("# pxname,")), None)
+    if header is None:
+        return {}
     servers = {}
-    for line in lines[1:]:
+    for line in lines:
         row = dict(zip(header, line.split(",")))
         if row.get("pxname") == backend and row.get("svname") not in ("BACKEND", "FRONTEND"):
             servers[row["svname"]] = row
     return servers
+
+
+def haproxy_servers(lb="lb1", backend="web", admin_socket=LB_SOCKET):
+    """{server: {stat field: value}} of one backend, from ``show stat``;
+    a ValueError when the socket gave no table."""
+    answer = haproxy_api(lb, "show stat", admin_socket)
+    if "# pxname," not in answer:
+        raise ValueError(f"no show stat answer from {admin_socket} on {lb}")
+    return stat_rows(answer, backend)
 
 
 def every_server_up():

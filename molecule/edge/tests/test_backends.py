@@ -22,11 +22,13 @@ from labclient import (
     container,
     docker,
     every_server_up,
+    haproxy_api,
     haproxy_servers,
     node_sql,
     playbook,
     slave_status,
     start_node,
+    stat_rows,
     wait_for,
     wait_for_gtid,
 )
@@ -41,31 +43,10 @@ SERVERS = list(DB_NODES)
 MAX_FAILED_POSTS = 1
 
 
-def haproxy_api(lb, command):
-    """The answer of HAProxy's runtime API on a load balancer to one command
-    line (several commands may be joined with ';'); '' when the socket did
-    not answer (e.g. during a reload)."""
-    script = ("import socket,sys;s=socket.socket(socket.AF_UNIX);s.connect('/run/haproxy/admin.sock');"
-              "s.sendall((sys.argv[1]+'\\n').encode());print(b''.join(iter(lambda: s.recv(65536), b'')).decode())")
-    return docker("exec", container(lb), "python3", "-c", script, command, check=False).stdout
-
-
 def info_field(answer, field):
     """A field of ``show info`` in an answer, or None."""
     found = re.search(rf"^{field}: (\S+)$", answer, re.M)
     return found.group(1) if found else None
-
-
-def stat_status(answer, backend, server):
-    """A server's status in the ``show stat`` CSV of an answer, or None."""
-    header = next((line.lstrip("# ").split(",") for line in answer.splitlines() if line.startswith("# pxname,")), None)
-    if header is None:
-        return None
-    for line in answer.splitlines():
-        row = dict(zip(header, line.split(",")))
-        if row.get("pxname") == backend and row.get("svname") == server:
-            return row.get("status")
-    return None
 
 
 def unit_state(host, unit):
@@ -321,8 +302,8 @@ def test_a_drained_server_stays_drained_across_a_reload():
         # server2 is still drained (loaded from the server-state file).
         answer = wait_for(from_a_new_process, 30, interval=0.2, what="a new HAProxy process")
         print(f"\nHAProxy on {lb}: Pid {old_pid} -> {info_field(answer, 'Pid')}, uptime {info_field(answer, 'Uptime_sec')} s")
-        assert stat_status(answer, "web", "server2") == "DRAIN", answer[-2000:]
-        assert stat_status(answer, "web", "server1") is not None
+        assert stat_rows(answer, "web").get("server2", {}).get("status") == "DRAIN", answer[-2000:]
+        assert "server1" in stat_rows(answer, "web")
     finally:
         haproxy_api(lb, "set server web/server2 state ready")
     wait_for(lambda: haproxy_servers(lb)["server2"]["status"] == "UP", 30, what="server2 ready again")
