@@ -107,9 +107,10 @@ def main():
     rows = []
     with SplitBrainSampler(nodes=tuple(DB_NODES)) as sampler:
         for rep in range(1, args.reps + 1):
+            began = time.monotonic() - sampler.rounds[0][0] if sampler.rounds else 0.0
             f = one_repetition(rep, args.log_dir)
             rows.append(f)
-            print(f"rep {rep}: write outage {f['outage']:.2f} s (before the playbook {f['before_playbook']:.2f} s, "
+            print(f"rep {rep} (from {began:.1f} s on the sampler's clock): write outage {f['outage']:.2f} s (before the playbook {f['before_playbook']:.2f} s, "
                   f"playbook start to first write {f['playbook_to_write']:.2f} s; playbook run {f['playbook_run']:.2f} s), "
                   f"failed writes {f['failed_writes']}, lost {f['lost']}; switchover blocked "
                   f"{f['switchover_blocked']:.2f} s, failed writes {f['switchover_failed_writes']}, "
@@ -129,6 +130,13 @@ def main():
         print(f"  {label:40s} {statistics.median(values):8.2f} / {max(values):8.2f}")
     print(f"  most primaries seen at once by any view (read_only, /primary, routers; sampler, "
           f"{len(sampler.rounds)} rounds): {sampler.max_writable}")
+    split = sampler.split_brain_rounds()
+    if split:
+        start = sampler.rounds[0][0]
+        print(f"  rounds with more than one primary in a view: {len(split)}; the first ones "
+              f"(seconds since the sampler started, primaries by view):")
+        for when, seen in split[:10]:
+            print(f"    {when - start:8.2f}  {seen}")
 
 
 if __name__ == "__main__":
