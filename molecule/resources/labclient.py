@@ -4,6 +4,7 @@ a sampler of every database node's writability, and small helpers. Used by
 the Molecule scenarios (molecule/*/tests) and scripts/bench-failover; it
 sends traffic only to 127.0.0.1 and the lab's own containers."""
 
+import bisect
 import hashlib
 import os
 import pathlib
@@ -387,6 +388,7 @@ class SplitBrainSampler:
         self.rounds = []
         self.expired = False
         self._latest = {}  # (kind, name) -> (monotonic time, value)
+        self._history = {}  # (kind, name) -> ([monotonic times], [values]), every reading in order
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._deadline = None
@@ -399,7 +401,11 @@ class SplitBrainSampler:
     # -- the sources -----------------------------------------------------------
     def _note(self, kind, name, value):
         with self._lock:
-            self._latest[(kind, name)] = (time.monotonic(), value)
+            now = time.monotonic()
+            self._latest[(kind, name)] = (now, value)
+            times, values = self._history.setdefault((kind, name), ([], []))
+            times.append(now)
+            values.append(value)
 
     def _running(self):
         return not self._stop.is_set() and time.monotonic() < self._deadline
@@ -488,33 +494,49 @@ class SplitBrainSampler:
             self.expired = True
 
     # -- what was seen ---------------------------------------------------------
-    @staticmethod
-    def primaries(snapshot):
-        """The nodes one round saw acting as primary, by each source: SQL
-        (writable), health endpoint (200 on /primary), routers (every node
-        some router sends writes to, unless known to be read-only)."""
+    def _around(self, kind, name, moment):
+        """(the reading of a source at or before ``moment``, the first one
+        after it): None for a reading that is unknown, missing, or older
+        than ``stale``; with no later reading yet, the earlier one stands."""
+        times, values = self._history.get((kind, name), ([], []))
+        i = bisect.bisect_right(times, moment)
+        before = values[i - 1] if i > 0 and moment - times[i - 1] <= self.stale else None
+        after = values[i] if i < len(values) else before
+        return before, after
+
+    def primaries(self, moment):
+        """The nodes acting as primary at ``moment``, by each view: SQL
+        (writable), health endpoint (200 on /primary), routers (nodes a
+        router sends writes to, unless known to be read-only then). A node
+        counts only when its readings on both sides of the moment say so:
+        the sources are read one after another, so a node fenced a few
+        milliseconds before another was promoted (a switchover) is not taken
+        for a second primary, while two primaries that overlap for longer
+        than one reading interval (0.1 s) are."""
+        seen = {}
+        for kind in ("sql", "http"):
+            seen[kind] = sorted(n for n in self.nodes if self._around(kind, n, moment) == (True, True))
         routed = set()
-        for up in snapshot["routers"].values():
-            routed.update(up or ())
-        # A router pointing at a node known to be read-only costs failed
-        # writes, not a second primary: only the others count.
-        return {
-            "sql": sorted(n for n, v in snapshot["sql"].items() if v),
-            "http": sorted(n for n, v in snapshot["http"].items() if v),
-            "routers": sorted(n for n in routed if snapshot["sql"].get(n) is not False),
-        }
+        for router in self.routers:
+            before, after = self._around("routers", router, moment)
+            routed.update(set(before or ()) & set(after or ()))
+        # A router pointing at a node that is read-only costs failed writes,
+        # not a second primary: only the others count.
+        seen["routers"] = sorted(n for n in routed if False not in self._around("sql", n, moment))
+        return seen
 
     @property
     def max_writable(self):
-        """The most nodes any one view saw as primary in one round."""
-        return max((len(names) for dummy, snap in self.rounds for names in self.primaries(snap).values()), default=0)
+        """The most nodes any one view saw as primary at one round's moment."""
+        return max((len(names) for when, dummy in self.rounds for names in self.primaries(when).values()),
+                   default=0)
 
-    def split_brain_rounds(self):
-        """[(time, {view: nodes})] of the rounds in which some view saw
-        more than one primary."""
+    def split_brain_rounds(self, rounds=None):
+        """[(time, {view: nodes})] of the rounds (all, or those given) at
+        whose moment some view saw more than one primary."""
         found = []
-        for when, snap in self.rounds:
-            seen = self.primaries(snap)
+        for when, dummy in self.rounds if rounds is None else rounds:
+            seen = self.primaries(when)
             if any(len(names) > 1 for names in seen.values()):
                 found.append((when, seen))
         return found
@@ -537,8 +559,7 @@ class SplitBrainSampler:
                 known = sum(1 for dummy, snap in window if snap[kind][name] is not None)
                 assert known >= len(window) // 2, \
                     f"the sampler could read {kind} of {name} in only {known} of {len(window)} rounds of {what}"
-        split = [(t, self.primaries(snap)) for t, snap in window
-                 if any(len(names) > 1 for names in self.primaries(snap).values())]
+        split = self.split_brain_rounds(window)
         assert split == [], f"more than one primary during {what}: {split[:5]}"
         return window
 
