@@ -387,7 +387,6 @@ class SplitBrainSampler:
         # (monotonic time, {"sql": {node: bool|None}, "http": {...}, "routers": {router: tuple|None}})
         self.rounds = []
         self.expired = False
-        self._latest = {}  # (kind, name) -> (monotonic time, value)
         self._history = {}  # (kind, name) -> ([monotonic times], [values]), every reading in order
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -402,7 +401,6 @@ class SplitBrainSampler:
     def _note(self, kind, name, value):
         with self._lock:
             now = time.monotonic()
-            self._latest[(kind, name)] = (now, value)
             times, values = self._history.setdefault((kind, name), ([], []))
             times.append(now)
             values.append(value)
@@ -474,10 +472,11 @@ class SplitBrainSampler:
 
     # -- the rounds --------------------------------------------------------------
     def _fresh(self, kind, name, now):
-        seen = self._latest.get((kind, name))
-        if seen is None or now - seen[0] > self.stale:
+        """A source's latest reading, or None when it is older than ``stale``."""
+        times, values = self._history.get((kind, name), ([], []))
+        if not times or now - times[-1] > self.stale:
             return None
-        return seen[1]
+        return values[-1]
 
     def _rounds(self):
         while self._running():
@@ -498,10 +497,11 @@ class SplitBrainSampler:
         """(the reading of a source at or before ``moment``, the first one
         after it): None for a reading that is unknown, missing, or older
         than ``stale``; with no later reading yet, the earlier one stands."""
-        times, values = self._history.get((kind, name), ([], []))
-        i = bisect.bisect_right(times, moment)
-        before = values[i - 1] if i > 0 and moment - times[i - 1] <= self.stale else None
-        after = values[i] if i < len(values) else before
+        with self._lock:  # the readers append to both lists under it
+            times, values = self._history.get((kind, name), ([], []))
+            i = bisect.bisect_right(times, moment)
+            before = values[i - 1] if i > 0 and moment - times[i - 1] <= self.stale else None
+            after = values[i] if i < len(values) else before
         return before, after
 
     def primaries(self, moment):
