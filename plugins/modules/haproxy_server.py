@@ -80,6 +80,21 @@ options:
         checks, does not). Only checked when the server would change state.
     type: bool
     default: false
+  shutdown_sessions:
+    description:
+      - Only with O(state=maint). Once the server is in maintenance, close
+        its current sessions at once (C(shutdown sessions server
+        <backend>/<server>)) instead of letting them finish, so that nothing
+        more reaches it on a connection opened before (a fenced database
+        primary, for instance).
+      - Sent only when the server has current sessions, also when it was in
+        maintenance already (a re-run finishes the job; with nothing left to
+        close nothing is sent and nothing changes).
+      - A configuration with C(on-marked-down shutdown-sessions) closes them
+        when the server goes to maintenance already; this option does not
+        depend on it.
+    type: bool
+    default: false
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -130,6 +145,16 @@ EXAMPLES = r'''
     state: ready
   delegate_to: "{{ item }}"
   loop: "{{ groups['loadbalancers'] }}"
+  become: true
+
+- name: Fence a database node on a local router, closing its open connections at once
+  distweb.infra.haproxy_server:
+    socket: /run/distweb-dbrouter/admin.sock
+    backend: mysql_primary
+    server: server1
+    state: maint
+    shutdown_sessions: true
+    timeout: 10
   become: true
 
 - name: Take a server out for hardware work without waiting for its sessions
@@ -220,6 +245,21 @@ command:
   returned: always
   type: str
   sample: set server web/server1 state drain
+shutdown_command:
+  description:
+    - With O(shutdown_sessions=true), the C(shutdown sessions server) command
+      sent (in check mode, that would be sent); V(null) when the server had no
+      session to close.
+  returned: always
+  type: str
+  sample: shutdown sessions server mysql_primary/server1
+sessions_shut_down:
+  description:
+    - Current sessions the server had when RV(shutdown_command) was sent (in
+      check mode, that it has now); V(0) when none was sent.
+  returned: always
+  type: int
+  sample: 12
 known_backends:
   description: The backends HAProxy has.
   returned: when O(backend) does not exist
@@ -266,6 +306,7 @@ def argument_spec():
         wait=dict(type='bool', default=True),
         timeout=dict(type='int', default=60),
         require_others_up=dict(type='bool', default=False),
+        shutdown_sessions=dict(type='bool', default=False),
     )
 
 
@@ -278,7 +319,7 @@ class ServerState(object):
         self.api = api or RuntimeAPI(self.params['socket'], timeout=COMMAND_TIMEOUT)
         self.name = '%s/%s' % (self.params['backend'], self.params['server'])
         self.result = dict(changed=False, backend=self.params['backend'], server=self.params['server'],
-                           waited=0.0, command=None)
+                           waited=0.0, command=None, shutdown_command=None, sessions_shut_down=0)
 
     def fail(self, msg, **kwargs):
         self.result.update(kwargs)
@@ -388,8 +429,8 @@ class ServerState(object):
             self.result['command'] = 'set server %s state %s' % (self.name, wanted)
             if self.module.check_mode:
                 self.result.update(changed=True, state=wanted)
-                return self.finish('Would set %s from %s to %s (%s)' % (self.name, previous, wanted,
-                                                                        self.describe(server)))
+                return self.finish('Would set %s from %s to %s%s (%s)' % (
+                    self.name, previous, wanted, self.shut_down(server), self.describe(server)))
             try:
                 self.api.set_server_state(p['backend'], p['server'], wanted)
             except HAProxyError as exc:
@@ -403,6 +444,12 @@ class ServerState(object):
             msg = '%s set from %s to %s' % (self.name, previous, wanted)
         else:
             msg = '%s is already %s' % (self.name, wanted)
+        shut = self.shut_down(server)
+        if shut:
+            msg += shut
+            if not self.module.check_mode:
+                server, servers = self.read_or_fail()
+                self.report(server)
 
         if p['wait'] and not self.module.check_mode:
             server = self.wait(server)
@@ -412,6 +459,24 @@ class ServerState(object):
             else:
                 msg += '; no sessions left after %s s' % self.result['waited']
         return self.finish('%s (%s)' % (msg, self.describe(server)))
+
+    def shut_down(self, server):
+        """With shutdown_sessions, close the server's current sessions (in
+        check mode, only say so); the words to add to the message, '' when
+        there was nothing to close."""
+        if not self.params['shutdown_sessions'] or server['sessions'] == 0:
+            return ''
+        command = 'shutdown sessions server %s' % self.name
+        self.result.update(changed=True, shutdown_command=command, sessions_shut_down=server['sessions'])
+        if self.module.check_mode:
+            return '; would close its %d current sessions' % server['sessions']
+        try:
+            reply = self.api.command(command)
+        except HAProxyError as exc:
+            self.fail(str(exc))
+        if reply.strip():
+            self.fail('HAProxy (%s) refused "%s": %s' % (self.params['socket'], command, ' '.join(reply.split())))
+        return '; closed its %d current sessions' % server['sessions']
 
     def finish(self, msg):
         self.result['msg'] = msg
@@ -425,6 +490,8 @@ def main():
                 for key in ('backend', 'server') if not valid_name(p[key])]
     if p['timeout'] < 0:
         problems.append('timeout must not be negative')
+    if p['shutdown_sessions'] and p['state'] != 'maint':
+        problems.append('shutdown_sessions goes with state=maint only (a %s server keeps its sessions)' % p['state'])
     if problems:
         module.fail_json(msg='; '.join(problems))
     result = ServerState(module).run()

@@ -2,10 +2,10 @@
 # Copyright: (c) 2026, distweb developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A fake HAProxy runtime API: a real AF_UNIX stream socket served by a
-thread, answering ``show stat``, ``show servers state [<backend>]`` and
-``set server <b>/<s> state <x>`` the way HAProxy 2.6.12 (Debian bookworm)
-does. The header lines and the row layout are copied from a real 2.6.12;
-the values of a server (status, sessions, queue, check, admin flags) come
+thread, answering ``show stat``, ``show servers state [<backend>]``,
+``set server <b>/<s> state <x>`` and ``shutdown sessions server <b>/<s>``
+the way HAProxy 2.6.12 (Debian bookworm) does. The header lines and the row
+layout are copied from a real 2.6.12; the values of a server (status, sessions, queue, check, admin flags) come
 from the fake's state, which tests change directly or from ``on_stat``, a
 callable run before each ``show stat`` is answered (time passing).
 """
@@ -62,6 +62,7 @@ FMAINT, CMAINT, FDRAIN = 0x01, 0x04, 0x08
 
 _COLUMNS = STAT_HEADER[2:].split(',')
 _SET_RE = re.compile(r'^set server (\S+)/(\S+) state (\S+)$')
+_SHUTDOWN_RE = re.compile(r'^shutdown sessions server (\S+)/(\S+)$')
 
 
 def _row(template, **values):
@@ -132,7 +133,8 @@ class FakeHAProxy(object):
         return [s for s in self.backends[backend] if s.name == name][0]
 
     def sets(self):
-        return [c for c in self.commands if c.startswith('set ')]
+        """The commands that change something (set server, shutdown sessions)."""
+        return [c for c in self.commands if c.startswith(('set ', 'shutdown '))]
 
     def close(self):
         self.running = False
@@ -199,6 +201,18 @@ class FakeHAProxy(object):
                 server.admin = (server.admin & ~FDRAIN) | FMAINT
             else:
                 return "'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n\n"
+            return '\n'
+        match = _SHUTDOWN_RE.match(command)
+        if match:
+            if self.level != 'admin':
+                return 'Permission denied\n\n'
+            backend, name = match.groups()
+            if backend not in self.backends:
+                return 'No such backend.\n\n'
+            servers = [s for s in self.backends[backend] if s.name == name]
+            if not servers:
+                return 'No such server.\n\n'
+            servers[0].sessions = 0
             return '\n'
         return 'Unknown command: \'%s\'\n\n' % command.split(' ')[0]
 

@@ -313,3 +313,70 @@ def test_a_state_lost_while_waiting_fails_at_once(fake, run):
 def test_bad_arguments(fake, run, args, words):
     failed(run(state='drain', **args), words)
     assert fake.commands == []
+
+
+# -- shutdown_sessions: a fence closes the connections opened before it -------------------
+
+def test_maint_with_shutdown_sessions_closes_them_at_once(fake, run):
+    server1 = fake.server('web', 'server1')
+    server1.sessions = 7
+    result = ok(run(state='maint', shutdown_sessions=True, timeout=1))
+    assert result['changed'] is True and (result['previous_state'], result['state']) == ('ready', 'maint')
+    assert fake.sets() == ['set server web/server1 state maint', 'shutdown sessions server web/server1']
+    assert result['shutdown_command'] == 'shutdown sessions server web/server1'
+    assert result['sessions_shut_down'] == 7 and result['sessions'] == 0 and result['status'] == 'MAINT'
+    assert 'set from ready to maint; closed its 7 current sessions; no sessions left after' in result['msg']
+
+
+def test_shutdown_sessions_is_idempotent(fake, run):
+    ok(run(state='maint', shutdown_sessions=True))
+    fake.commands[:] = []
+    result = ok(run(state='maint', shutdown_sessions=True))
+    assert result['changed'] is False and fake.sets() == []
+    assert result['shutdown_command'] is None and result['sessions_shut_down'] == 0
+    assert 'web/server1 is already maint' in result['msg']
+
+
+def test_shutdown_sessions_without_sessions_sends_only_the_state(fake, run):
+    result = ok(run(state='maint', shutdown_sessions=True))
+    assert fake.sets() == ['set server web/server1 state maint']
+    assert result['changed'] is True and result['shutdown_command'] is None
+
+
+def test_a_server_already_in_maint_with_sessions_gets_them_closed(fake, run):
+    """Someone put it in maint without closing its sessions (no on-marked-down shutdown-sessions)."""
+    server1 = fake.server('web', 'server1')
+    server1.admin = FMAINT
+    server1.sessions = 2
+    result = ok(run(state='maint', shutdown_sessions=True))
+    assert result['changed'] is True and result['command'] is None
+    assert fake.sets() == ['shutdown sessions server web/server1']
+    assert result['sessions'] == 0 and result['sessions_shut_down'] == 2
+    assert 'is already maint; closed its 2 current sessions' in result['msg']
+
+
+def test_shutdown_sessions_in_check_mode_sends_nothing(fake, run):
+    server1 = fake.server('web', 'server1')
+    server1.sessions = 3
+    result = ok(run(state='maint', shutdown_sessions=True, check_mode=True))
+    assert result['changed'] is True and fake.sets() == []
+    assert result['shutdown_command'] == 'shutdown sessions server web/server1' and result['sessions_shut_down'] == 3
+    assert result['msg'].startswith('Would set web/server1 from ready to maint; would close its 3 current sessions')
+    server1.admin = FMAINT
+    result = ok(run(state='maint', shutdown_sessions=True, check_mode=True))
+    assert result['changed'] is True and fake.sets() == [] and server1.sessions == 3
+    assert 'is already maint; would close its 3 current sessions' in result['msg']
+
+
+def test_shutdown_sessions_refused_by_haproxy_fails(fake, run):
+    fake.server('web', 'server1').sessions = 1
+    fake.replies['shutdown sessions server web/server1'] = 'Permission denied\n\n'
+    result = failed(run(state='maint', shutdown_sessions=True),
+                    'refused "shutdown sessions server web/server1": Permission denied')
+    assert result['changed'] is True and result['state'] == 'maint'
+
+
+@pytest.mark.parametrize('state', ['ready', 'drain'])
+def test_shutdown_sessions_goes_with_maint_only(fake, run, state):
+    failed(run(state=state, shutdown_sessions=True), 'shutdown_sessions goes with state=maint only')
+    assert fake.commands == []
