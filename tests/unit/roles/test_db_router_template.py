@@ -1,0 +1,100 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, distweb developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The database router's configuration and unit, rendered with Jinja2 from the
+role's defaults: writes go to one node only (balance first, no server
+maxconn to overflow), and the server states (a failover's fence) are saved
+before every reload and stop and loaded by the next process. Where HAProxy is
+installed the rendered configuration is also checked with ``haproxy -c``."""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import os.path
+import pathlib
+import re
+import shutil
+import subprocess
+
+import jinja2
+import pytest
+import yaml
+
+ROLE = pathlib.Path(__file__).resolve().parents[3] / 'roles' / 'db_router'
+
+NODES = [{'name': 'server1', 'address': '10.0.0.11', 'port': 3306},
+         {'name': 'server2', 'address': '10.0.0.12', 'port': 3306},
+         {'name': 'server3', 'address': '10.0.0.13'}]
+
+
+def render(name, **overrides):
+    defaults = yaml.safe_load((ROLE / 'defaults' / 'main.yml').read_text())
+    settings = dict((k, v) for k, v in defaults.items() if not (isinstance(v, str) and '{' in v))
+    settings.update(db_router_nodes=NODES, ansible_managed='Ansible managed')
+    settings.update(overrides)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLE / 'templates')), trim_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters['comment'] = lambda text: '#\n# %s\n#' % text
+    env.filters.update(bool=bool, dirname=os.path.dirname, basename=os.path.basename)
+    return env.get_template(name).render(**settings)
+
+
+def section(config, header):
+    """The lines of one section (``backend mysql_primary``), comments left out."""
+    lines = config.splitlines()
+    start = lines.index(header)
+    body = []
+    for line in lines[start + 1:]:
+        if line and not line.startswith(' '):
+            break
+        if line.strip() and not line.strip().startswith('#'):
+            body.append(line.strip())
+    return body
+
+
+def test_writes_go_to_the_first_up_node_only():
+    primary = section(render('dbrouter.cfg.j2'), 'backend mysql_primary')
+    assert 'balance first' in primary
+    servers = [line for line in primary if line.startswith('server ')]
+    # configuration order is the order "first" follows, the same on every router
+    assert [line.split()[1] for line in servers] == ['server1', 'server2', 'server3']
+
+
+def test_no_server_limit_lets_first_overflow_to_a_second_node():
+    config = render('dbrouter.cfg.j2')
+    for header in ('backend mysql_primary', 'defaults'):
+        for line in section(config, header):
+            if line.startswith(('server ', 'default-server ')):
+                assert not re.search(r'\b(maxconn|maxqueue)\b', line), line
+
+
+def test_reads_are_not_affected():
+    replicas = section(render('dbrouter.cfg.j2'), 'backend mysql_replicas')
+    assert 'balance leastconn' in replicas
+
+
+def test_server_states_are_kept_across_reloads():
+    config = render('dbrouter.cfg.j2', db_router_server_state_file='/var/lib/haproxy/x.state')
+    assert 'server-state-file /var/lib/haproxy/x.state' in section(config, 'global')
+    assert 'load-server-state-from-file global' in section(config, 'defaults')
+    unit = render('dbrouter.service.j2', db_router_server_state_file='/var/lib/haproxy/x.state')
+    save = ("/bin/sh -c 'echo \"show servers state\" | /usr/bin/socat -t 5 stdio "
+            "unix-connect:/run/distweb-dbrouter/admin.sock > /var/lib/haproxy/x.state.new && "
+            "mv /var/lib/haproxy/x.state.new /var/lib/haproxy/x.state || rm -f /var/lib/haproxy/x.state.new'")
+    reloads = [line.split('=', 1)[1] for line in unit.splitlines() if line.startswith('ExecReload=')]
+    # checked first, saved next, the new process started last (it loads the file)
+    assert reloads[1:] == [save, '/bin/kill -USR2 $MAINPID'] and ' -c ' in reloads[0]
+    assert 'ExecStop=' + save in unit.splitlines()
+    assert 'socat' in yaml.safe_load((ROLE / 'defaults' / 'main.yml').read_text())['db_router_packages']
+
+
+@pytest.mark.skipif(shutil.which('haproxy') is None, reason='haproxy is not installed here')
+def test_haproxy_accepts_the_configuration(tmp_path):
+    path = tmp_path / 'dbrouter.cfg'
+    path.write_text(render('dbrouter.cfg.j2', db_router_admin_socket=str(tmp_path / 'admin.sock'),
+                           db_router_server_state_file=str(tmp_path / 'state')) + '\n')
+    # user/group haproxy may not exist here: check the rest
+    path.write_text('\n'.join(line for line in path.read_text().splitlines()
+                              if line.strip() not in ('user haproxy', 'group haproxy')) + '\n')
+    done = subprocess.run(['haproxy', '-c', '-f', str(path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
