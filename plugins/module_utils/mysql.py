@@ -26,6 +26,8 @@ import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.distweb.infra.plugins.module_utils import topology
+
 try:
     import ssl as ssl_lib
     HAS_SSL = True
@@ -434,6 +436,7 @@ class Dialect(object):
             ('replica_enabled', 'variable', 1, 'enabled'),
             ('wait_point', 'variable', 0, 'wait_point'),
             ('timeout_ms', 'variable', 0, 'timeout'),
+            ('wait_no_replica', 'variable', 0, None),
             ('source_status', 'status', 0, 'status'),
             ('replica_status', 'status', 1, 'status'),
             ('clients', 'status', 0, 'clients'),
@@ -443,7 +446,11 @@ class Dialect(object):
         for key, kind, side, suffix in fields:
             candidates = []
             for prefixes in self.semi_sync_prefixes:
-                name = prefixes[side] + suffix
+                if suffix is None:  # MariaDB/old MySQL wait_no_slave, MySQL 8.0.26+ wait_no_replica
+                    suffix_here = 'wait_no_replica' if prefixes[0].endswith('source_') else 'wait_no_slave'
+                else:
+                    suffix_here = suffix
+                name = prefixes[side] + suffix_here
                 if kind == 'status':
                     name = name[0].upper() + name[1:]
                 candidates.append(name)
@@ -475,6 +482,12 @@ class Dialect(object):
         """``Statement`` list that makes the server read-only (MySQL: also
         for users with SUPER, super_read_only) or writable."""
         return [Statement(sql) for sql in (self.read_only_on_sql if read_only else self.read_only_off_sql)]
+
+    def set_semi_sync_source(self, enabled):
+        """``Statement`` switching the semi-sync source side on or off. Off
+        releases the commits waiting for an acknowledgement as successful:
+        only on a node that is read-only with its client sessions killed."""
+        return Statement('SET GLOBAL %senabled = %s' % (self.semi_sync_prefixes[0][0], 'ON' if enabled else 'OFF'))
 
     def kill_connection(self, connection_id):
         return Statement('KILL CONNECTION %d' % int(connection_id))
@@ -894,7 +907,7 @@ def compare_replica_settings(status, wanted):
 # Keys of ``normalize_semi_sync``.
 SEMI_SYNC_KEYS = (
     'available', 'source_enabled', 'replica_enabled', 'source_status', 'replica_status',
-    'fallen_back_to_async', 'clients', 'wait_point', 'timeout_ms', 'yes_tx', 'no_tx',
+    'fallen_back_to_async', 'clients', 'wait_point', 'timeout_ms', 'wait_no_replica', 'lossless', 'yes_tx', 'no_tx',
 )
 
 # Keys of ``MySQLServer.gtid_positions``.
@@ -938,11 +951,20 @@ def normalize_semi_sync(dialect, variables, status):
         clients=_to_int(found['clients']),
         wait_point=wait_point.strip().upper() if wait_point and wait_point.strip() else None,
         timeout_ms=_to_int(found['timeout_ms']),
+        wait_no_replica=is_on(found['wait_no_replica']),
         yes_tx=_to_int(found['yes_tx']),
         no_tx=_to_int(found['no_tx']),
     )
     result['fallen_back_to_async'] = result['source_enabled'] and not result['source_status']
+    result['lossless'] = topology.lossless_settings(result)
     return result
+
+
+
+def semi_sync_member(semi):
+    """Whether a node is set up for semi-sync (``normalize_semi_sync``): a
+    semi-sync replica, so its source side goes on when it is promoted."""
+    return bool(semi and semi.get('available') and semi.get('replica_enabled'))
 
 
 def normalize_replica_host(row):
@@ -1735,10 +1757,34 @@ class ClusterOperations(object):
     def start_io(self, node):
         self.execute(node, [node.dialect.start_replica_io()])
 
-    def promote(self, node):
-        """STOP SLAVE; RESET SLAVE ALL; make it writable."""
+    def promote_statements(self, node, semi):
+        """What ``promote`` runs on ``node`` whose semi-sync state is
+        ``semi`` (``normalize_semi_sync``; None when unknown)."""
         dialect = node.dialect
-        self.execute(node, [dialect.stop_replica(), dialect.reset_replica_all()] + dialect.set_read_only(False))
+        statements = [dialect.stop_replica(), dialect.reset_replica_all()]
+        if semi_sync_member(semi) and not semi.get('source_enabled'):
+            statements.append(dialect.set_semi_sync_source(True))
+        return statements + dialect.set_read_only(False)
+
+    def promote(self, node):
+        """STOP SLAVE; RESET SLAVE ALL; on a node set up for semi-sync,
+        switch its source side on before it takes a write (so that no commit
+        is acknowledged without a replica); make it writable."""
+        self.execute(node, self.promote_statements(node, node.server.semi_sync()))
+
+    def retire_source_statements(self, node, semi):
+        """What ``retire_source`` runs (``semi`` as for
+        ``promote_statements``)."""
+        if semi and semi.get('source_enabled'):
+            return [node.dialect.set_semi_sync_source(False)]
+        return []
+
+    def retire_source(self, node):
+        """Switch the semi-sync source side of a demoted node off, so that
+        as a replica it does not wait for acknowledgements of what it
+        applies. Only once ``node`` is read-only and its client sessions
+        are killed: switching it off releases waiting commits."""
+        self.execute(node, self.retire_source_statements(node, node.server.semi_sync()))
 
     def point_at(self, node, primary, running=True, slave_pos=None):
         """Make ``node`` a replica of ``primary`` (a ``ClusterNode``) with the

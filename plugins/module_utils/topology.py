@@ -65,6 +65,26 @@ REFUSE = 'refuse'
 
 AFTER_SYNC = 'AFTER_SYNC'
 
+# rpl_semi_sync_master_timeout / rpl_semi_sync_source_timeout from which a
+# semi-sync source is called lossless (it never falls back to asynchronous
+# replication): 2^32-1 ms, what the mysql_server role writes when
+# mysql_server_lossless is true (its _mysql_server_lossless_timeout_ms).
+LOSSLESS_TIMEOUT_MS = 4294967295
+
+
+def lossless_settings(semi):
+    """Whether the semi-sync settings of a node (``normalize_semi_sync``)
+    make it a lossless primary when its source side is on: the wait point
+    AFTER_SYNC, it waits also with no replica connected, and its timeout
+    (``LOSSLESS_TIMEOUT_MS`` or more) never lets it fall back to
+    asynchronous replication. Says nothing about whether the source side is
+    on now."""
+    return bool(semi.get('available') and semi.get('replica_enabled')
+                and (semi.get('wait_point') or '') == AFTER_SYNC
+                and semi.get('wait_no_replica')
+                and (semi.get('timeout_ms') or 0) >= LOSSLESS_TIMEOUT_MS)
+
+
 NODE_DEFAULTS = dict(
     name=None,
     host=None,
@@ -374,80 +394,115 @@ def _count(value):
         return None
 
 
-def semi_sync_verdict(old_primary, replicas):
+def semi_sync_verdict(old_primary, replicas, unreachable=()):
     """Was lossless semi-sync active on the old primary when it stopped?
 
     Returns a dict: ``active`` (bool), ``source`` (``'old primary'`` or
-    ``'replicas'``: where the evidence comes from) and ``reason`` (in words).
+    ``'settings'``: where the evidence comes from), ``reason`` (in words)
+    and ``unverified`` (nodes that could not be read and may hold an
+    acknowledged commit the others lack).
 
     * Reachable old primary: its state read before it was fenced
       (``semi_sync_before``, else ``semi_sync``) must show the source side
       enabled (``source_enabled``) and active (``source_status``), the wait
       point must not be ``AFTER_COMMIT``, and its ``no_tx`` counter (commits
       not acknowledged by a replica) must not have grown between the two
-      reads.
-    * Unreachable old primary: at least one of ``replicas`` must have been a
-      semi-sync replica of it (``replica_enabled`` and ``replica_status``,
-      read before its IO thread was stopped) and no replica may be set up
-      as a semi-sync source with the wait point ``AFTER_COMMIT`` (the nodes
-      are set up alike, so that is how the old primary was). Whether the dead primary had just
-      fallen back to asynchronous replication cannot be seen from outside.
+      reads, unless its settings are ``lossless_settings`` (then no_tx grows
+      only for sessions killed while they waited, whose clients got an
+      error: measured on MariaDB 10.11, KILL of a session waiting for an
+      acknowledgement commits it locally and counts it in no_tx).
+    * Unreachable old primary: what its replicas report of their semi-sync
+      link proves nothing (``Rpl_semi_sync_slave_status`` stays ON while the
+      IO thread retries, also after the primary fell back to asynchronous
+      replication). The nodes are set up alike, so the settings of the
+      reachable ``replicas`` stand for the old primary's: each must be
+      ``lossless_settings`` (AFTER_SYNC, waiting with no replica, never
+      falling back). Such a primary acknowledges a commit only once a
+      replica has it, so every acknowledged commit is on some replica, and
+      then every node in ``unreachable`` (names of the other nodes that
+      could not be read) may hold the last of them: there must be none.
     """
     if old_primary is not None and old_primary['reachable']:
         before = old_primary['semi_sync_before'] or old_primary['semi_sync']
         after = old_primary['semi_sync'] or before
         if not before:
-            return dict(active=False, source='old primary',
-                        reason='the semi-sync state of the old primary %s could not be read' % old_primary['name'])
+            return _verdict(False, 'old primary',
+                            'the semi-sync state of the old primary %s could not be read' % old_primary['name'])
         if not before.get('source_enabled'):
-            return dict(active=False, source='old primary',
-                        reason='semi-sync replication is not enabled on the old primary %s (asynchronous '
-                               'replication: acknowledged commits may exist on it only)' % old_primary['name'])
+            return _verdict(False, 'old primary',
+                            'semi-sync replication is not enabled on the old primary %s (asynchronous '
+                            'replication: acknowledged commits may exist on it only)' % old_primary['name'])
         if not before.get('source_status'):
-            return dict(active=False, source='old primary',
-                        reason='semi-sync replication on the old primary %s fell back to asynchronous replication '
-                               '(status OFF): acknowledged commits may exist on it only' % old_primary['name'])
+            return _verdict(False, 'old primary',
+                            'semi-sync replication on the old primary %s fell back to asynchronous replication '
+                            '(status OFF): acknowledged commits may exist on it only' % old_primary['name'])
         wait_point = (before.get('wait_point') or '').upper()
         if wait_point and wait_point != AFTER_SYNC:
-            return dict(active=False, source='old primary',
-                        reason='the old primary %s waits for replicas at %s, not AFTER_SYNC: other clients may '
-                               'have seen commits no replica has' % (old_primary['name'], wait_point))
+            return _verdict(False, 'old primary',
+                            'the old primary %s waits for replicas at %s, not AFTER_SYNC: other clients may '
+                            'have seen commits no replica has' % (old_primary['name'], wait_point))
         no_before, no_after = _count(before.get('no_tx')), _count(after.get('no_tx'))
-        if no_before is not None and no_after is not None and no_after > no_before:
-            return dict(active=False, source='old primary',
-                        reason='the old primary %s acknowledged %d commit(s) without a replica while it was '
-                               'fenced (no_tx %d -> %d)' % (old_primary['name'], no_after - no_before,
-                                                            no_before, no_after))
+        # A lossless source never acknowledges without a replica: its no_tx
+        # grows only when a session waiting for an acknowledgement is killed
+        # (as fencing does), and that client got an error, not an OK.
+        if no_before is not None and no_after is not None and no_after > no_before \
+                and not lossless_settings(before):
+            return _verdict(False, 'old primary',
+                            'the old primary %s acknowledged %d commit(s) without a replica while it was '
+                            'fenced (no_tx %d -> %d)' % (old_primary['name'], no_after - no_before,
+                                                         no_before, no_after))
         if after.get('source_enabled') is False or after.get('source_status') is False:
             if no_before is None or no_after is None:
-                return dict(active=False, source='old primary',
-                            reason='semi-sync replication on the old primary %s went off while it was fenced'
-                                   % old_primary['name'])
-        return dict(active=True, source='old primary',
-                    reason='semi-sync replication was active on the old primary %s (%s)'
-                           % (old_primary['name'], wait_point or 'wait point unknown'))
+                return _verdict(False, 'old primary',
+                                'semi-sync replication on the old primary %s went off while it was fenced'
+                                % old_primary['name'])
+        return _verdict(True, 'old primary',
+                        'semi-sync replication was active on the old primary %s (%s)'
+                        % (old_primary['name'], wait_point or 'wait point unknown'))
 
     name = old_primary['name'] if old_primary is not None else 'the old primary'
-    witnesses = []
-    after_commit = []
+    if not replicas:
+        return _verdict(False, 'settings', '%s cannot be read and no reachable replica replicated from it' % name)
+    unsafe = []
     for replica in replicas:
         semi = replica['semi_sync_before'] or replica['semi_sync'] or {}
-        wait_point = (semi.get('wait_point') or '').upper()
-        if semi.get('source_enabled') and wait_point and wait_point != AFTER_SYNC:
-            after_commit.append('%s (%s)' % (replica['name'], wait_point))
-        if semi.get('replica_enabled') and semi.get('replica_status'):
-            witnesses.append(replica['name'])
-    if after_commit:
-        return dict(active=False, source='replicas',
-                    reason='%s cannot be read and the cluster is set up to wait for replicas after the commit '
-                           '(%s), not AFTER_SYNC' % (name, ', '.join(after_commit)))
-    if not witnesses:
-        return dict(active=False, source='replicas',
-                    reason='%s cannot be read and no reachable replica was a semi-sync replica of it '
-                           '(Rpl_semi_sync_slave_status / Rpl_semi_sync_replica_status OFF): replication may have '
-                           'been asynchronous, so acknowledged commits may exist on it only' % name)
-    return dict(active=True, source='replicas',
-                reason='%s cannot be read; %s were semi-sync replicas of it' % (name, ', '.join(witnesses)))
+        if not lossless_settings(semi):
+            unsafe.append('%s (%s)' % (replica['name'], _settings_text(semi)))
+    if unsafe:
+        return _verdict(False, 'settings',
+                        '%s cannot be read and the cluster is not set up for lossless semi-sync: %s. Such a '
+                        'primary may have fallen back to asynchronous replication and acknowledged commits no '
+                        'replica has' % (name, '; '.join(unsafe)))
+    if unreachable:
+        return _verdict(False, 'settings',
+                        '%s cannot be read, and neither can %s, which may hold the last acknowledged commit '
+                        '(a lossless primary acknowledges a commit once one replica has it): promoting another '
+                        'node could lose it. Bring %s back first' % (name, ', '.join(unreachable),
+                                                                     'it' if len(unreachable) == 1 else 'them'),
+                        unverified=list(unreachable))
+    return _verdict(True, 'settings',
+                    '%s cannot be read; the cluster is set up for lossless semi-sync (never falls back to '
+                    'asynchronous replication) and every other node was read, so each acknowledged commit is on '
+                    'one of %s' % (name, ', '.join(r['name'] for r in replicas)))
+
+
+def _verdict(active, source, reason, unverified=()):
+    return dict(active=active, source=source, reason=reason, unverified=list(unverified))
+
+
+def _settings_text(semi):
+    if not semi or not semi.get('available'):
+        return 'semi-sync not available'
+    if not semi.get('replica_enabled'):
+        return 'not a semi-sync replica'
+    parts = []
+    if (semi.get('wait_point') or '') != AFTER_SYNC:
+        parts.append('wait point %s' % (semi.get('wait_point') or 'unknown'))
+    if not semi.get('wait_no_replica'):
+        parts.append('does not wait with no replica connected')
+    if (semi.get('timeout_ms') or 0) < LOSSLESS_TIMEOUT_MS:
+        parts.append('falls back to asynchronous replication after %s ms' % semi.get('timeout_ms'))
+    return ', '.join(parts) or 'lossless'
 
 
 # ---------------------------------------------------------------------------
@@ -731,12 +786,17 @@ def _plan_failover(states, plan, primary, preferred, allow_data_loss, settled):
         notes.append('%s are equally advanced' % ', '.join(healthy[i]['name'] for i in top))
 
     # semi-sync
-    verdict = semi_sync_verdict(old, [s for s in replicas_of_old if s['name'] not in errants])
+    verdict = semi_sync_verdict(old, [s for s in replicas_of_old if s['name'] not in errants],
+                                unreachable=[s['name'] for s in others if not s['reachable']])
     plan['semi_sync'] = verdict
     refusals = []
     if not verdict['active']:
         if allow_data_loss:
-            plan['warnings'].append('%s; going on because allow_data_loss is set' % verdict['reason'])
+            lost_with = ('; acknowledged commits that only %s received are lost (a rejoin of %s names them as '
+                         'extra GTIDs and refuses it)' % (', '.join(verdict['unverified']),
+                                                          'it' if len(verdict['unverified']) == 1 else 'them')
+                         if verdict['unverified'] else '')
+            plan['warnings'].append('%s; going on because allow_data_loss is set%s' % (verdict['reason'], lost_with))
         else:
             refusals.append('%s. Set allow_data_loss to fail over all the same' % verdict['reason'])
 

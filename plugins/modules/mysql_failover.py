@@ -36,8 +36,10 @@ description:
     stopped, or that have errant transactions (GTIDs in their binlog the old
     primary never had; without the old primary, MariaDB binlog GTIDs that
     C(gtid_slave_pos) does not cover, MySQL GTIDs of their own server_uuid no
-    other node has) are excluded and left as they were (an IO thread the
-    module stopped is started again). The received GTIDs of
+    other node has) are excluded: after the promotion an excluded replica
+    of the old primary keeps its IO thread stopped (listed in
+    RV(io_left_stopped)), so that it can neither serve reads from nor
+    acknowledge commits of an old primary that comes back. The received GTIDs of
     the others (MariaDB C(Gtid_IO_Pos) joined with C(gtid_slave_pos), MySQL
     C(Retrieved_Gtid_Set) joined with C(gtid_executed)) must be in one line,
     else it refuses (a possible split brain). The most advanced one is
@@ -47,9 +49,18 @@ description:
     asynchronous replication, wait point C(AFTER_COMMIT), or its count of
     commits not acknowledged by a replica grew while it was fenced), as an
     asynchronous primary can have acknowledged commits no replica received.
-    An unreachable old primary cannot be asked, so then at least one replica must
-    have been an active semi-sync replica of it when first read (before its IO
-    thread was stopped).
+  - An unreachable old primary cannot be asked, and a replica's
+    C(Rpl_semi_sync_slave_status) stays ON while its IO thread retries, so it
+    proves nothing. Then the module relies on the cluster's settings instead
+    (the nodes are set up alike): every reachable replica must be set up for
+    lossless semi-sync (C(AFTER_SYNC), waiting also with no replica, a timeout
+    of C(4294967295) ms, that is never falling back to asynchronous
+    replication: the mysql_server role's C(mysql_server_lossless)). Such a
+    primary acknowledges a commit only once a replica has it, so every
+    acknowledged write is on some replica; hence every other node must be
+    reachable too: a replica that cannot be read may hold the last
+    acknowledged transaction, and the module refuses, naming it, unless
+    O(allow_data_loss=true).
   - It also refuses, unless O(allow_data_loss=true), when the chosen replica
     lacks GTIDs that the old primary (if reachable) or another reachable node
     has; they are returned in RV(lost_gtids).
@@ -273,6 +284,15 @@ lost_gtids:
   returned: always
   type: str
   sample: ""
+io_left_stopped:
+  description:
+    - Excluded replicas of the old primary whose IO thread the module stopped
+      and left stopped after the promotion (bring them back with
+      M(distweb.infra.mysql_rejoin) or rebuild them).
+  returned: after a promotion
+  type: list
+  elements: str
+  sample: [server3]
 heard_from_old_primary:
   description:
     - When the old primary could not be reached from this node, the replicas
@@ -298,15 +318,24 @@ semi_sync:
       description: Whether it was active.
       type: bool
     source:
-      description: V(old primary) (read from it) or V(replicas) (it was unreachable).
+      description:
+        - V(old primary) (read from it) or V(settings) (it was unreachable; the replicas' semi-sync settings
+          stand for it).
       type: str
     reason:
       description: The evidence, in words.
       type: str
+    unverified:
+      description: Nodes that could not be read and may hold an acknowledged commit the others lack.
+      type: list
+      elements: str
   sample:
     active: true
-    source: replicas
-    reason: server1 cannot be read; server2, server3 were semi-sync replicas of it
+    source: settings
+    reason: >-
+      server1 cannot be read; the cluster is set up for lossless semi-sync (never falls back to asynchronous
+      replication) and every other node was read, so each acknowledged commit is on one of server2, server3
+    unverified: []
 phases:
   description:
     - Seconds spent per phase; keys V(connect), V(fence), V(stop_io),
@@ -471,8 +500,7 @@ class Failover(WholeClusterOperations):
             self.params['catchup_timeout'], candidate.name, plan['wait_position'] or 'nothing',
             dialect.wait_for_gtid_function()))
         text.append('promote %s: %s' % (candidate.name, '; '.join(
-            [dialect.stop_replica_sql, dialect.reset_replica_all_sql] +
-            [s.display for s in dialect.set_read_only(False)])))
+            s.display for s in self.promote_statements(candidate, by_state[candidate.name].get('semi_sync')))))
         for name in plan['repoint']:
             node = self.by_name[name]
             text.append('re-point %s to %s (%s:%s): %s' % (
@@ -481,7 +509,11 @@ class Failover(WholeClusterOperations):
                                                    running=by_state[name]['sql_running']
                                                    or by_state[name]['io_running']))))
         for entry in plan['excluded']:
-            text.append('leave %s as it is: %s' % (entry['name'], entry['reason']))
+            if entry['name'] in plan['stop_io'] and self.by_name[entry['name']].reachable:
+                text.append('leave %s with its IO thread stopped, so that it neither follows nor acknowledges the '
+                            'old primary (%s)' % (entry['name'], entry['reason']))
+            else:
+                text.append('leave %s as it is: %s' % (entry['name'], entry['reason']))
         if old.reachable:
             text.append('%s stays read-only; bring it back with distweb.infra.mysql_rejoin' % old.name)
         if not settled:
@@ -717,15 +749,15 @@ class Failover(WholeClusterOperations):
                 repointed.append(node.name)
             else:
                 failed.append(dict(name=node.name, reason=message))
-        # excluded replicas are left as they were: their IO thread runs again
-        for node in self.io_stopped:
-            if node.name in plan['repoint'] or not node.reachable:
-                continue
-            try:
-                self.start_io(node)
-            except MySQLError as exc:
-                self.warnings.append('starting the IO thread of %s again failed: %s'
-                                     % (node.name, format_mysql_error(exc)))
+        # excluded replicas keep their IO thread stopped: running, it would
+        # follow the old primary again if that came back, serve reads from its
+        # stream and acknowledge its commits
+        kept = [node.name for node in self.io_stopped if node.name not in plan['repoint'] and node.reachable]
+        if kept:
+            self.warnings.append('the IO thread of %s stays stopped (it was left out of the failover): make it a '
+                                 'replica of %s with distweb.infra.mysql_rejoin or rebuild it'
+                                 % (', '.join(kept), candidate.name))
+        self.result['io_left_stopped'] = kept
         self.io_stopped = []
         since = self.timed('repoint', since)
         for entry in failed:

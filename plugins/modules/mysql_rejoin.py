@@ -297,6 +297,14 @@ class Rejoin(ClusterOperations):
             return
         self.execute(node, statements)
 
+    def retire(self, node, semi):
+        """Switch the semi-sync source side of the read-only node off;
+        first its client sessions go, as switching it off would release
+        commits waiting for an acknowledgement as successful."""
+        if self.retire_source_statements(node, semi):
+            self.kill_client_sessions(node)
+            self.execute(node, self.retire_source_statements(node, semi))
+
     def run(self):
         p = self.params
         node, primary = self.node, self.primary
@@ -351,7 +359,17 @@ class Rejoin(ClusterOperations):
                    and node_state['sql_running'] and not node_state['last_io_errno']
                    and not node_state['last_sql_errno'] and node_state.get('using_gtid', 'no') != 'no')
         where = '%s (%s:%s)' % (primary.name, primary.source_host, primary.source_port)
+        semi = node.server.semi_sync()
         if healthy:
+            if self.retire_source_statements(node, semi):
+                # a replica that is also a semi-sync source waits for
+                # acknowledgements of what it applies
+                if self.module.check_mode:
+                    self.planned.extend('%s: %s' % (node.name, s.display)
+                                        for s in self.retire_source_statements(node, semi))
+                else:
+                    self.retire(node, semi)
+                self.result['changed'] = True
             return self.finish(msg='%s already replicates from %s%s' % (
                 node.name, where, ' (made read-only)' if self.result['made_read_only'] else ''))
 
@@ -367,10 +385,11 @@ class Rejoin(ClusterOperations):
             slave_pos = None
         if self.module.check_mode:
             self.planned.extend('%s: %s' % (node.name, text)
-                                for text in self.point_at_statements(node, primary, running=running,
-                                                                     slave_pos=slave_pos))
+                                for text in [s.display for s in self.retire_source_statements(node, semi)]
+                                + self.point_at_statements(node, primary, running=running, slave_pos=slave_pos))
             return self.finish(changed=True, msg='Would make %s a replica of %s' % (node.name, where))
         try:
+            self.retire(node, semi)
             self.point_at(node, primary, running=running, slave_pos=slave_pos)
         except MySQLError as exc:
             self.fail('Making %s a replica of %s failed: %s' % (node.name, primary.name, format_mysql_error(exc)),

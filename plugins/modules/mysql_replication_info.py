@@ -520,6 +520,20 @@ semi_sync:
       description: Milliseconds a commit waits for an acknowledgement before semi-sync falls back to asynchronous.
       type: int
       returned: always
+    wait_no_replica:
+      description:
+        - Whether the source side keeps waiting while no semi-sync replica is connected
+          (C(rpl_semi_sync_master_wait_no_slave) / C(rpl_semi_sync_source_wait_no_replica)).
+      type: bool
+      returned: always
+    lossless:
+      description:
+        - Whether the settings make this node, as a primary, acknowledge a commit only once a replica has it and
+          never fall back to asynchronous replication (C(AFTER_SYNC), waiting with no replica connected, a timeout
+          of C(4294967295) ms or more, the replica side enabled: the mysql_server role's C(mysql_server_lossless)).
+          Says nothing about whether the source side is on now.
+      type: bool
+      returned: always
     yes_tx:
       description: Commits acknowledged by a replica since the server started or the counters were flushed.
       type: int
@@ -538,6 +552,8 @@ semi_sync:
     clients: 0
     wait_point: AFTER_SYNC
     timeout_ms: 10000
+    wait_no_replica: true
+    lossless: false
     yes_tx: 1520
     no_tx: 3
 errant:

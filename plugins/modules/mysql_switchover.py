@@ -301,7 +301,7 @@ class Switchover(WholeClusterOperations):
 
     def read_state(self, node, history=True):
         try:
-            return node.read_state(semi_sync=False, history=history)
+            return node.read_state(semi_sync=True, history=history)
         except MySQLError as exc:
             if not is_connection_error(exc):
                 self.fail('Reading the state of %s (%s) failed: %s' % (node.name, node.where, format_mysql_error(exc)))
@@ -313,21 +313,22 @@ class Switchover(WholeClusterOperations):
     def describe(self, plan, states):
         old = self.by_name[plan['old_primary']]
         target = self.by_name[plan['target']]
+        by_state = dict((s['name'], s) for s in states)
         p = self.params
         text = ['make %s read-only: %s%s' % (old.name, '; '.join(s.display for s in old.dialect.set_read_only(True)),
                                              ', then kill its client sessions' if p['kill_client_sessions'] else ''),
                 'read the GTID position of %s and wait up to %s s until %s has applied it (%s)' % (
                     old.name, p['wait_timeout'], target.name, target.dialect.wait_for_gtid_function()),
                 'promote %s: %s' % (target.name, '; '.join(
-                    [target.dialect.stop_replica_sql, target.dialect.reset_replica_all_sql] +
-                    [s.display for s in target.dialect.set_read_only(False)]))]
+                    s.display for s in self.promote_statements(target, by_state[target.name].get('semi_sync'))))]
         for name in plan['repoint']:
             text.append('re-point %s to %s (%s:%s): %s' % (
                 name, target.name, target.source_host, target.source_port,
                 '; '.join(self.point_at_statements(self.by_name[name], target))))
         slave_pos = '<its gtid_binlog_pos>' if old.dialect.flavor == 'mariadb' else None
         text.append('make %s a replica of %s: %s' % (old.name, target.name, '; '.join(
-            self.point_at_statements(old, target, running=False, slave_pos=slave_pos))))
+            [s.display for s in self.retire_source_statements(old, by_state[old.name].get('semi_sync'))]
+            + self.point_at_statements(old, target, running=False, slave_pos=slave_pos))))
         for entry in plan['excluded']:
             text.append('leave %s as it is: %s' % (entry['name'], entry['reason']))
         return text
@@ -434,6 +435,7 @@ class Switchover(WholeClusterOperations):
             new_state = target.read_state(semi_sync=False, history=True)
             decision = topology.decide_rejoin(old_state, new_state)
             if decision['ok']:
+                self.retire_source(old)
                 self.point_at(old, target, running=not (old_state['io_thread'].lower() == 'no'
                                                         and old_state['sql_thread'].lower() == 'no'),
                               slave_pos=decision['start_position'])
