@@ -1,24 +1,53 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, distweb developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Role-aware health endpoint of one MariaDB/MySQL node.
+"""Role-aware health endpoint of one MariaDB/MySQL node, and its self-fence guard.
 
 The local database routers on the app servers (role db_router) check every
-database node through this endpoint, so that writes go to the one writable
-node and reads to healthy replicas, without the app knowing which is which.
+database node through this endpoint, so that writes go to the one primary
+and reads to healthy replicas of it, without the app knowing which is which.
 
   GET /primary  200 when the server answers and is writable (read_only OFF)
-  GET /replica  200 when the server answers, is read-only, its SQL thread
-                runs and it is at most max_lag seconds behind (unknown lag,
-                e.g. while the IO thread reconnects, counts as healthy)
-  GET /         200 with the node's state as JSON, whatever it is
+                and, with require_semi_sync (a lossless cluster), semi-sync
+                is enabled on it as a source, has not fallen back to
+                asynchronous commits, and at least one semi-sync replica is
+                connected: a node that cannot acknowledge a write is no
+                primary for the routers.
+  GET /replica  200 when the server answers, is read-only, its IO thread is
+                connected (exactly 'Yes'; 'Connecting' is not), its SQL
+                thread runs, it is at most max_lag seconds behind, and its
+                source is the current primary: the source's own endpoint
+                (http://<Master_Host>:<port>/primary) answers 200. A replica
+                left pointing at an old primary serves no reads.
+  GET /         200 with the node's state as JSON (read_only, replication,
+                semi-sync figures), whatever it is
 
-Every other answer is 503 with the reason. The state is read fresh for each
-request (one short connection over the local socket) so that a fenced or
-promoted node is seen at the routers' next check.
+Every other answer is 503 (404 for an unknown path) with the reason in words.
+The node's state is read fresh for each request (one short connection over
+the local socket) so that a fenced or promoted node is seen at the routers'
+next check. The answers of other nodes' endpoints (a replica's source, the
+guard's peers) are asked with a timeout of peer_timeout seconds and kept for
+peer_cache seconds per node, so that the routers' checks (several a second
+from every app server) do not multiply requests between the nodes.
 
-Configuration: a JSON file named by $DISTWEB_MYSQL_HEALTH_CONFIG:
-{"socket", "user", "password", "bind", "port", "max_lag"}.
+The guard (a background thread, on when ``guard`` is true; by default when
+require_semi_sync is) checks every guard_interval seconds: when this node is
+writable, has no semi-sync replica connected, and one of its ``peers``
+answers /primary 200 (another node has been elected and has replicas), it
+fences this node: SET GLOBAL read_only=1, then KILL every client session
+except system threads, replication (Binlog Dump) and its own. It writes one
+line to stderr (the journal) when it fences. It never makes a node writable
+again and never touches the semi-sync settings (switching semi-sync off
+would release commits waiting for an acknowledgement as successful). This is
+how an old primary woken after a failover (a paused VM or container) stops
+at once. It logs in as guard_user over the local socket, without a password
+(MariaDB unix_socket authentication of the OS user the service runs as).
+
+Configuration: a JSON file named by $DISTWEB_MYSQL_HEALTH_CONFIG, keys of
+DEFAULTS below: {"socket", "user", "password", "bind", "port", "max_lag",
+"timeout", "require_semi_sync", "guard", "guard_user", "guard_interval",
+"peers" (["host:port", ...] of the other nodes' endpoints), "peer_timeout",
+"peer_cache"}.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,8 +55,11 @@ from __future__ import absolute_import, division, print_function
 import json
 import os
 import sys
+import threading
+import time
 
 try:
+    import http.client
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 except ImportError:  # pragma: no cover - Python 2 is not supported
     sys.exit('distweb-mysql-health needs Python 3.7 or later')
@@ -40,7 +72,25 @@ DEFAULTS = {
     'port': 9201,
     'max_lag': 30,
     'timeout': 2,
+    'require_semi_sync': False,
+    'guard': None,  # None: on when require_semi_sync is
+    'guard_user': 'distweb-health',
+    'guard_interval': 0.5,
+    'peers': [],
+    'peer_timeout': 1.0,
+    'peer_cache': 1.0,
 }
+
+# Source-side semi-sync names: MariaDB (and MySQL before 8.0.26), then MySQL 8.
+SEMI_SYNC_ENABLED = ('rpl_semi_sync_master_enabled', 'rpl_semi_sync_source_enabled')
+SEMI_SYNC_CLIENTS = ('rpl_semi_sync_master_clients', 'rpl_semi_sync_source_clients')
+SEMI_SYNC_STATUS = ('rpl_semi_sync_master_status', 'rpl_semi_sync_source_status')
+
+# Sessions the guard never kills: replicas reading the binary log, and the
+# server's own threads.
+KEEP_COMMANDS = frozenset(('Binlog Dump', 'Binlog Dump GTID', 'Daemon',
+                           'Slave_IO', 'Slave_SQL', 'Slave_worker'))
+SYSTEM_USERS = frozenset(('system user', 'event_scheduler'))
 
 
 def load_config(path=None):
@@ -50,7 +100,45 @@ def load_config(path=None):
     if path:
         with open(path) as handle:
             config.update(json.load(handle))
+    if config['guard'] is None:
+        config['guard'] = bool(config['require_semi_sync'])
     return config
+
+
+def _on(value):
+    """A server's ON/OFF (or 1/0) as a bool; None when absent."""
+    if value is None:
+        return None
+    return str(value).strip().upper() in ('ON', '1', 'YES', 'TRUE')
+
+
+def _first(values, names):
+    for name in names:
+        if name in values:
+            return values[name]
+    return None
+
+
+def read_read_only(cur):
+    # Alone in its query: see the sampler trap in the platform notes.
+    cur.execute('SELECT @@global.read_only')
+    return bool(int(cur.fetchone()[0]))
+
+
+def read_semi_sync(cur):
+    """The source side of semi-sync: enabled, connected semi-sync replicas,
+    and whether it is active (OFF: fallen back to asynchronous commits).
+    Each figure is None when the server has no such variable."""
+    cur.execute("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%'")
+    variables = dict((str(name).lower(), value) for name, value in cur.fetchall())
+    cur.execute("SHOW GLOBAL STATUS LIKE 'rpl_semi_sync_%'")
+    status = dict((str(name).lower(), value) for name, value in cur.fetchall())
+    clients = _first(status, SEMI_SYNC_CLIENTS)
+    return {
+        'enabled': _on(_first(variables, SEMI_SYNC_ENABLED)),
+        'clients': None if clients is None else int(clients),
+        'active': _on(_first(status, SEMI_SYNC_STATUS)),
+    }
 
 
 def read_state(config, connect=None):
@@ -63,8 +151,7 @@ def read_state(config, connect=None):
                    connect_timeout=config['timeout'], read_timeout=config['timeout'])
     try:
         cur = conn.cursor()
-        cur.execute('SELECT @@global.read_only')
-        read_only = bool(int(cur.fetchone()[0]))
+        read_only = read_read_only(cur)
         cur.execute('SHOW SLAVE STATUS')
         row = cur.fetchone()
         replica = None
@@ -76,14 +163,17 @@ def read_state(config, connect=None):
                 'sql_running': status.get('Slave_SQL_Running'),
                 'lag': status.get('Seconds_Behind_Master'),
             }
+        semi_sync = read_semi_sync(cur)
     finally:
         conn.close()
-    return {'read_only': read_only, 'replica': replica}
+    return {'read_only': read_only, 'replica': replica, 'semi_sync': semi_sync}
 
 
-def judge(path, state, max_lag):
+def judge(path, state, max_lag, require_semi_sync=False, source_is_primary=None):
     """(HTTP status, reason) for ``path`` given the node's ``state`` (None
-    when the server did not answer)."""
+    when the server did not answer). ``source_is_primary(host)`` answers
+    (True/False, detail) for a replica's source; it is asked last, only when
+    everything else is healthy."""
     if path == '/':
         return 200, 'state'
     if path not in ('/primary', '/replica'):
@@ -93,20 +183,237 @@ def judge(path, state, max_lag):
     if path == '/primary':
         if state['read_only']:
             return 503, 'read-only: not the primary'
-        return 200, 'writable primary'
+        if not require_semi_sync:
+            return 200, 'writable primary'
+        semi_sync = state.get('semi_sync') or {}
+        if semi_sync.get('enabled') is None:
+            return 503, 'writable, but this server has no semi-sync replication: it cannot acknowledge a write'
+        if not semi_sync['enabled']:
+            return 503, 'writable, but semi-sync is not enabled on it: it is not the elected primary'
+        if not semi_sync.get('clients'):
+            return 503, 'writable, but no semi-sync replica is connected: it cannot acknowledge a write'
+        if semi_sync.get('active') is False:
+            return 503, 'writable, but semi-sync has fallen back to asynchronous commits: its writes could be lost'
+        return 200, 'writable primary with %d semi-sync replica(s) connected' % semi_sync['clients']
     if not state['read_only']:
         return 503, 'writable: not a replica'
     replica = state['replica']
     if replica is None:
         return 503, 'read-only but not replicating'
+    if replica['io_running'] != 'Yes':
+        return 503, 'not connected to its source (IO thread: %s)' % replica['io_running']
     if replica['sql_running'] != 'Yes':
         return 503, 'the SQL thread does not run'
     if replica['lag'] is not None and int(replica['lag']) > max_lag:
         return 503, '%s s behind its primary (more than %s s)' % (replica['lag'], max_lag)
-    return 200, 'healthy replica'
+    if source_is_primary is None:
+        return 503, 'its source %s cannot be checked' % replica['source']
+    is_primary, detail = source_is_primary(replica['source'])
+    if not is_primary:
+        return 503, 'its source %s is not the current primary: %s' % (replica['source'], detail)
+    return 200, 'healthy replica of the primary %s' % replica['source']
 
 
-def make_handler(config, connect=None):
+def parse_peer(peer, default_port):
+    """'host:port', '[v6]:port' or 'host' as (host, port)."""
+    peer = str(peer).strip()
+    if peer.startswith('['):
+        host, _bracket, rest = peer[1:].partition(']')
+        return host, int(rest[1:]) if rest.startswith(':') else int(default_port)
+    if peer.count(':') == 1:
+        host, port = peer.split(':')
+        return host, int(port)
+    return peer, int(default_port)
+
+
+def http_get(host, port, path, timeout):
+    """(status, body) of GET http://host:port/path. Raises when the node
+    does not answer within ``timeout`` seconds."""
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request('GET', path)
+        response = conn.getresponse()
+        return response.status, response.read(4096)
+    finally:
+        conn.close()
+
+
+class PrimaryProbe(object):
+    """Asks other nodes' endpoints for /primary, keeping each node's answer
+    for ``ttl`` seconds. Concurrent askers of one node wait for a single
+    request. ``fetch`` and ``clock`` are for tests."""
+
+    def __init__(self, timeout=1.0, ttl=1.0, fetch=None, clock=None):
+        self.timeout, self.ttl = timeout, ttl
+        self.fetch = fetch or http_get
+        self.clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._entries = {}  # (host, port) -> [lock, expires, answer]
+
+    def is_primary(self, host, port):
+        """(True/False, detail)."""
+        key = (host, int(port))
+        host, port = key
+        with self._lock:
+            entry = self._entries.setdefault(key, [threading.Lock(), None, None])
+        with entry[0]:
+            if entry[1] is not None and self.clock() < entry[1]:
+                return entry[2]
+            answer = self._ask(host, port)
+            entry[1], entry[2] = self.clock() + self.ttl, answer
+            return answer
+
+    def _ask(self, host, port):
+        try:
+            status, body = self.fetch(host, port, '/primary', self.timeout)
+        except Exception as exc:  # refused, timed out, unresolvable: not a primary
+            return False, 'its health endpoint %s:%s does not answer (%s)' % (host, port, exc)
+        if status == 200:
+            return True, 'answers /primary 200'
+        try:
+            reason = json.loads(body)['reason']
+        except Exception:  # not our endpoint, or no reason given
+            reason = 'no reason given'
+        return False, 'answers /primary %s: %s' % (status, reason)
+
+
+def _peer_ports(config):
+    ports = {}
+    for peer in config.get('peers') or []:
+        host, port = parse_peer(peer, config['port'])
+        ports[host] = port
+    return ports
+
+
+def source_checker(config, probe):
+    """``source_is_primary(host)`` for judge(): the source's endpoint on its
+    port from ``peers`` (the health port of this node otherwise)."""
+    ports = _peer_ports(config)
+
+    def source_is_primary(host):
+        if not host:
+            return False, 'no source host'
+        return probe.is_primary(host, ports.get(host, config['port']))
+
+    return source_is_primary
+
+
+def kill_clients(cur):
+    """KILL every client session except system threads, replication and
+    this one. Returns how many were killed."""
+    cur.execute('SELECT CONNECTION_ID()')
+    own = int(cur.fetchone()[0])
+    cur.execute('SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST')
+    killed = 0
+    for thread_id, user, command in cur.fetchall():
+        if int(thread_id) == own or command in KEEP_COMMANDS or user in SYSTEM_USERS:
+            continue
+        try:
+            cur.execute('KILL CONNECTION %d' % int(thread_id))
+            killed += 1
+        except Exception:  # gone meanwhile
+            pass
+    return killed
+
+
+def fence(cur, attempts=3):
+    """SET GLOBAL read_only=1, then kill the client sessions. A commit
+    waiting for a semi-sync acknowledgement holds the commit lock that
+    read_only waits for, for ever on a lossless node: the wait is bounded,
+    and after a failed attempt the sessions are killed (which ends their
+    wait, unacknowledged) before the next. Returns (fenced, killed, error)."""
+    cur.execute('SET SESSION lock_wait_timeout = 1')
+    killed, error = 0, None
+    for _attempt in range(attempts):
+        try:
+            cur.execute('SET GLOBAL read_only = 1')
+        except Exception as exc:
+            error = exc
+            killed += kill_clients(cur)
+            continue
+        killed += kill_clients(cur)
+        return True, killed, None
+    return False, killed, error
+
+
+class Guard(object):
+    """Fences this node when it is writable, has no semi-sync replica and
+    another node answers /primary 200. Never un-fences."""
+
+    def __init__(self, config, connect=None, probe=None, log=None):
+        self.config = config
+        self.connect = connect
+        self.probe = probe or PrimaryProbe(config['peer_timeout'], config['peer_cache'])
+        self.peers = [parse_peer(p, config['port']) for p in config.get('peers') or []]
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._last_error = None
+
+    def _connection(self):
+        connect = self.connect
+        if connect is None:
+            import pymysql
+            connect = pymysql.connect
+        # No password: unix_socket authentication of the service's OS user.
+        return connect(unix_socket=self.config['socket'], user=self.config['guard_user'], password='',
+                       connect_timeout=self.config['timeout'], read_timeout=self.config['timeout'] + 2,
+                       autocommit=True)
+
+    def _other_primary(self):
+        for host, port in self.peers:
+            is_primary, _detail = self.probe.is_primary(host, port)
+            if is_primary:
+                return '%s:%s' % (host, port)
+        return None
+
+    @staticmethod
+    def _alone_and_writable(cur):
+        return not read_read_only(cur) and not read_semi_sync(cur)['clients']
+
+    def check(self):
+        """One round. Returns what it found or did, in words."""
+        conn = self._connection()
+        try:
+            cur = conn.cursor()
+            if read_read_only(cur):
+                return 'read-only'
+            if read_semi_sync(cur)['clients']:
+                return 'writable with semi-sync replicas'
+            peer = self._other_primary()
+            if peer is None:
+                return 'writable without semi-sync replicas, no other primary'
+            # Asking the peers took time: decide on a fresh reading.
+            if not self._alone_and_writable(cur):
+                return 'changed while the peers were asked'
+            fenced, killed, error = fence(cur)
+            if fenced:
+                self.log('distweb-mysql-health guard: FENCED this node (read_only=1, %d client session(s) '
+                         'killed): it was writable with no semi-sync replica while %s answers /primary 200'
+                         % (killed, peer))
+                return 'fenced'
+            self.log('distweb-mysql-health guard: could not fence this node (%d client session(s) killed): %s'
+                     % (killed, error))
+            return 'fence failed'
+        finally:
+            conn.close()
+
+    def run(self, stop=None):
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            try:
+                self.check()
+                self._last_error = None
+            except Exception as exc:  # the server restarts, a peer misbehaves: try again
+                message = str(exc)
+                if message != self._last_error:  # once per kind, not twice a second
+                    self.log('distweb-mysql-health guard: %s' % message)
+                self._last_error = message
+            stop.wait(self.config['guard_interval'])
+
+
+def make_handler(config, connect=None, probe=None):
+    probe = probe or PrimaryProbe(config['peer_timeout'], config['peer_cache'])
+    source_is_primary = source_checker(config, probe)
+
     class Handler(BaseHTTPRequestHandler):
         server_version = 'distweb-mysql-health'
 
@@ -119,7 +426,8 @@ def make_handler(config, connect=None):
                     state = read_state(config, connect)
                 except Exception as exc:  # any failure to read means unhealthy
                     error = str(exc)
-            code, reason = judge(path, state, config['max_lag'])
+            code, reason = judge(path, state, config['max_lag'], config['require_semi_sync'],
+                                 source_is_primary)
             body = {'status': code, 'reason': reason, 'state': state}
             if error:
                 body['error'] = error
@@ -139,7 +447,11 @@ def make_handler(config, connect=None):
 
 def main():
     config = load_config()
-    server = ThreadingHTTPServer((config['bind'], int(config['port'])), make_handler(config))
+    probe = PrimaryProbe(config['peer_timeout'], config['peer_cache'])
+    if config['guard']:
+        guard = Guard(config, probe=probe)
+        threading.Thread(target=guard.run, name='guard', daemon=True).start()
+    server = ThreadingHTTPServer((config['bind'], int(config['port'])), make_handler(config, probe=probe))
     server.daemon_threads = True
     try:
         server.serve_forever()

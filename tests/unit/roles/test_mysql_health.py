@@ -1,6 +1,9 @@
 """The role-aware health endpoint of the database nodes
 (roles/mysql_server/files/distweb_mysql_health.py): what it answers for
-each node state, and that it answers over HTTP."""
+each node state, how it asks a replica's source whether it is the primary
+(and remembers the answer), the self-fence guard's decisions, its config
+template, and that it answers over HTTP. No database and no network: the
+server and the other nodes' endpoints are fakes."""
 
 import http.client
 import importlib.util
@@ -9,22 +12,42 @@ import pathlib
 import threading
 from http.server import ThreadingHTTPServer
 
+import jinja2
 import pymysql
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[3] / "roles" / "mysql_server" / "files" / "distweb_mysql_health.py"
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+SCRIPT = ROOT / "roles" / "mysql_server" / "files" / "distweb_mysql_health.py"
+TEMPLATE = ROOT / "roles" / "mysql_server" / "templates" / "mysql-health.json.j2"
 spec = importlib.util.spec_from_file_location("distweb_mysql_health", SCRIPT)
 health = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(health)
 
-PRIMARY = {"read_only": False, "replica": None}
-REPLICA = {"read_only": True, "replica": {"source": "db1", "io_running": "Yes", "sql_running": "Yes", "lag": 0}}
+SEMI_SYNC_OK = {"enabled": True, "clients": 1, "active": True}
+PRIMARY = {"read_only": False, "replica": None, "semi_sync": SEMI_SYNC_OK}
+REPLICA = {"read_only": True, "replica": {"source": "db1", "io_running": "Yes", "sql_running": "Yes", "lag": 0},
+           "semi_sync": {"enabled": False, "clients": 0, "active": False}}
 
 
 def replica(**changes):
-    state = {"read_only": True, "replica": dict(REPLICA["replica"])}
+    state = {"read_only": True, "replica": dict(REPLICA["replica"]), "semi_sync": REPLICA["semi_sync"]}
     state["replica"].update(changes)
     return state
+
+
+def primary(**semi_sync):
+    return {"read_only": False, "replica": None, "semi_sync": dict(SEMI_SYNC_OK, **semi_sync)}
+
+
+def source_ok(host):
+    return True, "answers /primary 200"
+
+
+def source_not_primary(host):
+    return False, "answers /primary 503: read-only: not the primary"
+
+
+# ---------------------------------------------------------------- judge
 
 
 @pytest.mark.parametrize("path, state, code", [
@@ -38,36 +61,169 @@ def replica(**changes):
     ("/replica", replica(sql_running="No"), 503),
     ("/replica", replica(lag=31), 503),
     ("/replica", replica(lag=30), 200),
-    ("/replica", replica(io_running="Connecting", lag=None), 200),  # reconnecting: lag unknown
+    ("/replica", replica(io_running="Connecting", lag=None), 503),  # not connected to its source
+    ("/replica", replica(io_running="No"), 503),
     ("/replica", None, 503),
     ("/", None, 200),
     ("/nope", PRIMARY, 404),
 ])
-def test_judge(path, state, code):
-    assert health.judge(path, state, max_lag=30)[0] == code
+@pytest.mark.parametrize("require_semi_sync", [False, True])
+def test_judge(path, state, code, require_semi_sync):
+    assert health.judge(path, state, 30, require_semi_sync, source_ok)[0] == code
+
+
+@pytest.mark.parametrize("state, code, reason", [
+    (primary(), 200, "writable primary with 1 semi-sync replica(s) connected"),
+    (primary(clients=2), 200, "writable primary with 2 semi-sync replica(s) connected"),
+    (primary(clients=0), 503, "writable, but no semi-sync replica is connected: it cannot acknowledge a write"),
+    (primary(enabled=False), 503, "writable, but semi-sync is not enabled on it: it is not the elected primary"),
+    (primary(enabled=None, clients=None, active=None), 503,
+     "writable, but this server has no semi-sync replication: it cannot acknowledge a write"),
+    (primary(active=False), 503,
+     "writable, but semi-sync has fallen back to asynchronous commits: its writes could be lost"),
+    ({"read_only": False, "replica": None}, 503,  # no semi-sync figures at all
+     "writable, but this server has no semi-sync replication: it cannot acknowledge a write"),
+])
+def test_a_lossless_primary_needs_a_connected_semi_sync_replica(state, code, reason):
+    assert health.judge("/primary", state, 30, True, source_ok) == (code, reason)
+
+
+@pytest.mark.parametrize("semi_sync", [dict(SEMI_SYNC_OK, clients=0), dict(SEMI_SYNC_OK, enabled=False), {}])
+def test_an_availability_first_primary_needs_only_to_be_writable(semi_sync):
+    state = {"read_only": False, "replica": None, "semi_sync": semi_sync}
+    assert health.judge("/primary", state, 30, False, source_ok) == (200, "writable primary")
+
+
+def test_a_connecting_replica_is_not_connected_to_its_source():
+    code, reason = health.judge("/replica", replica(io_running="Connecting", lag=None), 30, True, source_ok)
+    assert code == 503 and reason == "not connected to its source (IO thread: Connecting)"
+
+
+def test_a_replica_of_a_node_that_is_not_the_primary_serves_no_reads():
+    asked = []
+
+    def source_is_primary(host):
+        asked.append(host)
+        return source_not_primary(host)
+
+    code, reason = health.judge("/replica", REPLICA, 30, True, source_is_primary)
+    assert (code, asked) == (503, ["db1"])
+    assert reason == "its source db1 is not the current primary: answers /primary 503: read-only: not the primary"
+    code, reason = health.judge("/replica", REPLICA, 30, True, lambda host: (asked.append(host) or True, "ok"))
+    assert code == 200 and reason == "healthy replica of the primary db1" and asked == ["db1", "db1"]
+
+
+@pytest.mark.parametrize("state", [PRIMARY, replica(io_running="Connecting"), replica(sql_running="No"),
+                                   replica(lag=31), {"read_only": True, "replica": None}, None])
+def test_the_source_is_asked_only_when_the_replica_is_otherwise_healthy(state):
+    def source_is_primary(host):
+        raise AssertionError("asked the source of an unhealthy replica")
+
+    assert health.judge("/replica", state, 30, True, source_is_primary)[0] == 503
+
+
+def test_a_replica_whose_source_cannot_be_checked_is_unhealthy():
+    assert health.judge("/replica", REPLICA, 30, True, None) == (503, "its source db1 cannot be checked")
+
+
+# ------------------------------------------------------------- fake server
+
+
+class FakeServer:
+    """A MariaDB node as the endpoint and the guard see it. Records every
+    statement. SET GLOBAL read_only fails (lock wait timeout) while a
+    session of ``hung`` (a commit waiting for an acknowledgement, holding
+    the commit lock) exists, and ``read_only_blocked`` more times anyway."""
+
+    def __init__(self, read_only=False, clients=0, slave_status=None, flavor="mariadb", processlist=None):
+        self.read_only = read_only
+        self.slave_status = slave_status
+        self.set_clients(clients, flavor)
+        # (id, user, command): applications, two replicas, the server's threads
+        self.processlist = processlist if processlist is not None else [
+            (11, "app", "Query"), (12, "app", "Sleep"), (13, "repl", "Binlog Dump"),
+            (14, "repl", "Binlog Dump GTID"), (1, "system user", "Daemon"), (2, "event_scheduler", "Daemon"),
+            (3, "system user", "Sleep"), (15, "monitor", "Sleep")]
+        self.statements = []
+        self.logins = []
+        self.killed = []
+        self.read_only_blocked = 0
+        self.hung = set()
+        self.self_kills = []
+        self._next_id = 100
+
+    def set_clients(self, clients, flavor="mariadb"):
+        role = "master" if flavor == "mariadb" else "source"
+        if flavor is None:  # no semi-sync at all (MySQL without the plugin)
+            self.variables, self.status = {"rpl_semi_sync_slave_enabled": "OFF"}, {}
+            return
+        self.variables = {"rpl_semi_sync_%s_enabled" % role: "ON", "rpl_semi_sync_slave_enabled": "ON",
+                          "rpl_semi_sync_%s_timeout" % role: "4294967295"}
+        self.status = {"Rpl_semi_sync_%s_clients" % role: str(clients), "Rpl_semi_sync_%s_status" % role: "ON",
+                       "Rpl_semi_sync_slave_status": "OFF"}
+
+    def connect(self, **kwargs):
+        self.logins.append(kwargs)
+        self._next_id += 1
+        return FakeConn(self, self._next_id, kwargs.get("user"))
 
 
 class FakeCursor:
     def __init__(self, conn):
-        self.conn, self.description, self._rows = conn, None, []
+        self.conn, self.server, self.description, self._rows = conn, conn.server, None, []
+
+    def _answer(self, rows, columns=("Variable_name", "Value")):
+        self.description, self._rows = [(c,) for c in columns], list(rows)
 
     def execute(self, sql):
+        server = self.server
+        server.statements.append(sql)
         if sql == "SELECT @@global.read_only":
-            self.description, self._rows = [("read_only",)], [(1 if self.conn.read_only else 0,)]
+            self._answer([(1 if server.read_only else 0,)], ["@@global.read_only"])
         elif sql == "SHOW SLAVE STATUS":
-            status = self.conn.status
-            self.description = [(k,) for k in status] if status else []
-            self._rows = [tuple(status.values())] if status else []
+            status = server.slave_status or {}
+            self._answer([tuple(status.values())] if status else [], list(status))
+        elif sql == "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%'":
+            self._answer(sorted(server.variables.items()))
+        elif sql == "SHOW GLOBAL STATUS LIKE 'rpl_semi_sync_%'":
+            self._answer(sorted(server.status.items()))
+        elif sql == "SELECT CONNECTION_ID()":
+            self._answer([(self.conn.thread_id,)], ["CONNECTION_ID()"])
+        elif sql == "SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST":
+            self._answer(server.processlist + [(self.conn.thread_id, self.conn.user, "Query")],
+                         ["ID", "USER", "COMMAND"])
+        elif sql == "SET SESSION lock_wait_timeout = 1":
+            self._answer([])
+        elif sql == "SET GLOBAL read_only = 1":
+            if server.read_only_blocked or server.hung & {t[0] for t in server.processlist}:
+                server.read_only_blocked = max(0, server.read_only_blocked - 1)
+                raise pymysql.err.OperationalError(1205, "Lock wait timeout exceeded; try restarting transaction")
+            server.read_only = True
+            self._answer([])
+        elif sql.startswith("KILL CONNECTION "):
+            thread_id = int(sql.rsplit(" ", 1)[1])
+            if thread_id == self.conn.thread_id:
+                server.self_kills.append(thread_id)
+                raise pymysql.err.OperationalError(2013, "Lost connection to server during query")
+            before = len(server.processlist)
+            server.processlist = [t for t in server.processlist if t[0] != thread_id]
+            if len(server.processlist) == before:
+                raise pymysql.err.InternalError(1094, "Unknown thread id: %d" % thread_id)
+            server.killed.append(thread_id)
+            self._answer([])
         else:
-            raise AssertionError(sql)
+            raise AssertionError("unexpected statement: %s" % sql)
 
     def fetchone(self):
         return self._rows[0] if self._rows else None
 
+    def fetchall(self):
+        return list(self._rows)
+
 
 class FakeConn:
-    def __init__(self, read_only, status=None):
-        self.read_only, self.status, self.closed = read_only, status, False
+    def __init__(self, server, thread_id, user):
+        self.server, self.thread_id, self.user, self.closed = server, thread_id, user, False
 
     def cursor(self):
         return FakeCursor(self)
@@ -76,32 +232,351 @@ class FakeConn:
         self.closed = True
 
 
-def test_read_state_of_a_replica_and_of_a_primary():
+# ------------------------------------------------------------- read_state
+
+SLAVE_STATUS = {"Master_Host": "db1", "Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes",
+                "Seconds_Behind_Master": 3}
+
+
+def test_read_state_of_a_replica():
+    server = FakeServer(read_only=True, clients=0, slave_status=SLAVE_STATUS)
     config = dict(health.DEFAULTS)
-    status = {"Master_Host": "db1", "Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": 3}
+    assert health.read_state(config, server.connect) == {
+        "read_only": True, "replica": {"source": "db1", "io_running": "Yes", "sql_running": "Yes", "lag": 3},
+        "semi_sync": {"enabled": True, "clients": 0, "active": True}}
+    login = server.logins[0]
+    assert login["unix_socket"] == config["socket"] and login["user"] == "monitor"
+
+
+@pytest.mark.parametrize("flavor, expected", [
+    ("mariadb", {"enabled": True, "clients": 2, "active": True}),  # rpl_semi_sync_master_*
+    ("mysql8", {"enabled": True, "clients": 2, "active": True}),  # rpl_semi_sync_source_*
+    (None, {"enabled": None, "clients": None, "active": None}),  # no semi-sync source side at all
+])
+def test_read_state_reads_semi_sync_under_either_name(flavor, expected):
+    server = FakeServer(clients=2, flavor=flavor)
+    assert health.read_state(dict(health.DEFAULTS), server.connect) == {
+        "read_only": False, "replica": None, "semi_sync": expected}
+
+
+def test_read_state_closes_its_connection():
     conns = []
 
     def connect(**kwargs):
-        assert kwargs["unix_socket"] == config["socket"] and kwargs["user"] == "monitor"
-        conns.append(FakeConn(True, status))
+        conns.append(FakeServer().connect(**kwargs))
         return conns[-1]
 
-    assert health.read_state(config, connect) == {
-        "read_only": True, "replica": {"source": "db1", "io_running": "Yes", "sql_running": "Yes", "lag": 3}}
+    health.read_state(dict(health.DEFAULTS), connect)
     assert conns[0].closed
-    assert health.read_state(config, lambda **kw: FakeConn(False)) == {"read_only": False, "replica": None}
+
+
+def test_semi_sync_figures_off():
+    server = FakeServer(clients=0)
+    server.variables["rpl_semi_sync_master_enabled"] = "OFF"
+    server.status["Rpl_semi_sync_master_status"] = "OFF"
+    assert health.read_state(dict(health.DEFAULTS), server.connect)["semi_sync"] == {
+        "enabled": False, "clients": 0, "active": False}
+
+
+# ------------------------------------------------------------- the probe
+
+
+class FakeEndpoints:
+    """The other nodes' health endpoints: (host, port) -> status, or an
+    exception to raise. Counts the requests."""
+
+    def __init__(self, answers):
+        self.answers, self.calls = answers, []
+
+    def fetch(self, host, port, path, timeout):
+        self.calls.append((host, port, path, timeout))
+        answer = self.answers.get((host, port), ConnectionRefusedError(111, "Connection refused"))
+        if isinstance(answer, Exception):
+            raise answer
+        reason = "writable primary" if answer == 200 else "read-only: not the primary"
+        return answer, json.dumps({"status": answer, "reason": reason}).encode()
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_probe_answers_and_remembers_each_node_for_the_ttl():
+    endpoints = FakeEndpoints({("db1", 9201): 200, ("db2", 9201): 503})
+    clock = Clock()
+    probe = health.PrimaryProbe(timeout=1.0, ttl=1.0, fetch=endpoints.fetch, clock=clock)
+    assert probe.is_primary("db1", 9201) == (True, "answers /primary 200")
+    assert endpoints.calls == [("db1", 9201, "/primary", 1.0)]
+    for _check in range(3):  # the routers' checks within the second: no new request
+        clock.now += 0.3
+        assert probe.is_primary("db1", 9201)[0] is True
+    assert len(endpoints.calls) == 1
+    assert probe.is_primary("db2", "9201") == (False, "answers /primary 503: read-only: not the primary")
+    assert len(endpoints.calls) == 2  # each node has its own entry
+    clock.now += 0.2  # 1.1 s after the first answer: asked again, and the new answer counts
+    endpoints.answers[("db1", 9201)] = 503
+    assert probe.is_primary("db1", 9201)[0] is False
+    assert len(endpoints.calls) == 3
+
+
+def test_probe_remembers_failures_too():
+    endpoints = FakeEndpoints({("db1", 9201): TimeoutError("timed out")})
+    clock = Clock()
+    probe = health.PrimaryProbe(fetch=endpoints.fetch, clock=clock)
+    assert probe.is_primary("db1", 9201) == (False, "its health endpoint db1:9201 does not answer (timed out)")
+    clock.now += 0.5
+    assert probe.is_primary("db1", 9201)[0] is False
+    assert len(endpoints.calls) == 1
+    assert probe.is_primary("db3", 9201)[1].startswith("its health endpoint db3:9201 does not answer")
+
+
+def test_probe_asks_once_for_concurrent_checks():
+    release = threading.Event()
+    calls = []
+
+    def fetch(host, port, path, timeout):
+        calls.append(host)
+        release.wait(5)
+        return 200, b"{}"
+
+    probe = health.PrimaryProbe(fetch=fetch)
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(probe.is_primary("db1", 9201))) for _thread in range(5)]
+    for thread in threads:
+        thread.start()
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert calls == ["db1"] and len(answers) == 5 and all(a[0] for a in answers)
+
+
+def test_http_get_reads_a_real_endpoint_and_times_out(endpoint):
+    _server, _get, port = endpoint
+    assert health.http_get("127.0.0.1", port, "/primary", 1.0)[0] == 200
+    with pytest.raises(OSError):
+        health.http_get("127.0.0.1", 1, "/primary", 1.0)  # nothing listens on port 1
+
+
+@pytest.mark.parametrize("peer, expected", [
+    ("db2:9202", ("db2", 9202)),
+    ("10.0.0.12:9201", ("10.0.0.12", 9201)),
+    ("db2", ("db2", 9201)),
+    ("[2001:db8::12]:9203", ("2001:db8::12", 9203)),
+    ("[2001:db8::12]", ("2001:db8::12", 9201)),
+])
+def test_parse_peer(peer, expected):
+    assert health.parse_peer(peer, 9201) == expected
+
+
+def test_the_source_is_asked_on_its_own_health_port():
+    endpoints = FakeEndpoints({("10.0.0.11", 9301): 200, ("db9", 9201): 200})
+    probe = health.PrimaryProbe(fetch=endpoints.fetch)
+    config = dict(health.DEFAULTS, peers=["10.0.0.11:9301", "10.0.0.12:9201"])
+    check = health.source_checker(config, probe)
+    assert check("10.0.0.11")[0] is True  # a peer: its port from the peers list
+    assert check("db9")[0] is True  # not a peer: this node's health port
+    assert [c[:2] for c in endpoints.calls] == [("10.0.0.11", 9301), ("db9", 9201)]
+    assert check("")[0] is False and check(None)[0] is False
+
+
+# ------------------------------------------------------------- the guard
+
+PEERS = ["db2:9201", "db3:9201"]
+
+
+def make_guard(server, answers, peers=None):
+    peers = PEERS if peers is None else peers
+    endpoints = FakeEndpoints(answers)
+    lines = []
+    config = dict(health.DEFAULTS, require_semi_sync=True, guard=True, peers=peers)
+    guard = health.Guard(config, connect=server.connect, probe=health.PrimaryProbe(fetch=endpoints.fetch),
+                         log=lines.append)
+    return guard, endpoints, lines
+
+
+def writes_that_unfence_or_touch_semi_sync(server):
+    return [s for s in server.statements
+            if ("read_only" in s and s.startswith("SET") and not s.endswith("read_only = 1"))
+            or ("semi_sync" in s and not s.startswith("SHOW"))]
+
+
+def test_the_guard_fences_a_writable_node_without_replicas_when_another_is_primary():
+    server = FakeServer(read_only=False, clients=0)
+    guard, endpoints, lines = make_guard(server, {("db2", 9201): 503, ("db3", 9201): 200})
+    assert guard.check() == "fenced"
+    assert server.read_only is True
+    # every client session, and only those: not the replicas' binlog dumps,
+    # not the server's threads, not the guard's own session
+    assert sorted(server.killed) == [11, 12, 15]
+    assert [t[2] for t in server.processlist] == ["Binlog Dump", "Binlog Dump GTID", "Daemon", "Daemon", "Sleep"]
+    assert server.self_kills == []
+    # read_only first, then the sessions
+    set_ro = server.statements.index("SET GLOBAL read_only = 1")
+    first_kill = min(i for i, s in enumerate(server.statements) if s.startswith("KILL"))
+    assert set_ro < first_kill
+    assert lines == ["distweb-mysql-health guard: FENCED this node (read_only=1, 3 client session(s) killed): "
+                     "it was writable with no semi-sync replica while db3:9201 answers /primary 200"]
+    assert writes_that_unfence_or_touch_semi_sync(server) == []
+    # logs in as the guard account over the socket, without a password
+    login = server.logins[0]
+    assert (login["user"], login["password"], login["unix_socket"]) == ("distweb-health", "", "/run/mysqld/mysqld.sock")
+    assert login["autocommit"] is True
+
+
+def test_the_guard_never_fences_a_node_with_a_semi_sync_replica():
+    server = FakeServer(read_only=False, clients=1)
+    guard, endpoints, lines = make_guard(server, {("db2", 9201): 200, ("db3", 9201): 200})
+    assert guard.check() == "writable with semi-sync replicas"
+    assert server.read_only is False and server.killed == [] and lines == []
+    assert not any(s.startswith(("SET", "KILL")) for s in server.statements)
+
+
+def test_the_guard_leaves_a_lone_primary_alone_while_no_other_node_is_primary():
+    server = FakeServer(read_only=False, clients=0)
+    guard, endpoints, lines = make_guard(server, {("db2", 9201): 503, ("db3", 9201): TimeoutError("timed out")})
+    assert guard.check() == "writable without semi-sync replicas, no other primary"
+    assert server.read_only is False and server.killed == [] and lines == []
+    assert [c[:2] for c in endpoints.calls] == [("db2", 9201), ("db3", 9201)]
+
+
+def test_the_guard_does_nothing_on_a_read_only_node_and_never_unfences():
+    server = FakeServer(read_only=True, clients=0)
+    guard, endpoints, lines = make_guard(server, {("db2", 9201): 200})
+    assert guard.check() == "read-only"
+    assert server.read_only is True and endpoints.calls == [] and lines == []
+    assert server.statements == ["SELECT @@global.read_only"]
+
+
+def test_a_fenced_node_stays_fenced():
+    server = FakeServer(read_only=False, clients=0)
+    guard, endpoints, lines = make_guard(server, {("db2", 9201): 200})
+    assert guard.check() == "fenced"
+    # the other node goes away, this one gets a replica: still fenced
+    endpoints.answers.clear()
+    server.set_clients(1)
+    for _round in range(3):
+        assert guard.check() == "read-only"
+    assert server.read_only is True and len(lines) == 1
+    assert writes_that_unfence_or_touch_semi_sync(server) == []
+
+
+def test_the_guard_decides_on_a_fresh_reading_after_asking_the_peers():
+    server = FakeServer(read_only=False, clients=0)
+    guard, endpoints, lines = make_guard(server, {})
+
+    def fetch(host, port, path, timeout):  # a replica connects while the peers are asked
+        server.set_clients(1)
+        return 200, b"{}"
+
+    guard.probe.fetch = fetch
+    assert guard.check() == "changed while the peers were asked"
+    assert server.read_only is False and server.killed == []
+
+
+def test_a_commit_waiting_for_an_acknowledgement_does_not_stop_the_fence():
+    server = FakeServer(read_only=False, clients=0)
+    server.hung = {11}  # SET GLOBAL read_only waits for the lock of a commit waiting for an acknowledgement
+    guard, endpoints, lines = make_guard(server, {("db2", 9201): 200})
+    assert guard.check() == "fenced"
+    assert server.read_only is True
+    # the hung sessions were killed (their commits end unacknowledged), then read_only was set
+    assert server.statements.count("SET GLOBAL read_only = 1") == 2
+    assert sorted(server.killed) == [11, 12, 15] and "3 client session(s) killed" in lines[0]
+
+
+def test_a_fence_that_cannot_set_read_only_says_so_and_is_tried_again():
+    server = FakeServer(read_only=False, clients=0)
+    server.read_only_blocked = 3
+    guard, endpoints, lines = make_guard(server, {("db2", 9201): 200})
+    assert guard.check() == "fence failed"
+    assert server.read_only is False and lines[0].startswith("distweb-mysql-health guard: could not fence")
+    assert "Lock wait timeout" in lines[0]
+    assert guard.check() == "fenced" and server.read_only is True
+
+
+def test_the_guard_loop_logs_each_kind_of_error_once_and_stops():
+    stop = threading.Event()
+    attempts = []
+    lines = []
+
+    def connect(**kwargs):
+        attempts.append(1)
+        if len(attempts) >= 4:
+            stop.set()
+        raise pymysql.err.OperationalError(2002, "Can't connect to local server")
+
+    config = dict(health.DEFAULTS, guard=True, guard_interval=0.001, peers=PEERS)
+    guard = health.Guard(config, connect=connect, probe=health.PrimaryProbe(fetch=FakeEndpoints({}).fetch),
+                         log=lines.append)
+    thread = threading.Thread(target=guard.run, args=(stop,), daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive() and len(attempts) >= 4
+    assert lines == ["distweb-mysql-health guard: (2002, \"Can't connect to local server\")"]
+
+
+def test_load_config_turns_the_guard_on_with_require_semi_sync(tmp_path):
+    path = tmp_path / "health.json"
+    path.write_text(json.dumps({"require_semi_sync": True}))
+    assert health.load_config(str(path))["guard"] is True
+    path.write_text(json.dumps({"require_semi_sync": True, "guard": False}))
+    assert health.load_config(str(path))["guard"] is False
+    path.write_text(json.dumps({}))
+    assert health.load_config(str(path))["guard"] is False
+
+
+@pytest.mark.parametrize("guard_on", [True, False])
+def test_main_starts_the_guard_only_when_configured(monkeypatch, tmp_path, guard_on):
+    path = tmp_path / "health.json"
+    path.write_text(json.dumps({"require_semi_sync": True, "guard": guard_on, "port": 0}))
+    monkeypatch.setenv("DISTWEB_MYSQL_HEALTH_CONFIG", str(path))
+    started = []
+
+    class FakeGuard:
+        def __init__(self, config, probe=None):
+            self.probe = probe
+
+        def run(self):
+            started.append(self.probe)
+
+    class FakeHTTPServer:
+        def __init__(self, address, handler):
+            pass
+
+        def serve_forever(self):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(health, "Guard", FakeGuard)
+    monkeypatch.setattr(health, "ThreadingHTTPServer", FakeHTTPServer)
+    health.main()
+    for thread in threading.enumerate():
+        if thread.name == "guard":
+            thread.join(5)
+    assert len(started) == (1 if guard_on else 0)
+    if guard_on:
+        assert isinstance(started[0], health.PrimaryProbe)
+
+
+# ------------------------------------------------------------- over HTTP
 
 
 @pytest.fixture
 def endpoint():
-    state = {"conn": FakeConn(False)}
+    state = {"server": FakeServer(read_only=False, clients=1)}
+    endpoints = FakeEndpoints({("db1", 9201): 200})
 
     def connect(**kwargs):
-        if state["conn"] is None:
+        if state["server"] is None:
             raise pymysql.err.OperationalError(2002, "Can't connect to local server")
-        return state["conn"]
+        return state["server"].connect(**kwargs)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), health.make_handler(dict(health.DEFAULTS), connect))
+    config = dict(health.DEFAULTS, require_semi_sync=True)
+    probe = health.PrimaryProbe(fetch=endpoints.fetch)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), health.make_handler(config, connect, probe))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
 
@@ -111,16 +586,80 @@ def endpoint():
         response = conn.getresponse()
         return response.status, json.loads(response.read())
 
-    yield state, get
+    state["endpoints"] = endpoints
+    yield state, get, server.server_address[1]
     server.shutdown()
 
 
 def test_http_answers_follow_the_server(endpoint):
-    state, get = endpoint
+    state, get, _port = endpoint
     assert get("/primary")[0] == 200
-    state["conn"] = FakeConn(True)  # fenced
+    state["server"].set_clients(0)  # the replicas left
+    code, body = get("/primary")
+    assert code == 503 and "no semi-sync replica is connected" in body["reason"]
+    assert body["state"]["semi_sync"] == {"enabled": True, "clients": 0, "active": True}
+    state["server"] = FakeServer(read_only=True)  # fenced
     code, body = get("/primary")
     assert code == 503 and body["reason"] == "read-only: not the primary"
-    state["conn"] = None  # MariaDB down
+    state["server"] = None  # MariaDB down
     code, body = get("/primary")
     assert code == 503 and "does not answer" in body["reason"] and "2002" in body["error"]
+
+
+def test_http_replica_asks_its_source(endpoint):
+    state, get, _port = endpoint
+    state["server"] = FakeServer(read_only=True, slave_status=dict(SLAVE_STATUS, Seconds_Behind_Master=0))
+    code, body = get("/replica")
+    assert code == 200 and body["reason"] == "healthy replica of the primary db1"
+    assert get("/replica")[0] == 200
+    assert state["endpoints"].calls == [("db1", 9201, "/primary", 1.0)]  # the second check used the cache
+    code, body = get("/")
+    assert code == 200 and body["state"]["replica"]["source"] == "db1"
+    assert body["state"]["semi_sync"]["enabled"] is True
+
+
+# ------------------------------------------------------------- config template
+
+
+def render_config(host, hostvars, **overrides):
+    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined)
+    env.filters["bool"] = lambda value: value if isinstance(value, bool) else str(value).lower() in ("true", "yes", "1")
+    env.filters["to_nice_json"] = lambda value, indent=4: json.dumps(value, indent=indent, sort_keys=True)
+    variables = {
+        "ansible_managed": "Ansible managed", "inventory_hostname": host,
+        "groups": {"dbservers": sorted(hostvars)}, "hostvars": hostvars,
+        "mysql_server_group": "dbservers", "mysql_server_socket": "/run/mysqld/mysqld.sock",
+        "mysql_server_monitor_user": "monitor", "mysql_server_monitor_password": "secret",
+        "mysql_server_health_bind_address": "0.0.0.0", "mysql_server_health_port": 9201,
+        "mysql_server_health_max_lag": 30, "mysql_server_semi_sync": True, "mysql_server_lossless": True,
+        "_mysql_server_health_user": "distweb-health",
+    }
+    variables.update(overrides)
+    return json.loads(env.from_string(TEMPLATE.read_text()).render(variables))
+
+
+HOSTVARS = {
+    "server1": {"ansible_host": "10.0.0.11"},
+    "server2": {"ansible_host": "10.0.0.12", "mysql_server_health_port": 9301},
+    "server3": {},  # no ansible_host: its inventory name
+    "server4": {"ansible_host": "2001:db8::14"},
+}
+
+
+def test_config_template_names_every_other_node_as_a_peer():
+    config = render_config("server1", HOSTVARS)
+    assert config["peers"] == ["10.0.0.12:9301", "server3:9201", "[2001:db8::14]:9201"]
+    assert config["require_semi_sync"] is True and config["guard"] is True
+    assert config["guard_user"] == "distweb-health"
+    assert render_config("server3", HOSTVARS)["peers"] == [
+        "10.0.0.11:9201", "10.0.0.12:9301", "[2001:db8::14]:9201"]
+    # every value the endpoint reads is one it knows
+    assert set(config) - {"_comment"} <= set(health.DEFAULTS)
+    assert [health.parse_peer(p, 9201) for p in config["peers"]] == [
+        ("10.0.0.12", 9301), ("server3", 9201), ("2001:db8::14", 9201)]
+
+
+@pytest.mark.parametrize("semi_sync, lossless", [(True, False), (False, True), (False, False)])
+def test_config_template_requires_semi_sync_only_when_lossless(semi_sync, lossless):
+    config = render_config("server1", HOSTVARS, mysql_server_semi_sync=semi_sync, mysql_server_lossless=lossless)
+    assert config["require_semi_sync"] is False and config["guard"] is False
