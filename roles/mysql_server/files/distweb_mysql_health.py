@@ -12,7 +12,7 @@ and reads to healthy replicas of it, without the app knowing which is which.
                 is enabled on it as a source, has not fallen back to
                 asynchronous commits, and at least one semi-sync replica is
                 connected: a node that cannot acknowledge a write is no
-                primary for the routers.
+                primary for the routers; nor is a stale one (below).
   GET /replica  200 when the server answers, is read-only, its IO thread is
                 connected (exactly 'Yes'; 'Connecting' is not), its SQL
                 thread runs, it is at most max_lag seconds behind, and its
@@ -20,7 +20,8 @@ and reads to healthy replicas of it, without the app knowing which is which.
                 (http://<Master_Host>:<port>/primary) answers 200. A replica
                 left pointing at an old primary serves no reads.
   GET /         200 with the node's state as JSON (read_only, replication,
-                semi-sync figures), whatever it is
+                semi-sync figures) and local_primary (its /primary verdict
+                without asking other nodes), whatever it is
 
 Every other answer is 503 (404 for an unknown path) with the reason in words.
 The node's state is read fresh for each request (one short connection over
@@ -30,11 +31,17 @@ guard's peers) are asked with a timeout of peer_timeout seconds and kept for
 peer_cache seconds per node, so that the routers' checks (several a second
 from every app server) do not multiply requests between the nodes.
 
+A writable node is stale when one of its ``peers`` is a primary by its own
+reading (``local_primary`` in its GET /: writable, with semi-sync replicas)
+and this node has no semi-sync replica connected or no peer replicates from
+it (no peer's Master_Host is one of ``names``, this node's names). An old
+primary woken after a failover (a paused VM or container) is stale at once,
+although its count of semi-sync replicas lags for a heartbeat or two: its
+/primary answers 503 from its first request, and the guard fences it.
+
 The guard (a background thread, on when ``guard`` is true; by default when
 require_semi_sync is) checks every guard_interval seconds: when this node is
-writable, has no semi-sync replica connected, and one of its ``peers``
-answers /primary 200 (another node has been elected and has replicas), it
-fences this node: SET GLOBAL read_only=1, then KILL every client session
+writable and stale, it fences this node: SET GLOBAL read_only=1, then KILL every client session
 except system threads, replication (Binlog Dump) and its own. It writes one
 line to stderr (the journal) when it fences. It never makes a node writable
 again and never touches the semi-sync settings (switching semi-sync off
@@ -46,7 +53,8 @@ at once. It logs in as guard_user over the local socket, without a password
 Configuration: a JSON file named by $DISTWEB_MYSQL_HEALTH_CONFIG, keys of
 DEFAULTS below: {"socket", "user", "password", "bind", "port", "max_lag",
 "timeout", "require_semi_sync", "guard", "guard_user", "guard_interval",
-"peers" (["host:port", ...] of the other nodes' endpoints), "peer_timeout",
+"peers" (["host:port", ...] of the other nodes' endpoints), "names" (what
+replicas call this node in Master_Host), "peer_timeout",
 "peer_cache"}.
 """
 
@@ -77,6 +85,7 @@ DEFAULTS = {
     'guard_user': 'distweb-health',
     'guard_interval': 0.5,
     'peers': [],
+    'names': [],
     'peer_timeout': 1.0,
     'peer_cache': 1.0,
 }
@@ -169,11 +178,13 @@ def read_state(config, connect=None):
     return {'read_only': read_only, 'replica': replica, 'semi_sync': semi_sync}
 
 
-def judge(path, state, max_lag, require_semi_sync=False, source_is_primary=None):
+def judge(path, state, max_lag, require_semi_sync=False, source_is_primary=None, elsewhere=None):
     """(HTTP status, reason) for ``path`` given the node's ``state`` (None
     when the server did not answer). ``source_is_primary(host)`` answers
     (True/False, detail) for a replica's source; it is asked last, only when
-    everything else is healthy."""
+    everything else is healthy. ``elsewhere()`` answers the peer that is the
+    elected primary when this node is a stale one (``elected_elsewhere``),
+    else None; asked last for /primary."""
     if path == '/':
         return 200, 'state'
     if path not in ('/primary', '/replica'):
@@ -184,6 +195,10 @@ def judge(path, state, max_lag, require_semi_sync=False, source_is_primary=None)
         if state['read_only']:
             return 503, 'read-only: not the primary'
         if not require_semi_sync:
+            other = elsewhere() if elsewhere is not None else None
+            if other:
+                return 503, ('writable, but %s is the elected primary and no replica follows this node: a stale '
+                             'old primary' % other)
             return 200, 'writable primary'
         semi_sync = state.get('semi_sync') or {}
         if semi_sync.get('enabled') is None:
@@ -194,6 +209,11 @@ def judge(path, state, max_lag, require_semi_sync=False, source_is_primary=None)
             return 503, 'writable, but no semi-sync replica is connected: it cannot acknowledge a write'
         if semi_sync.get('active') is False:
             return 503, 'writable, but semi-sync has fallen back to asynchronous commits: its writes could be lost'
+        if elsewhere is not None:
+            other = elsewhere()
+            if other:
+                return 503, ('writable, but %s is the elected primary and no replica follows this node: a stale '
+                             'old primary' % other)
         return 200, 'writable primary with %d semi-sync replica(s) connected' % semi_sync['clients']
     if not state['read_only']:
         return 503, 'writable: not a replica'
@@ -263,6 +283,23 @@ class PrimaryProbe(object):
             entry[1], entry[2] = self.clock() + self.ttl, answer
             return answer
 
+    def state_of(self, host, port):
+        """The JSON answer of the node's GET / (None when it does not
+        answer), kept for ``ttl`` seconds like is_primary's."""
+        key = ('/', host, int(port))
+        with self._lock:
+            entry = self._entries.setdefault(key, [threading.Lock(), None, None])
+        with entry[0]:
+            if entry[1] is not None and self.clock() < entry[1]:
+                return entry[2]
+            try:
+                status, body = self.fetch(host, int(port), '/', self.timeout)
+                answer = json.loads(body) if status == 200 else None
+            except Exception:  # refused, timed out, not our endpoint
+                answer = None
+            entry[1], entry[2] = self.clock() + self.ttl, answer
+            return answer
+
     def _ask(self, host, port):
         try:
             status, body = self.fetch(host, port, '/primary', self.timeout)
@@ -275,6 +312,33 @@ class PrimaryProbe(object):
         except Exception:  # not our endpoint, or no reason given
             reason = 'no reason given'
         return False, 'answers /primary %s: %s' % (status, reason)
+
+
+def elected_elsewhere(config, probe, state):
+    """Whether another node is the elected primary and this writable one
+    is stale: a peer is a primary by its own reading (``local_primary`` of
+    its GET /) and this node has no semi-sync replica connected or no peer
+    replicates from it (its Master_Host is none of ``names``). The second
+    covers an old primary woken after a failover, whose count of semi-sync
+    replicas stays stale for a heartbeat or two. Returns the peer (host:port)
+    that is primary, or None."""
+    names = set(str(n) for n in config.get('names') or [])
+    other = None
+    followed = False
+    for peer in config.get('peers') or []:
+        host, port = parse_peer(peer, config['port'])
+        answer = probe.state_of(host, port)
+        if not answer:
+            continue
+        if answer.get('local_primary'):
+            other = other or '%s:%s' % (host, port)
+        replica = (answer.get('state') or {}).get('replica') or {}
+        if replica.get('source') in names and replica.get('io_running') == 'Yes':
+            followed = True
+    clients = ((state or {}).get('semi_sync') or {}).get('clients')
+    if other and (not clients or not followed):
+        return other
+    return None
 
 
 def _peer_ports(config):
@@ -358,17 +422,6 @@ class Guard(object):
                        connect_timeout=self.config['timeout'], read_timeout=self.config['timeout'] + 2,
                        autocommit=True)
 
-    def _other_primary(self):
-        for host, port in self.peers:
-            is_primary, _detail = self.probe.is_primary(host, port)
-            if is_primary:
-                return '%s:%s' % (host, port)
-        return None
-
-    @staticmethod
-    def _alone_and_writable(cur):
-        return not read_read_only(cur) and not read_semi_sync(cur)['clients']
-
     def check(self):
         """One round. Returns what it found or did, in words."""
         conn = self._connection()
@@ -376,18 +429,16 @@ class Guard(object):
             cur = conn.cursor()
             if read_read_only(cur):
                 return 'read-only'
-            if read_semi_sync(cur)['clients']:
-                return 'writable with semi-sync replicas'
-            peer = self._other_primary()
+            peer = elected_elsewhere(self.config, self.probe, {'semi_sync': read_semi_sync(cur)})
             if peer is None:
-                return 'writable without semi-sync replicas, no other primary'
+                return 'writable, no other primary (or replicas follow this one)'
             # Asking the peers took time: decide on a fresh reading.
-            if not self._alone_and_writable(cur):
+            if read_read_only(cur):
                 return 'changed while the peers were asked'
             fenced, killed, error = fence(cur)
             if fenced:
                 self.log('distweb-mysql-health guard: FENCED this node (read_only=1, %d client session(s) '
-                         'killed): it was writable with no semi-sync replica while %s answers /primary 200'
+                         'killed): it was writable while %s is the primary and no replica follows this node'
                          % (killed, peer))
                 return 'fenced'
             self.log('distweb-mysql-health guard: could not fence this node (%d client session(s) killed): %s'
@@ -427,8 +478,13 @@ def make_handler(config, connect=None, probe=None):
                 except Exception as exc:  # any failure to read means unhealthy
                     error = str(exc)
             code, reason = judge(path, state, config['max_lag'], config['require_semi_sync'],
-                                 source_is_primary)
+                                 source_is_primary, lambda: elected_elsewhere(config, probe, state))
             body = {'status': code, 'reason': reason, 'state': state}
+            if path == '/':
+                # this node's own verdict on /primary, without asking the
+                # peers (they ask this: no question goes round in circles)
+                body['local_primary'] = state is not None and judge(
+                    '/primary', state, config['max_lag'], config['require_semi_sync'])[0] == 200
             if error:
                 body['error'] = error
             data = (json.dumps(body, default=str) + '\n').encode('utf-8')

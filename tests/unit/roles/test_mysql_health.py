@@ -289,10 +289,19 @@ class FakeEndpoints:
         self.answers, self.calls = answers, []
 
     def fetch(self, host, port, path, timeout):
+        """An answer is the node's /primary status, or {"primary": status,
+        "source": host it replicates from (IO thread running)}."""
         self.calls.append((host, port, path, timeout))
         answer = self.answers.get((host, port), ConnectionRefusedError(111, "Connection refused"))
         if isinstance(answer, Exception):
             raise answer
+        source = None
+        if isinstance(answer, dict):
+            answer, source = answer["primary"], answer.get("source")
+        if path == "/":
+            replica = {"source": source, "io_running": "Yes", "sql_running": "Yes", "lag": 0} if source else None
+            return 200, json.dumps({"status": 200, "reason": "state", "local_primary": answer == 200,
+                                    "state": {"read_only": answer != 200, "replica": replica}}).encode()
         reason = "writable primary" if answer == 200 else "read-only: not the primary"
         return answer, json.dumps({"status": answer, "reason": reason}).encode()
 
@@ -392,7 +401,7 @@ def make_guard(server, answers, peers=None):
     peers = PEERS if peers is None else peers
     endpoints = FakeEndpoints(answers)
     lines = []
-    config = dict(health.DEFAULTS, require_semi_sync=True, guard=True, peers=peers)
+    config = dict(health.DEFAULTS, require_semi_sync=True, guard=True, peers=peers, names=["db1", "10.0.0.11"])
     guard = health.Guard(config, connect=server.connect, probe=health.PrimaryProbe(fetch=endpoints.fetch),
                          log=lines.append)
     return guard, endpoints, lines
@@ -419,7 +428,7 @@ def test_the_guard_fences_a_writable_node_without_replicas_when_another_is_prima
     first_kill = min(i for i, s in enumerate(server.statements) if s.startswith("KILL"))
     assert set_ro < first_kill
     assert lines == ["distweb-mysql-health guard: FENCED this node (read_only=1, 3 client session(s) killed): "
-                     "it was writable with no semi-sync replica while db3:9201 answers /primary 200"]
+                     "it was writable while db3:9201 is the primary and no replica follows this node"]
     assert writes_that_unfence_or_touch_semi_sync(server) == []
     # logs in as the guard account over the socket, without a password
     login = server.logins[0]
@@ -427,18 +436,60 @@ def test_the_guard_fences_a_writable_node_without_replicas_when_another_is_prima
     assert login["autocommit"] is True
 
 
-def test_the_guard_never_fences_a_node_with_a_semi_sync_replica():
+def test_the_guard_never_fences_a_node_its_replicas_follow():
+    # another node claims to be primary too, but a replica follows this one
     server = FakeServer(read_only=False, clients=1)
-    guard, endpoints, lines = make_guard(server, {("db2", 9201): 200, ("db3", 9201): 200})
-    assert guard.check() == "writable with semi-sync replicas"
+    guard, endpoints, lines = make_guard(server, {("db2", 9201): 200, ("db3", 9201): {"primary": 503, "source": "db1"}})
+    assert guard.check() == "writable, no other primary (or replicas follow this one)"
     assert server.read_only is False and server.killed == [] and lines == []
     assert not any(s.startswith(("SET", "KILL")) for s in server.statements)
+
+
+def test_a_woken_old_primary_is_fenced_although_its_replica_count_is_stale():
+    # paused through a failover: it still counts two semi-sync replicas,
+    # but they follow the new primary db2 now
+    server = FakeServer(read_only=False, clients=2)
+    guard, endpoints, lines = make_guard(server, {("db2", 9201): 200, ("db3", 9201): {"primary": 503, "source": "db2"}})
+    assert guard.check() == "fenced"
+    assert server.read_only is True
+    assert "db2:9201 is the primary" in lines[0]
+
+
+def test_a_node_without_semi_sync_replicas_is_fenced_even_if_a_replica_names_it():
+    # a replica points at it but is not connected as a semi-sync replica:
+    # it cannot acknowledge a write, and db3 is the primary
+    server = FakeServer(read_only=False, clients=0)
+    guard, endpoints, lines = make_guard(server, {("db2", 9201): {"primary": 503, "source": "db1"},
+                                                  ("db3", 9201): 200})
+    assert guard.check() == "fenced"
+
+
+def test_primary_answers_503_on_a_stale_old_primary_and_200_on_the_elected_one():
+    endpoints = FakeEndpoints({("db2", 9201): 200, ("db3", 9201): {"primary": 503, "source": "db2"}})
+    probe = health.PrimaryProbe(fetch=endpoints.fetch)
+    config = dict(health.DEFAULTS, require_semi_sync=True, peers=PEERS, names=["db1"])
+    state = {"read_only": False, "replica": None, "semi_sync": {"enabled": True, "clients": 2, "active": True}}
+    code, reason = health.judge("/primary", state, 30, True, None,
+                                lambda: health.elected_elsewhere(config, probe, state))
+    assert (code, reason) == (503, "writable, but db2:9201 is the elected primary and no replica follows this node: "
+                                   "a stale old primary")
+    # the same node once db3 follows it again: the elected primary
+    endpoints.answers[("db3", 9201)] = {"primary": 503, "source": "db1"}
+    probe = health.PrimaryProbe(fetch=endpoints.fetch)
+    code, reason = health.judge("/primary", state, 30, True, None,
+                                lambda: health.elected_elsewhere(config, probe, state))
+    assert code == 200, reason
+    # and without require_semi_sync the stale check applies too
+    endpoints.answers[("db3", 9201)] = {"primary": 503, "source": "db2"}
+    probe = health.PrimaryProbe(fetch=endpoints.fetch)
+    assert health.judge("/primary", state, 30, False, None,
+                        lambda: health.elected_elsewhere(config, probe, state))[0] == 503
 
 
 def test_the_guard_leaves_a_lone_primary_alone_while_no_other_node_is_primary():
     server = FakeServer(read_only=False, clients=0)
     guard, endpoints, lines = make_guard(server, {("db2", 9201): 503, ("db3", 9201): TimeoutError("timed out")})
-    assert guard.check() == "writable without semi-sync replicas, no other primary"
+    assert guard.check() == "writable, no other primary (or replicas follow this one)"
     assert server.read_only is False and server.killed == [] and lines == []
     assert [c[:2] for c in endpoints.calls] == [("db2", 9201), ("db3", 9201)]
 
@@ -466,15 +517,16 @@ def test_a_fenced_node_stays_fenced():
 
 def test_the_guard_decides_on_a_fresh_reading_after_asking_the_peers():
     server = FakeServer(read_only=False, clients=0)
-    guard, endpoints, lines = make_guard(server, {})
+    guard, endpoints, lines = make_guard(server, {("db2", 9201): 200})
+    fetch = guard.probe.fetch
 
-    def fetch(host, port, path, timeout):  # a replica connects while the peers are asked
-        server.set_clients(1)
-        return 200, b"{}"
+    def fenced_meanwhile(host, port, path, timeout):  # an operator fences it while the peers are asked
+        server.read_only = True
+        return fetch(host, port, path, timeout)
 
-    guard.probe.fetch = fetch
+    guard.probe.fetch = fenced_meanwhile
     assert guard.check() == "changed while the peers were asked"
-    assert server.read_only is False and server.killed == []
+    assert server.killed == [] and not any(s.startswith(("SET", "KILL")) for s in server.statements)
 
 
 def test_a_commit_waiting_for_an_acknowledgement_does_not_stop_the_fence():
@@ -594,10 +646,15 @@ def endpoint():
 def test_http_answers_follow_the_server(endpoint):
     state, get, _port = endpoint
     assert get("/primary")[0] == 200
+    # GET / gives the local verdict without asking other nodes
+    calls = len(state["endpoints"].calls)
+    code, body = get("/")
+    assert code == 200 and body["local_primary"] is True and len(state["endpoints"].calls) == calls
     state["server"].set_clients(0)  # the replicas left
     code, body = get("/primary")
     assert code == 503 and "no semi-sync replica is connected" in body["reason"]
     assert body["state"]["semi_sync"] == {"enabled": True, "clients": 0, "active": True}
+    assert get("/")[1]["local_primary"] is False
     state["server"] = FakeServer(read_only=True)  # fenced
     code, body = get("/primary")
     assert code == 503 and body["reason"] == "read-only: not the primary"
@@ -632,7 +689,7 @@ def render_config(host, hostvars, **overrides):
         "mysql_server_monitor_user": "monitor", "mysql_server_monitor_password": "secret",
         "mysql_server_health_bind_address": "0.0.0.0", "mysql_server_health_port": 9201,
         "mysql_server_health_max_lag": 30, "mysql_server_semi_sync": True, "mysql_server_lossless": True,
-        "_mysql_server_health_user": "distweb-health",
+        "_mysql_server_health_user": "distweb-health", "mysql_server_report_host": host,
     }
     variables.update(overrides)
     return json.loads(env.from_string(TEMPLATE.read_text()).render(variables))
@@ -651,6 +708,8 @@ def test_config_template_names_every_other_node_as_a_peer():
     assert config["peers"] == ["10.0.0.12:9301", "server3:9201", "[2001:db8::14]:9201"]
     assert config["require_semi_sync"] is True and config["guard"] is True
     assert config["guard_user"] == "distweb-health"
+    # what replicas call it (their Master_Host), each name once
+    assert render_config("server1", HOSTVARS, ansible_host="10.0.0.11")["names"] == ["server1", "10.0.0.11"]
     assert render_config("server3", HOSTVARS)["peers"] == [
         "10.0.0.11:9201", "10.0.0.12:9301", "[2001:db8::14]:9201"]
     # every value the endpoint reads is one it knows
