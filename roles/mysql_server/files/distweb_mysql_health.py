@@ -41,8 +41,9 @@ although its count of semi-sync replicas lags for a heartbeat or two: its
 
 The guard (a background thread, on when ``guard`` is true; by default when
 require_semi_sync is) checks every guard_interval seconds: when this node is
-writable and stale, it fences this node: SET GLOBAL read_only=1, then KILL every client session
-except system threads, replication (Binlog Dump) and its own. It writes one
+writable and stale, it fences this node: KILL every client session except system threads,
+replication (Binlog Dump) and its own, SET GLOBAL read_only=1, and KILL
+the client sessions again. It writes one
 line to stderr (the journal) when it fences. It never makes a node writable
 again and never touches the semi-sync settings (switching semi-sync off
 would release commits waiting for an acknowledgement as successful). This is
@@ -83,7 +84,7 @@ DEFAULTS = {
     'require_semi_sync': False,
     'guard': None,  # None: on when require_semi_sync is
     'guard_user': 'distweb-health',
-    'guard_interval': 0.5,
+    'guard_interval': 0.2,
     'peers': [],
     'names': [],
     'peer_timeout': 1.0,
@@ -381,13 +382,15 @@ def kill_clients(cur):
 
 
 def fence(cur, attempts=3):
-    """SET GLOBAL read_only=1, then kill the client sessions. A commit
-    waiting for a semi-sync acknowledgement holds the commit lock that
-    read_only waits for, for ever on a lossless node: the wait is bounded,
-    and after a failed attempt the sessions are killed (which ends their
-    wait, unacknowledged) before the next. Returns (fenced, killed, error)."""
+    """Kill the client sessions, SET GLOBAL read_only=1, kill them again.
+    A commit waiting for a semi-sync acknowledgement holds the commit lock
+    that read_only waits for, for ever on a lossless node: its session goes
+    first (which ends its wait, unacknowledged), so that read_only is set
+    at once; a commit that slips in between bounds the wait (1 s) and its
+    session is killed before the next attempt. Returns (fenced, killed,
+    error)."""
     cur.execute('SET SESSION lock_wait_timeout = 1')
-    killed, error = 0, None
+    killed, error = kill_clients(cur), None
     for _attempt in range(attempts):
         try:
             cur.execute('SET GLOBAL read_only = 1')
