@@ -715,6 +715,14 @@ def _plan_failover(states, plan, primary, preferred, allow_data_loss, settled):
                                'over (name it in primary to force a failover, or use distweb.infra.mysql_switchover)'
                                % (old_name, ', '.join(connected)))
             return plan
+        # alive and writable, only its replication is broken: a failover
+        # would throw away a working primary (and whatever it has that the
+        # replicas lack)
+        raise _Refused('the primary %s answers and is writable; only its replicas are not connected to it (IO '
+                       'threads: %s): repair replication (START SLAVE on them, see playbooks/status.yml) instead. '
+                       'Name it in primary to fail over all the same'
+                       % (old_name, ', '.join('%s %s' % (s['name'], s['io_thread'] or 'No') for s in replicas_of_old)
+                          or 'none replicates from it'))
     if not old['reachable']:
         plan['warnings'].append('the old primary %s is unreachable (%s) and cannot be fenced: make sure it cannot '
                                 'take writes (the nodes start read-only after a restart)'

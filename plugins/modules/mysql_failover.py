@@ -74,7 +74,10 @@ description:
   - Idempotent. When a node other than the old primary is already the
     writable primary and every reachable replica replicates from it, nothing
     is done (C(changed=false)). Without O(primary), a detected primary that is
-    reachable, writable and has connected replicas is not failed over either.
+    reachable, writable and has connected replicas is not failed over either;
+    one that is reachable and writable while none of its replicas is
+    connected (their IO threads stopped) is refused: its replication needs
+    repair, not a new primary.
   - The old primary, when fenced, stays read-only and is not made a replica;
     bring it back with M(distweb.infra.mysql_rejoin), which refuses it if it
     has GTIDs the new primary lacks.

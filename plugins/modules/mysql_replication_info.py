@@ -530,8 +530,8 @@ semi_sync:
       description:
         - Whether the settings make this node, as a primary, acknowledge a commit only once a replica has it and
           never fall back to asynchronous replication (C(AFTER_SYNC), waiting with no replica connected, a timeout
-          of C(4294967295) ms or more, the replica side enabled: the mysql_server role's C(mysql_server_lossless)).
-          Says nothing about whether the source side is on now.
+          of C(4294967295) ms or more, the replica side enabled; the mysql_server role's C(mysql_server_lossless)).
+        - Says nothing about whether the source side is on now.
       type: bool
       returned: always
     yes_tx:
