@@ -52,13 +52,13 @@ description:
   - An unreachable old primary cannot be asked, and a replica's
     C(Rpl_semi_sync_slave_status) stays ON while its IO thread retries, so it
     proves nothing. Then the module relies on the cluster's settings instead
-    (the nodes are set up alike): every reachable replica must be set up for
+    (the nodes are set up alike); every reachable replica must be set up for
     lossless semi-sync (C(AFTER_SYNC), waiting also with no replica, a timeout
     of C(4294967295) ms, that is never falling back to asynchronous
-    replication: the mysql_server role's C(mysql_server_lossless)). Such a
+    replication; the mysql_server role's C(mysql_server_lossless)). Such a
     primary acknowledges a commit only once a replica has it, so every
     acknowledged write is on some replica; hence every other node must be
-    reachable too: a replica that cannot be read may hold the last
+    reachable too, as a replica that cannot be read may hold the last
     acknowledged transaction, and the module refuses, naming it, unless
     O(allow_data_loss=true).
   - It also refuses, unless O(allow_data_loss=true), when the chosen replica
@@ -76,8 +76,8 @@ description:
     is done (C(changed=false)). Without O(primary), a detected primary that is
     reachable, writable and has connected replicas is not failed over either;
     one that is reachable and writable while none of its replicas is
-    connected (their IO threads stopped) is refused: its replication needs
-    repair, not a new primary.
+    connected (their IO threads stopped) is refused, as its replication
+    needs repair, not a new primary.
   - The old primary, when fenced, stays read-only and is not made a replica;
     bring it back with M(distweb.infra.mysql_rejoin), which refuses it if it
     has GTIDs the new primary lacks.
