@@ -1,6 +1,8 @@
-"""A dead primary costs seconds and no acknowledged write, on real servers.
+"""A dead primary costs seconds and no acknowledged write, on real servers,
+whatever the network does.
 
-In order: the primary's container is killed under a write load through the
+In order: a failover while only the control node has lost the primary is
+refused; the primary's container is killed under a write load through the
 load balancer and playbooks/failover.yml promotes a replica; every
 acknowledged write is on the new primary and the other replica and
 pt-table-checksum finds no difference; site.yml refuses to run against the
@@ -8,10 +10,16 @@ now wrong inventory, on every host; the killed node comes back read-only and
 playbooks/rejoin.yml makes it a replica that catches up; a switchover back to
 it loses nothing; site.yml then changes nothing; a failover with both
 replicas stopped is refused and changes nothing; check mode prints every
-step and changes nothing; a diverged node is refused and rebuilt; a primary
-cut off from its replicas falls back to asynchronous commits under the app's
-writes, and a failover is refused while it can be read, and must not lose
-its acknowledged writes once it is dead.
+step and changes nothing; a diverged node is refused and rebuilt.
+
+Then the network lies (issue 14), each case put back afterwards: a primary
+cut off from its replicas for 30 s under the app's writes never falls back
+to asynchronous commits and, once killed, is failed over without a missing
+write; a hung primary (docker pause) is failed over and, woken, fences
+itself at once and is shown as needing a rejoin; a failover with both IO
+threads stopped by hand is refused; a failover is refused while the most
+advanced replica cannot be read and, forced, says what is lost; 200 idle
+app connections leave the primary in every router.
 
 A sampler (labclient.SplitBrainSampler) watches every node's read_only, its
 health endpoint's /primary and every router's write backend ten times a
@@ -23,8 +31,11 @@ import re
 import time
 
 import pytest
+import yaml
 from labclient import (
     DB_NODES,
+    INVENTORY,
+    ROUTERS,
     SplitBrainSampler,
     WriteLoad,
     assert_stored_once,
@@ -32,14 +43,17 @@ from labclient import (
     docker,
     drop_traffic,
     heal,
+    lab_secret,
     missing_values,
     node_address,
     node_sql,
     playbook,
     replication_state,
     router_states,
+    run,
     slave_status,
     start_node,
+    stored_counts,
     table_checksum,
     wait_for,
     wait_for_gtid,
@@ -109,8 +123,7 @@ def control_node_address():
 
 
 # What moves with a write load by itself: positions, and the semi-sync
-# statuses (every node binlogs what it applies and is a semi-sync source
-# too, so a replica's source status goes OFF on its own under writes).
+# statuses (a replica's link goes ON and OFF as its IO thread reconnects).
 MOVING = ("@@gtid_binlog_pos", "@@gtid_slave_pos", "Rpl_semi_sync_master_status", "Rpl_semi_sync_slave_status")
 
 
@@ -402,84 +415,315 @@ def test_a_diverged_node_is_refused_and_rebuilt(switched_back):
     assert wait_for_gtid(node, position)
 
 
+# ---------------------------------------------------------------------------
+# The network lies (issue 14). Each case starts from server1 as the primary,
+# as the inventory says, and puts the lab back that way afterwards.
+# ---------------------------------------------------------------------------
+
+def inventory_naming(primary, tmp_path_factory):
+    """A copy of the scenario's inventory naming ``primary`` the primary
+    (db_primary) and the other nodes replicas: what an operator updates
+    after a failover, so that rebuild_replica.yml seeds from the live
+    primary."""
+    work = tmp_path_factory.mktemp("inventory")
+    for entry in INVENTORY.iterdir():
+        if entry.name == "hosts" or entry.is_dir():
+            continue
+        (work / entry.name).write_text(entry.read_text())
+    (work / "group_vars").symlink_to((INVENTORY / "group_vars").resolve())
+    hosts = yaml.safe_load((INVENTORY / "hosts").read_text())
+    groups = hosts["all"]["children"]["dbservers"]["children"]
+    groups["db_primary"]["hosts"] = {primary: None}
+    groups["db_replicas"]["hosts"] = {n: None for n in DB_NODES if n != primary}
+    (work / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    return work
+
+
+def bring_back(node, primary, tmp_path_factory):
+    """Make ``node`` (started, read-only or not) a replica of ``primary``:
+    rejoin.yml, or, when it refuses a diverged node, rebuild_replica.yml
+    against an inventory naming the live primary."""
+    result = playbook("playbooks/rejoin.yml", "-e", f"mysql_cluster_rejoin_node={node}")
+    if result.returncode != 0:
+        assert "rebuild_replica" in flat(result), output(result)
+        inventory = inventory_naming(primary, tmp_path_factory)
+        rebuilt = run("ansible-playbook", "-i", str(inventory), "playbooks/rebuild_replica.yml",
+                      "-e", f"rebuild_replica_host={node}")
+        assert rebuilt.returncode == 0, output(rebuilt)
+        result = playbook("playbooks/rejoin.yml", "-e", f"mysql_cluster_rejoin_node={node}")
+    assert result.returncode == 0, output(result)
+    position = node_sql(primary, "SELECT @@gtid_binlog_pos")[0][0]
+    assert wait_for_gtid(node, position), f"{node} did not catch up to {position}"
+
+
+def back_to_server1(tmp_path_factory, *detached):
+    """After a case: every node in ``detached`` (started if needed) made a
+    replica of the live primary, then the primary switched back to server1."""
+    primary = writable_nodes()
+    if len(primary) > 1:  # a woken old primary that did not fence itself
+        primary = [n for n in primary if n not in detached]
+    assert len(primary) == 1, f"writable: {primary}"
+    for node in detached:
+        if container_running(node) is False:
+            start_node(node)
+        bring_back(node, primary[0], tmp_path_factory)
+    if primary[0] != OLD_PRIMARY:
+        result = playbook("playbooks/switchover.yml", "-e", f"mysql_cluster_switchover_target={OLD_PRIMARY}")
+        assert result.returncode == 0, output(result)
+    assert writable_nodes() == [OLD_PRIMARY]
+    for name in REPLICAS:
+        wait_for(lambda n=name: slave_status(n).get("Slave_IO_Running") == "Yes", 60, what=f"{name} to replicate")
+
+
+def container_running(name):
+    found = docker("inspect", "-f", "{{.State.Running}}", container(name), check=False)
+    return found.stdout.strip() == "true" if found.returncode == 0 else None
+
+
+def semi_sync(name):
+    """(source side enabled, status, clients) of a node."""
+    enabled = node_sql(name, "SELECT @@global.rpl_semi_sync_master_enabled")[0][0] == "1"
+    status = dict(node_sql(name, "SHOW GLOBAL STATUS WHERE Variable_name IN "
+                                 "('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')"))
+    return enabled, status["Rpl_semi_sync_master_status"], int(status["Rpl_semi_sync_master_clients"])
+
+
+def routed_writes(name):
+    """The routers whose write backend has ``name`` UP."""
+    return sorted(r for r, backends in router_states().items()
+                  if backends["mysql_primary"].get(name, "").startswith("UP"))
+
+
 @pytest.fixture(scope="module")
-def fallen_back(switched_back):
-    """The primary cut off from its replicas (3306 dropped from their
-    addresses inside its container; the control node still reaches it),
-    under the app's writes: after the semi-sync timeout it commits
-    asynchronously (enabled ON, status OFF) and acknowledges writes that no
-    replica has. The load is stopped afterwards, the cut is left in place."""
+def cut_then_killed(switched_back, sampler, tmp_path_factory):
+    """Under the app's writes the primary is cut off from both replicas
+    (their packets to 3306 dropped inside its container; the control node
+    still reaches it) for 30 s, then its container is killed and
+    failover.yml runs. The lab is put back afterwards."""
+    assert writable_nodes() == [OLD_PRIMARY]
     with WriteLoad() as load:
-        wait_for(lambda: len(load.acknowledged) >= 10, 60, what="the write load to flow")
-        wait_for(lambda: semi_sync_status(OLD_PRIMARY) == "ON", 60, what="semi-sync to be active on the primary")
+        wait_for(lambda: len(load.acknowledged) >= 20, 60, what="the write load to flow")
         drop_traffic(OLD_PRIMARY, [node_address(n) for n in REPLICAS], [3306])
         cut = time.monotonic()
-        wait_for(lambda: semi_sync_status(OLD_PRIMARY) == "OFF", 90, interval=1,
-                 what="the primary to fall back to asynchronous replication")
-        fell_back = time.monotonic()
-        acknowledged = len(load.acknowledged)
-        wait_for(lambda: len(load.acknowledged) >= acknowledged + 5, 120,
-                 what="writes acknowledged after the fall back")
-    enabled = node_sql(OLD_PRIMARY, "SELECT @@global.rpl_semi_sync_master_enabled")[0][0]
-    return {"load": load, "cut": cut, "fell_back": fell_back, "enabled": enabled}
+        time.sleep(30)
+        during = {"semi_sync": semi_sync(OLD_PRIMARY), "read_only": node_sql(OLD_PRIMARY, "SELECT @@read_only")}
+        docker("kill", container(OLD_PRIMARY))
+        killed = time.monotonic()
+        result = playbook("playbooks/failover.yml")
+        finished = time.monotonic()
+        back = load.wait_for_success_after(finished, timeout=60)
+        time.sleep(2)
+    new = [n for n in writable_nodes() if n != OLD_PRIMARY]
+    found = {"load": load, "cut": cut, "killed": killed, "finished": finished, "back": back, "result": result,
+             "during": during, "new": new[0] if len(new) == 1 else None}
+    found["stored"] = {n: stored_counts(n, [v for dummy, v in load.acknowledged]) for n in REPLICAS}
+    yield found
+    back_to_server1(tmp_path_factory, OLD_PRIMARY)
 
 
-def test_a_primary_cut_from_its_replicas_falls_back_under_app_writes(fallen_back):
-    # a real fall back: semi-sync is still enabled, its status is OFF, and
-    # the primary acknowledged writes that no replica received
-    assert fallen_back["enabled"] == "1"
-    assert semi_sync_status(OLD_PRIMARY) == "OFF"
-    values = [v for dummy, v in fallen_back["load"].acknowledged]
-    only_on_primary = set(missing_values(REPLICAS[0], values)) & set(missing_values(REPLICAS[1], values))
-    assert only_on_primary, "no acknowledged write exists on the primary only"
-    assert missing_values(OLD_PRIMARY, values) == []
+def test_a_primary_cut_from_its_replicas_never_falls_back_to_async(cut_then_killed):
+    enabled, status, dummy = cut_then_killed["during"]["semi_sync"]
+    # still semi-sync after 30 s without an acknowledgement: commits wait
+    assert (enabled, status) == (True, "ON"), cut_then_killed["during"]
+    # so no write was acknowledged after the cut (a request sent before it
+    # may still have been answered: allow the load's 5 s timeout)
+    late = [t for t, ok in cut_then_killed["load"].attempts if ok and t > cut_then_killed["cut"] + 5]
+    assert late == [] or min(late) > cut_then_killed["killed"], "writes acknowledged while cut off"
 
 
-def test_failover_after_a_fall_back_is_refused_while_the_primary_answers(fallen_back):
-    before = everything()
-    result = playbook("playbooks/failover.yml", "-e", f"mysql_cluster_failover_primary={OLD_PRIMARY}")
-    assert result.returncode != 0
-    out = flat(result)
-    assert "Refusing to fail over" in out, out
-    # the fall back itself is named, not the "not enabled" refusal
-    assert f"semi-sync replication on the old primary {OLD_PRIMARY} fell back to asynchronous replication" in out, out
-    assert "not enabled" not in out, out
-    assert "Set allow_data_loss to fail over all the same" in out, out
-    # refused on the positions read before fencing: nothing fenced, no IO
-    # thread stopped
-    assert "Nothing was changed" in out, out
-    assert "Put back" not in out, out
-    assert writable_nodes() == [OLD_PRIMARY]
-    # The replicas' IO threads keep retrying the unreachable primary on
-    # their own (Connecting, connect errors); everything else is as it was.
-    assert changes(before, everything(), ignore=("Slave_IO_Running", "Last_IO_Errno", "Last_IO_Error")) == []
-    assert all(replication_state(n)["Slave_IO_Running"] in ("Yes", "Connecting") for n in REPLICAS)
+def test_after_the_cut_primary_died_no_acknowledged_write_is_missing(cut_then_killed, sampler):
+    result = cut_then_killed["result"]
+    assert result.returncode == 0, output(result)
+    new = cut_then_killed["new"]
+    assert new in REPLICAS, writable_nodes()
+    other = [n for n in REPLICAS if n != new][0]
+    assert wait_for_gtid(other, node_sql(new, "SELECT @@gtid_binlog_pos")[0][0])
+    for name in (new, other):
+        assert_stored_once(name, cut_then_killed["load"])
+    sampler.assert_covered(cut_then_killed["killed"], cut_then_killed["back"] or cut_then_killed["finished"],
+                           live=REPLICAS, what="the failover after the cut")
 
 
 @pytest.fixture(scope="module")
-def killed_after_fall_back(fallen_back):
-    """The fallen-back primary is killed, then failover.yml runs."""
-    docker("kill", container(OLD_PRIMARY))
-    result = playbook("playbooks/failover.yml")
+def paused(cut_then_killed, sampler, tmp_path_factory):
+    """The primary hangs (docker pause) under the app's writes; failover.yml
+    runs; then the old primary wakes up (docker unpause) while the writes
+    go on."""
+    assert writable_nodes() == [OLD_PRIMARY]
+    with WriteLoad() as load:
+        wait_for(lambda: len(load.acknowledged) >= 20, 60, what="the write load to flow")
+        docker("pause", container(OLD_PRIMARY))
+        try:
+            hung = time.monotonic()
+            result = playbook("playbooks/failover.yml")
+            finished = time.monotonic()
+        finally:
+            docker("unpause", container(OLD_PRIMARY))
+        woke = time.monotonic()
+        wait_for(lambda: node_sql(OLD_PRIMARY, "SELECT @@read_only")[0][0] == "1", 30,
+                 what="the woken old primary to fence itself")
+        fenced = time.monotonic()
+        acknowledged = len(load.acknowledged)
+        wait_for(lambda: len(load.acknowledged) >= acknowledged + 20, 60, what="writes after the wake")
     new = [n for n in writable_nodes() if n != OLD_PRIMARY]
-    values = [v for dummy, v in fallen_back["load"].acknowledged]
-    lost = {n: missing_values(n, values) for n in new}
-    heal(OLD_PRIMARY)
-    return {"result": result, "new": new, "lost": lost}
+    status = playbook("playbooks/status.yml")
+    yield {"load": load, "hung": hung, "finished": finished, "woke": woke, "fenced": fenced, "result": result,
+           "status": status, "new": new[0] if len(new) == 1 else None}
+    back_to_server1(tmp_path_factory, OLD_PRIMARY)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 14: a dead primary's fall back to async is inferred from the replicas' "
-                          "Rpl_semi_sync_slave_status, which stays ON while their IO threads retry; the "
-                          "failover promotes a replica that lacks the writes acknowledged asynchronously")
-def test_a_dead_fallen_back_primary_loses_no_acknowledged_write(killed_after_fall_back):
-    # Either the failover refuses and says why, or the promoted node has
-    # every write the dead primary acknowledged.
-    result = killed_after_fall_back["result"]
-    if result.returncode != 0:
-        assert "Refusing to fail over" in flat(result), output(result)
-        assert killed_after_fall_back["new"] == [], "a refused failover promoted a node"
-    else:
-        assert len(killed_after_fall_back["new"]) == 1, killed_after_fall_back["new"]
-        assert killed_after_fall_back["lost"] == {killed_after_fall_back["new"][0]: []}, \
-            f"acknowledged writes lost: {killed_after_fall_back['lost']}"
+def test_a_hung_primary_is_failed_over(paused, sampler):
+    assert paused["result"].returncode == 0, output(paused["result"])
+    assert paused["new"] in REPLICAS, writable_nodes()
+    # the routers it could reach took the old primary out before the
+    # promotion (its own, in the paused container, could not be reached)
+    out = flat(paused["result"])
+    assert re.search(rf"Fenced {OLD_PRIMARY} \(maint, sessions shut down\) at the database routers of: "
+                     r"(server[23], )?server[23]", out), output(paused["result"])
+    assert out.index("Fenced server1") < out.index("Promoted "), output(paused["result"])
+    sampler.assert_covered(paused["hung"], paused["finished"], live=REPLICAS, what="the failover of a hung primary")
+
+
+def test_the_woken_old_primary_fenced_itself_and_lost_nothing(paused, sampler):
+    new = paused["new"]
+    # at most one node acknowledged writes at any moment, the wake included
+    window = sampler.between(paused["woke"] - 1, paused["fenced"] + 3)
+    assert window, "no sampler round around the wake"
+    assert sampler.split_brain_rounds(window) == []
+    # every acknowledged write is on the new primary and the other replica,
+    # once; none of them exists on the woken node only
+    other = [n for n in REPLICAS if n != new][0]
+    assert wait_for_gtid(other, node_sql(new, "SELECT @@gtid_binlog_pos")[0][0])
+    for name in (new, other):
+        assert_stored_once(name, paused["load"])
+    assert routed_writes(OLD_PRIMARY) == []
+
+
+def test_status_shows_the_woken_node_needs_a_rejoin(paused):
+    status = paused["status"]
+    assert status.returncode == 0, output(status)
+    table = flat(status)
+    assert f"{OLD_PRIMARY}: read-only and replicating from nothing" in table \
+        or f"{OLD_PRIMARY}: writable, but no replica follows it" in table, table
+    assert "needs rejoin or rebuild" in table, table
+    assert f"primary: {paused['new']}" in table, table
+    assert "SPLIT BRAIN" not in table, table
+
+
+def test_failover_with_both_io_threads_stopped_by_hand_is_refused(paused, sampler):
+    assert writable_nodes() == [OLD_PRIMARY]
+    before = everything()
+    with WriteLoad() as load:
+        wait_for(lambda: len(load.acknowledged) >= 10, 60, what="the write load to flow")
+        for name in REPLICAS:
+            node_sql(name, "STOP SLAVE IO_THREAD")
+        try:
+            result = playbook("playbooks/failover.yml")
+            assert writable_nodes() == [OLD_PRIMARY]
+        finally:
+            for name in REPLICAS:
+                node_sql(name, "START SLAVE IO_THREAD")
+        acknowledged = len(load.acknowledged)
+        wait_for(lambda: len(load.acknowledged) >= acknowledged + 10, 60, what="writes after the restart")
+    assert result.returncode != 0, output(result)
+    out = flat(result)
+    assert "Refusing to fail over: the primary server1 answers and is writable" in out, out
+    assert "Nothing was changed" in out, out
+    assert changes(before, everything(), ignore=MOVING) == []
+    position = node_sql(OLD_PRIMARY, "SELECT @@gtid_binlog_pos")[0][0]
+    for name in DB_NODES:
+        if name != OLD_PRIMARY:
+            assert wait_for_gtid(name, position), name
+        assert_stored_once(name, load)
+
+
+@pytest.fixture(scope="module")
+def most_advanced_unreachable(paused, sampler, tmp_path_factory):
+    """server2 stops receiving (its IO thread stopped by hand), so server3
+    alone acknowledges the primary's commits and holds writes server2
+    lacks; then server3 is cut off from the control node (3306 dropped
+    inside it), the primary is killed and failover.yml runs: first as an
+    operator would, then with allow_data_loss."""
+    assert writable_nodes() == [OLD_PRIMARY]
+    ahead, behind = "server3", "server2"
+    with WriteLoad() as load:
+        wait_for(lambda: len(load.acknowledged) >= 10, 60, what="the write load to flow")
+        node_sql(behind, "STOP SLAVE IO_THREAD")
+        acknowledged = len(load.acknowledged)
+        wait_for(lambda: len(load.acknowledged) >= acknowledged + 20, 60, what="writes acknowledged by server3 alone")
+    drop_traffic(ahead, [control_node_address()], [3306, 9201])
+    docker("kill", container(OLD_PRIMARY))
+    before = everything_reachable([behind])
+    refused = playbook("playbooks/failover.yml")
+    after_refusal = everything_reachable([behind])
+    forced = playbook("playbooks/failover.yml", "-e", "mysql_cluster_allow_data_loss=true")
+    heal(ahead)
+    values = [v for dummy, v in load.acknowledged]
+    found = {"load": load, "refused": refused, "forced": forced, "before": before, "after_refusal": after_refusal,
+             "ahead": ahead, "behind": behind, "missing": {n: missing_values(n, values) for n in (ahead, behind)}}
+    yield found
+    back_to_server1(tmp_path_factory, ahead, OLD_PRIMARY)
+
+
+def everything_reachable(names):
+    return {n: replication_state(n) for n in names}
+
+
+def test_failover_refuses_while_the_most_advanced_replica_is_unreachable(most_advanced_unreachable):
+    case = most_advanced_unreachable
+    assert case["refused"].returncode != 0, output(case["refused"])
+    out = flat(case["refused"])
+    assert "Refusing to fail over" in out, out
+    assert f"neither can {case['ahead']}, which may hold the last acknowledged commit" in out, out
+    assert "allow_data_loss" in out and "Nothing was changed" in out, out
+    assert case["after_refusal"] == case["before"]
+    # the writes server2 lacks are all on server3: nothing was lost
+    assert case["missing"][case["behind"]], "server2 lacks no write: the case proves nothing"
+    assert case["missing"][case["ahead"]] == []
+
+
+def test_with_the_override_it_promotes_and_names_what_is_lost(most_advanced_unreachable):
+    case = most_advanced_unreachable
+    assert case["forced"].returncode == 0, output(case["forced"])
+    out = flat(case["forced"])
+    assert f"Promoted {case['behind']}" in out, out
+    assert f"acknowledged commits that only {case['ahead']} received are lost" in out, out
+    assert writable_nodes() == [case["behind"]]
+
+
+IDLE_CONNECTIONS = r"""
+import sys, time, pymysql
+conns = []
+for n in range(200):
+    conns.append(pymysql.connect(host="127.0.0.1", port=6446, user="foobar", password=sys.argv[1],
+                                 database="foobar", connect_timeout=5))
+print(len(conns), flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def app_connections(name):
+    return int(node_sql(name, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'foobar'")[0][0])
+
+
+def test_200_idle_connections_keep_the_primary_routed(most_advanced_unreachable):
+    # an app server's pool opens 200 connections to the primary through its
+    # router and leaves them idle: the primary keeps its health checks (and
+    # so its place in every router) and takes writes
+    assert writable_nodes() == [OLD_PRIMARY]
+    holder = "server2"
+    docker("exec", "-d", container(holder), "sh", "-c",
+           f"python3 -c '{IDLE_CONNECTIONS}' '{lab_secret('mysql_app')}' 20 > /tmp/idle.out 2>&1")
+    opened = time.monotonic()
+    wait_for(lambda: app_connections(OLD_PRIMARY) >= 200, 15, what="200 idle app connections on the primary")
+    time.sleep(2)  # several health checks of every router
+    routed = routed_writes(OLD_PRIMARY)
+    with WriteLoad(max_seconds=10) as load:
+        wait_for(lambda: len(load.acknowledged) >= 10, 10, what="writes with 200 idle connections open")
+    assert time.monotonic() - opened < 20, "the idle connections closed before the checks ended"
+    assert routed == list(ROUTERS)
+    position = node_sql(OLD_PRIMARY, "SELECT @@gtid_binlog_pos")[0][0]
+    for name in DB_NODES:
+        if name != OLD_PRIMARY:
+            assert wait_for_gtid(name, position)
+        assert_stored_once(name, load)
