@@ -675,3 +675,73 @@ def test_wait_zero_timeout_polls_once(status_rows, fake_clock):
     ok, dummy, message = m.wait_for_replica(server, 0)
     assert not ok and server.polls == 1
     assert 'IO thread: Connecting' in message
+
+
+# ---------------------------------------------------------------------------
+# The semi-sync source side follows the primary role
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('version, name', [
+    ('10.11.6-MariaDB', 'rpl_semi_sync_master_enabled'),
+    ('11.8.2-MariaDB', 'rpl_semi_sync_master_enabled'),
+    ('8.0.36', 'rpl_semi_sync_source_enabled'),
+    ('8.4.3', 'rpl_semi_sync_source_enabled'),
+])
+def test_set_semi_sync_source(version, name):
+    dialect = m.dialect_for_version(version)
+    assert dialect.set_semi_sync_source(True).sql == 'SET GLOBAL %s = ON' % name
+    assert dialect.set_semi_sync_source(False).sql == 'SET GLOBAL %s = OFF' % name
+
+
+SEMI_MEMBER = dict(available=True, replica_enabled=True, source_enabled=False)
+
+
+@pytest.mark.parametrize('semi, member', [
+    (None, False), ({}, False),
+    (SEMI_MEMBER, True),
+    (dict(SEMI_MEMBER, source_enabled=True), True),
+    (dict(SEMI_MEMBER, replica_enabled=False), False),
+    (dict(SEMI_MEMBER, available=False), False),
+])
+def test_semi_sync_member(semi, member):
+    assert m.semi_sync_member(semi) is member
+
+
+class _Node(object):
+    def __init__(self, version='10.11.6-MariaDB'):
+        self.name = 'server2'
+        self.dialect = m.dialect_for_version(version)
+
+
+class _Module(object):
+    params = {}
+
+
+@pytest.mark.parametrize('semi, switched', [
+    (SEMI_MEMBER, True),
+    (dict(SEMI_MEMBER, source_enabled=True), False),  # on already
+    (dict(SEMI_MEMBER, replica_enabled=False), False),  # not set up for semi-sync
+    (None, False),  # unknown
+])
+def test_promote_statements(semi, switched):
+    ops = m.ClusterOperations(_Module())
+    sql = [s.sql for s in ops.promote_statements(_Node(), semi)]
+    expected = ['STOP SLAVE', 'RESET SLAVE ALL'] + (['SET GLOBAL rpl_semi_sync_master_enabled = ON'] if switched
+                                                    else []) + ['SET GLOBAL read_only = 0']
+    assert sql == expected
+    sql = [s.sql for s in ops.promote_statements(_Node('8.0.36'), semi)]
+    # on before the node takes a write
+    assert sql[-2:] == ['SET GLOBAL super_read_only = 0', 'SET GLOBAL read_only = 0']
+    assert ('SET GLOBAL rpl_semi_sync_source_enabled = ON' in sql) is switched
+
+
+@pytest.mark.parametrize('semi, retired', [
+    (dict(SEMI_MEMBER, source_enabled=True), True),
+    (dict(SEMI_MEMBER, source_enabled=True, replica_enabled=False), True),  # on, whatever else
+    (SEMI_MEMBER, False),
+    (None, False),
+])
+def test_retire_source_statements(semi, retired):
+    ops = m.ClusterOperations(_Module())
+    sql = [s.sql for s in ops.retire_source_statements(_Node(), semi)]
+    assert sql == (['SET GLOBAL rpl_semi_sync_master_enabled = OFF'] if retired else [])

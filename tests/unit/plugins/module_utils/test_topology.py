@@ -14,10 +14,13 @@ U2 = '4f22ab58-82db-22f2-8f44-d91bb853a673'
 U3 = '5a33bc69-93ec-33a3-9a55-ea2cc964b784'
 UUIDS = {'server1': U1, 'server2': U2, 'server3': U3}
 
-SEMI_ON = dict(available=True, source_enabled=True, source_status=True, replica_enabled=True, replica_status=False,
-               wait_point='AFTER_SYNC', yes_tx=100, no_tx=0)
-SEMI_REPLICA = dict(available=True, source_enabled=True, source_status=False, replica_enabled=True,
-                    replica_status=True, wait_point='AFTER_SYNC', yes_tx=0, no_tx=0)
+# the settings the mysql_server role writes with mysql_server_lossless
+LOSSLESS = dict(available=True, replica_enabled=True, wait_point='AFTER_SYNC', wait_no_replica=True,
+                timeout_ms=topology.LOSSLESS_TIMEOUT_MS)
+# the primary: its source side switched on
+SEMI_ON = dict(LOSSLESS, source_enabled=True, source_status=True, replica_status=False, yes_tx=100, no_tx=0)
+# a replica: its source side off, a semi-sync replica of its primary
+SEMI_REPLICA = dict(LOSSLESS, source_enabled=False, source_status=False, replica_status=True, yes_tx=0, no_tx=0)
 
 
 # ---------------------------------------------------------------------------
@@ -156,7 +159,7 @@ def test_most_advanced_replica_is_chosen_mariadb():
     assert plan['wait_position'] == '0-1-102'
     assert plan['lost_gtids'] == ''
     assert plan['stop_io'] == ['server2', 'server3']
-    assert plan['semi_sync']['active'] and plan['semi_sync']['source'] == 'replicas'
+    assert plan['semi_sync']['active'] and plan['semi_sync']['source'] == 'settings'
     assert any('cannot be fenced' in w for w in plan['warnings'])
 
 
@@ -226,7 +229,9 @@ def test_unreachable_and_broken_replicas_are_excluded():
         maria_replica('server4', '0-1-100', sql_running=False),
         maria_replica('server5', '0-1-100', source='server9', source_server_id=9),
     )
-    plan = failover(topology.plan_failover(nodes), 'server2')
+    # server3 cannot be read: it may hold the last acknowledged commit
+    refused(topology.plan_failover(nodes), 'neither can server3', 'allow_data_loss')
+    plan = failover(topology.plan_failover(nodes, allow_data_loss=True), 'server2')
     reasons = dict((e['name'], e['reason']) for e in plan['excluded'])
     assert reasons['server3'] == 'unreachable: timed out'
     assert reasons['server4'] == 'its SQL thread is not running'
@@ -371,13 +376,24 @@ def test_semi_sync_fallen_back_is_refused():
 
 
 def test_semi_sync_no_tx_grew_is_refused():
-    before = dict(SEMI_ON, no_tx=3)
-    after = dict(SEMI_ON, no_tx=5)
+    # availability first: a source that falls back after 10 s counts in
+    # no_tx the commits it acknowledged without a replica
+    before = dict(SEMI_ON, no_tx=3, timeout_ms=10000)
+    after = dict(SEMI_ON, no_tx=5, timeout_ms=10000)
     nodes = [fenced_primary(before, after), maria_replica('server2', '0-1-100')]
     refused(topology.plan_failover(nodes, primary='server1'), 'acknowledged 2 commit(s) without a replica',
             'no_tx 3 -> 5')
-    nodes = [fenced_primary(before, dict(SEMI_ON, no_tx=3)), maria_replica('server2', '0-1-100')]
+    nodes = [fenced_primary(before, dict(after, no_tx=3)), maria_replica('server2', '0-1-100')]
     failover(topology.plan_failover(nodes, primary='server1'), 'server2')
+
+
+def test_semi_sync_no_tx_of_killed_waiting_sessions_on_a_lossless_primary_is_no_loss():
+    # a lossless source acknowledges nothing without a replica: its no_tx
+    # grows when the fence kills sessions waiting for an acknowledgement,
+    # whose clients got an error
+    nodes = [fenced_primary(dict(SEMI_ON, no_tx=3), dict(SEMI_ON, no_tx=5)), maria_replica('server2', '0-1-100')]
+    plan = failover(topology.plan_failover(nodes, primary='server1'), 'server2')
+    assert plan['semi_sync']['active'] and plan['semi_sync']['source'] == 'old primary'
 
 
 def test_semi_sync_after_commit_is_refused():
@@ -385,20 +401,136 @@ def test_semi_sync_after_commit_is_refused():
     refused(topology.plan_failover(nodes, primary='server1'), 'AFTER_COMMIT')
 
 
-def test_semi_sync_unknown_for_unreachable_primary_without_semi_sync_replicas():
-    semi = dict(SEMI_REPLICA, replica_status=False)
-    nodes = dead_primary_maria(maria_replica('server2', '0-1-100', semi=semi),
-                               maria_replica('server3', '0-1-100', semi=semi))
-    refused(topology.plan_failover(nodes), 'no reachable replica was a semi-sync replica')
-    failover(topology.plan_failover(nodes, allow_data_loss=True), 'server2', ['server3'])
+def test_semi_sync_unreachable_primary_of_a_lossless_cluster_all_others_read():
+    nodes = dead_primary_maria(maria_replica('server2', '0-1-100'), maria_replica('server3', '0-1-100'))
+    plan = failover(topology.plan_failover(nodes), 'server2', ['server3'])
+    assert plan['semi_sync'] == dict(
+        active=True, source='settings', unverified=[],
+        reason='server1 cannot be read; the cluster is set up for lossless semi-sync (never falls back to '
+               'asynchronous replication) and every other node was read, so each acknowledged commit is on one of '
+               'server2, server3')
+    assert plan['lost_gtids'] == ''
+    assert not any('allow_data_loss' in w for w in plan['warnings'])
 
 
-def test_semi_sync_replica_evidence_read_before_the_io_thread_stopped():
+def test_semi_sync_replicas_status_is_no_evidence_either_way():
+    # Rpl_semi_sync_slave_status OFF (the IO thread stopped before the read)
+    # does not stop a lossless cluster's failover...
     off = dict(SEMI_REPLICA, replica_status=False)
-    nodes = dead_primary_maria(maria_replica('server2', '0-1-100', semi=off, semi_sync_before=dict(SEMI_REPLICA)))
+    nodes = dead_primary_maria(maria_replica('server2', '0-1-100', semi=off, semi_sync_before=off))
+    failover(topology.plan_failover(nodes), 'server2')
+    # ...and ON does not make an availability-first one proceed
+    on = dict(SEMI_REPLICA, replica_status=True, timeout_ms=10000)
+    nodes = dead_primary_maria(maria_replica('server2', '0-1-100', semi=on, semi_sync_before=on),
+                               maria_replica('server3', '0-1-100', semi=on, semi_sync_before=on))
+    plan = refused(topology.plan_failover(nodes), 'server1 cannot be read and the cluster is not set up for lossless '
+                                                   'semi-sync', 'server2 (falls back to asynchronous replication '
+                                                   'after 10000 ms)', 'allow_data_loss')
+    assert plan['semi_sync']['active'] is False and plan['semi_sync']['source'] == 'settings'
+
+
+@pytest.mark.parametrize('change, words', [
+    (dict(timeout_ms=10000), 'falls back to asynchronous replication after 10000 ms'),
+    (dict(timeout_ms=topology.LOSSLESS_TIMEOUT_MS - 1), 'falls back to asynchronous replication after 4294967294 ms'),
+    (dict(wait_no_replica=False), 'does not wait with no replica connected'),
+    (dict(wait_point='AFTER_COMMIT'), 'wait point AFTER_COMMIT'),
+    (dict(replica_enabled=False), 'not a semi-sync replica'),
+    (dict(available=False), 'semi-sync not available'),
+])
+def test_semi_sync_unreachable_primary_of_a_cluster_that_is_not_lossless_is_refused(change, words):
+    # one replica is enough: the settings stand for the old primary's
+    semi = dict(SEMI_REPLICA, **change)
+    nodes = dead_primary_maria(maria_replica('server2', '0-1-100'), maria_replica('server3', '0-1-100', semi=semi))
+    plan = refused(topology.plan_failover(nodes), 'not set up for lossless semi-sync', 'server3 (%s)' % words,
+                   'allow_data_loss')
+    assert 'server2 (' not in plan['reason']
+    plan = failover(topology.plan_failover(nodes, allow_data_loss=True), 'server2', ['server3'])
+    assert not plan['semi_sync']['active']
+    assert any('going on because allow_data_loss is set' in w for w in plan['warnings'])
+
+
+def test_semi_sync_unreachable_primary_and_an_unreachable_replica_is_refused():
+    # a lossless primary acknowledges a commit once one replica has it: the
+    # one that cannot be read may be the only one with the last of them
+    nodes = dead_primary_maria(maria_replica('server2', '0-1-100'),
+                               topology.node_state(name='server3', host='server3', reachable=False, error='timed out'),
+                               maria_replica('server4', '0-1-100'))
+    plan = refused(topology.plan_failover(nodes), 'server1 cannot be read, and neither can server3',
+                   'may hold the last acknowledged commit', 'Bring it back first', 'allow_data_loss')
+    assert plan['semi_sync']['unverified'] == ['server3'] and plan['semi_sync']['active'] is False
+    assert plan['lost_gtids'] == ''
+    # with allow_data_loss it goes on and says what may be lost
+    plan = failover(topology.plan_failover(nodes, allow_data_loss=True), 'server2', ['server4'])
+    assert plan['semi_sync']['unverified'] == ['server3']
+    warning = [w for w in plan['warnings'] if 'allow_data_loss' in w]
+    assert len(warning) == 1
+    assert 'acknowledged commits that only server3 received are lost' in warning[0]
+    assert 'a rejoin of it names them as extra GTIDs' in warning[0]
+
+
+def test_semi_sync_unreachable_primary_and_replicas_names_them_all():
+    nodes = dead_primary_maria(maria_replica('server2', '0-1-100'),
+                               topology.node_state(name='server3', host='server3', reachable=False),
+                               topology.node_state(name='server4', host='server4', reachable=False))
+    plan = refused(topology.plan_failover(nodes), 'neither can server3, server4', 'Bring them back first')
+    assert plan['semi_sync']['unverified'] == ['server3', 'server4']
+    plan = failover(topology.plan_failover(nodes, allow_data_loss=True), 'server2')
+    assert any('only server3, server4 received are lost (a rejoin of them' in w for w in plan['warnings'])
+
+
+def test_semi_sync_a_lossless_verdict_needs_a_replica_of_the_old_primary():
+    nodes = dead_primary_maria(maria_replica('server2', '0-1-100', source='server9', source_server_id=9))
+    plan = topology.plan_failover(nodes, primary='server1')
+    assert plan['action'] == topology.REFUSE
+    assert topology.semi_sync_verdict(nodes[0], []) == dict(
+        active=False, source='settings', unverified=[],
+        reason='server1 cannot be read and no reachable replica replicated from it')
+
+
+def test_semi_sync_settings_of_a_node_outside_the_old_primary_s_tree_say_nothing_of_it():
+    # server5 replicates from a node outside the cluster, asynchronously
+    outside = dict(SEMI_REPLICA, timeout_ms=10000, wait_no_replica=False)
+    nodes = dead_primary_maria(maria_replica('server2', '0-1-100'),
+                               maria_replica('server5', '0-1-100', source='server9', source_server_id=9, semi=outside))
     plan = failover(topology.plan_failover(nodes), 'server2')
-    assert plan['semi_sync'] == dict(active=True, source='replicas',
-                                     reason='server1 cannot be read; server2 were semi-sync replicas of it')
+    assert plan['semi_sync']['active'] is True
+    assert [e['name'] for e in plan['excluded']] == ['server5']
+
+
+def test_semi_sync_verdict_of_an_unreachable_primary_reads_nothing_of_its_replicas_status():
+    old = maria_primary(reachable=False)
+    lossless = maria_replica('server2', '0-1-100', semi=dict(SEMI_REPLICA, replica_status=False))
+    assert topology.semi_sync_verdict(old, [lossless])['active'] is True
+    fallen = maria_replica('server2', '0-1-100', semi=dict(SEMI_REPLICA, replica_status=True, timeout_ms=10000))
+    assert topology.semi_sync_verdict(old, [fallen])['active'] is False
+    assert topology.semi_sync_verdict(old, [lossless], unreachable=['server3'])['active'] is False
+
+
+# ---------------------------------------------------------------------------
+# lossless_settings
+# ---------------------------------------------------------------------------
+
+def test_lossless_settings_needs_all_four():
+    assert topology.lossless_settings(dict(LOSSLESS)) is True
+    assert topology.lossless_settings(dict(SEMI_ON)) is True and topology.lossless_settings(dict(SEMI_REPLICA))
+    # a larger timeout is no less lossless
+    assert topology.lossless_settings(dict(LOSSLESS, timeout_ms=2 ** 64 - 1)) is True
+
+
+@pytest.mark.parametrize('change', [
+    dict(wait_point='AFTER_COMMIT'), dict(wait_point=None),
+    dict(wait_no_replica=False), dict(wait_no_replica=None),
+    dict(timeout_ms=topology.LOSSLESS_TIMEOUT_MS - 1), dict(timeout_ms=10000), dict(timeout_ms=None),
+    dict(replica_enabled=False),
+    dict(available=False),
+])
+def test_lossless_settings_each_condition_alone_makes_it_false(change):
+    assert topology.lossless_settings(dict(LOSSLESS, **change)) is False
+
+
+def test_lossless_settings_says_nothing_of_the_source_side_now():
+    assert topology.lossless_settings(dict(LOSSLESS, source_enabled=False, source_status=False)) is True
+    assert topology.lossless_settings({}) is False
 
 
 def test_candidate_missing_gtids_of_a_reachable_node_is_refused():
@@ -631,9 +763,10 @@ def test_semi_sync_after_commit_cluster_is_refused_for_unreachable_primary():
     semi = dict(SEMI_REPLICA, wait_point='AFTER_COMMIT')
     nodes = dead_primary_maria(maria_replica('server2', '0-1-100', semi=semi))
     refused(topology.plan_failover(nodes), 'AFTER_COMMIT')
-    # a replica that is not set up as a semi-sync source says nothing about it
-    nodes = dead_primary_maria(maria_replica('server2', '0-1-100', semi=dict(semi, source_enabled=False)))
-    failover(topology.plan_failover(nodes), 'server2')
+    # the source side is off on a replica (only the primary has it on): its
+    # settings still stand for the old primary's
+    nodes = dead_primary_maria(maria_replica('server2', '0-1-100', semi=dict(semi, source_enabled=True)))
+    refused(topology.plan_failover(nodes), 'AFTER_COMMIT')
 
 
 # ---------------------------------------------------------------------------
