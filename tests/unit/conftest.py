@@ -44,6 +44,12 @@ from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysq
 
 
 FAKE_PASSWORD = 'fake-Repl-pw-1'  # a made-up test value, used nowhere else
+# rpl_semi_sync_master_timeout the mysql_server role writes with
+# mysql_server_lossless (2^32-1 ms: never falling back to asynchronous)
+LOSSLESS_TIMEOUT_MS = 4294967295
+# a semi-sync wait at least this long (ms) never ends in a test: the fake
+# leaves such a commit waiting instead of advancing the clock by it
+FOREVER_MS = 24 * 3600 * 1000
 ROOT_SOCKET = '/run/mysqld/mysqld.sock'
 
 
@@ -572,11 +578,21 @@ class FakeInfoServer(FakeServer):
             return 'rpl_semi_sync_master_', 'rpl_semi_sync_slave_'
         return 'rpl_semi_sync_source_', 'rpl_semi_sync_replica_'
 
+    def semi_sync_wait_no_replica_name(self):
+        """rpl_semi_sync_master_wait_no_slave (MariaDB, the older MySQL
+        plugins), rpl_semi_sync_source_wait_no_replica (MySQL 8.0.26+)."""
+        source, dummy = self.semi_sync_prefixes()
+        return source + ('wait_no_replica' if source.endswith('source_') else 'wait_no_slave')
+
     def set_semi_sync(self, source_enabled=True, replica_enabled=False, source_status=None, replica_status=None,
-                      clients=0, wait_point='AFTER_SYNC', timeout=10000, yes_tx=0, no_tx=0):
+                      clients=0, wait_point='AFTER_SYNC', timeout=LOSSLESS_TIMEOUT_MS, yes_tx=0, no_tx=0,
+                      wait_no_slave=True):
         """Variables and status values as the server (or, on MySQL, its
         installed semi-sync plugins) shows them. ``source_status`` defaults to
-        ``source_enabled``, ``replica_status`` to ``replica_enabled``."""
+        ``source_enabled``, ``replica_status`` to ``replica_enabled``. The
+        timeout and wait_no_slave default to what the mysql_server role writes
+        with mysql_server_lossless (never falling back to asynchronous
+        replication); pass ``timeout=10000`` for an availability-first node."""
         source, replica = self.semi_sync_prefixes()
 
         def on(flag):
@@ -586,6 +602,7 @@ class FakeInfoServer(FakeServer):
             source + 'enabled': on(source_enabled),
             source + 'timeout': str(timeout),
             source + 'wait_point': wait_point,
+            self.semi_sync_wait_no_replica_name(): on(wait_no_slave),
             replica + 'enabled': on(replica_enabled),
         })
         self.global_status.update({
@@ -686,15 +703,50 @@ def make_info_server():
 #   [IO_THREAD], RESET SLAVE ALL, an IO error); it stays ON while the IO
 #   thread is ``Connecting`` to a dead source, and it says nothing about
 #   whether the source was enabled. Rpl_semi_sync_master_clients counts the
-#   semi-sync replicas connected right now. Rpl_semi_sync_master_status does
-#   not change when replicas leave: it goes OFF when a commit's wait for an
-#   acknowledgement times out (no semi-sync replica received it in
-#   rpl_semi_sync_master_timeout, or none is connected while
-#   rpl_semi_sync_master_wait_no_slave is ON); with wait_no_slave OFF and no
-#   replica connected commits go asynchronous while the status stays ON.
-#   Either way the client gets its commit acknowledged, and no_tx counts it.
-#   A semi-sync replica that has received the last commit switches it ON
-#   again.
+#   semi-sync replicas connected right now (0 while the source side is
+#   OFF). Rpl_semi_sync_master_status does not change when replicas leave.
+#   A commit that no semi-sync replica acknowledges waits (also with none
+#   connected while rpl_semi_sync_master_wait_no_slave is ON) up to
+#   rpl_semi_sync_master_timeout: a timeout that ends in a test (the
+#   availability-first 10000 ms) moves the fake clock by it, switches the
+#   status OFF and acknowledges the commit to its client all the same
+#   (no_tx counts it). With wait_no_slave OFF and no replica connected
+#   commits go asynchronous at once while the status stays ON (no_tx). A
+#   semi-sync replica that has received the last commit switches it ON
+#   again;
+# * lossless semi-sync (the role's timeout of 4294967295 ms, any of
+#   FOREVER_MS or more): the wait does not end in a test. The commit is in
+#   the binlog (AFTER_SYNC: written and synced before the wait, so the
+#   replicas that connect receive it) but its client has no answer:
+#   ``commit()`` leaves it out of what it returns, it is in
+#   ``semi_waiting`` and its session shows "Waiting for semi-sync ACK from
+#   slave" in the process list. It is acknowledged (yes_tx) once a
+#   semi-sync replica receives it (one that connects, or whose IO thread
+#   starts, fetches it). KILL CONNECTION of its session ends the wait with
+#   an error to the client: not acknowledged (``unacknowledged``), though
+#   the transaction stays committed (no_tx). The node dying drops it alike;
+#   ``FakeCluster.acknowledged`` lists every commit a client was told
+#   succeeded, when it was told;
+# * the SQL thread of a replica whose own source side is ON waits alike
+#   for what it applies (with log_slave_updates it binlogs it): with a
+#   timeout that ends, the replica lags by the timeout and its source side
+#   goes OFF; with the lossless timeout and no semi-sync replica of its own
+#   it stops applying: the transactions are in its binlog, gtid_slave_pos
+#   does not move, MASTER_GTID_WAIT times out, Slave_SQL_Running_State
+#   reads "Waiting for semi-sync ACK from slave". STOP SLAVE (it kills the
+#   SQL thread's wait) or the source side going OFF lets them commit;
+# * SET GLOBAL rpl_semi_sync_master_enabled (MySQL 8.0.26+:
+#   rpl_semi_sync_source_enabled; a name the node does not have fails with
+#   error 1193) = ON switches the source side on with the status ON at
+#   once, replicas or not (enable_master); = OFF switches it off
+#   (disable_master, switch_off): every commit waiting for an
+#   acknowledgement returns success to its client (acknowledged, no_tx
+#   counts it) and a waiting SQL thread goes on;
+# * a restart (``up()``) takes the source side's switch from the
+#   configuration file, which the mysql_server role writes OFF
+#   (``semi_source_configured``); clients waiting when the node died never
+#   got an answer, and a transaction its SQL thread had binlogged is
+#   committed by crash recovery.
 #
 # The MySQL flavor keeps the simpler model (START makes both threads run;
 # the waits reach the position); the IO thread ``Connecting`` to a source
@@ -709,6 +761,7 @@ CLUSTER_UUIDS = {
 
 _READ_ONLY_RE = re.compile(r'(?i)^SET GLOBAL (super_read_only|read_only) = ([01])$')
 _KILL_RE = re.compile(r'(?i)^KILL CONNECTION (\d+)$')
+_SEMI_SOURCE_RE = re.compile(r'(?i)^SET GLOBAL (rpl_semi_sync_(?:master|source)_enabled) = (ON|OFF|1|0)$')
 
 # MariaDB error numbers the fake produces
 ER_CONNECT = 2003  # CR_CONN_HOST_ERROR
@@ -790,12 +843,22 @@ class FakeClusterServer(FakeInfoServer):
         # (MariaDB: GTIDs at or before it have been purged)
         self.purged = ''
         self.strict_mode = True  # gtid_strict_mode
-        # semi-sync: the source side's state (m_state), the replica side's
-        # rpl_semi_sync_slave_status, wait_no_slave, and whether the last
-        # commit waited in vain
+        # semi-sync: the source side's state (m_state) and the replica
+        # side's rpl_semi_sync_slave_status
         self.semi_source_on = False
         self.semi_replica_on = False
-        self.wait_no_slave = True
+        # the source side's switch in the configuration file (what a
+        # restart starts with): the mysql_server role writes OFF
+        self.semi_source_configured = False
+        # commits waiting for an acknowledgement that does not come (see
+        # the rules above): {'gtid': ..., 'session': thread id}
+        self.semi_waiting = []
+        # GTIDs whose client got an error instead of an answer (its session
+        # was killed, the node died) although the transaction is committed
+        self.unacknowledged = []
+        # the SQL thread waits for an acknowledgement of what it applied:
+        # the gtid_slave_pos it reaches once the wait ends, or None
+        self.sql_waiting = None
         self.waits = []  # (position, timeout)
         self.own_id = 7
         self.processlist = [
@@ -820,18 +883,27 @@ class FakeClusterServer(FakeInfoServer):
         return [sql for name, sql in self.log if name == self.name]
 
     def set_semi_sync(self, source_enabled=True, replica_enabled=False, source_status=None, replica_status=None,
-                      clients=0, wait_point='AFTER_SYNC', timeout=10000, yes_tx=0, no_tx=0, wait_no_slave=True):
+                      clients=0, wait_point='AFTER_SYNC', timeout=LOSSLESS_TIMEOUT_MS, yes_tx=0, no_tx=0,
+                      wait_no_slave=True):
         """As FakeInfoServer's; the statuses given are the starting point
         the semi-sync rules then change (``clients`` is counted from the
         cluster when the server is in one)."""
         super(FakeClusterServer, self).set_semi_sync(
             source_enabled=source_enabled, replica_enabled=replica_enabled, source_status=source_status,
             replica_status=replica_status, clients=clients, wait_point=wait_point, timeout=timeout, yes_tx=yes_tx,
-            no_tx=no_tx)
+            no_tx=no_tx, wait_no_slave=wait_no_slave)
         self.semi_source_on = bool(source_enabled if source_status is None else source_status)
         self.semi_replica_on = bool(replica_enabled if replica_status is None else replica_status)
-        self.wait_no_slave = wait_no_slave
         return self
+
+    @property
+    def wait_no_slave(self):
+        """rpl_semi_sync_master_wait_no_slave (ON unless set OFF)."""
+        return self.variables.get(self.semi_sync_wait_no_replica_name(), 'ON') == 'ON'
+
+    @wait_no_slave.setter
+    def wait_no_slave(self, value):
+        self.variables[self.semi_sync_wait_no_replica_name()] = 'ON' if value else 'OFF'
 
     @property
     def io_state(self):
@@ -888,32 +960,90 @@ class FakeClusterServer(FakeInfoServer):
         name = prefix + counter
         self.global_status[name] = str(int(self.global_status.get(name) or 0) + by)
 
-    def timeout_seconds(self):
+    def timeout_ms(self):
         source, dummy = self.semi_sync_prefixes()
-        return int(self.variables.get(source + 'timeout') or 10000) / 1000.0
+        return int(self.variables.get(source + 'timeout') or 10000)
+
+    def timeout_seconds(self):
+        return self.timeout_ms() / 1000.0
 
     def semi_sync_commit(self, acknowledged):
         """What one commit (or a replicated transaction written to the
         binlog) does to the source side of semi-sync: ``acknowledged`` is
-        whether a semi-sync replica received it in time."""
+        whether a semi-sync replica received it in time. True when the
+        commit returns, False when it waits for an acknowledgement that
+        does not come in a test (lossless; the caller records the wait)."""
         if not self.semi_source_enabled():
-            return
+            return True
         if not self.semi_source_on:
             self.count('no_tx')
             if acknowledged:
                 self.semi_source_on = True  # a replica caught up: switched ON again
-            return
+            return True
         if acknowledged:
             self.count('yes_tx')
-        elif self.semi_clients() == 0 and not self.wait_no_slave:
+            return True
+        if self.semi_clients() == 0 and not self.wait_no_slave:
             self.count('no_tx')  # asynchronous, the status stays ON
+            return True
+        if self.timeout_ms() >= FOREVER_MS:
+            return False  # lossless: it waits
+        # "Timeout waiting for reply of binlog": switched OFF, the client
+        # gets its commit all the same
+        if self.clock is not None:
+            self.clock.now += self.timeout_seconds()
+        self.semi_source_on = False
+        self.count('no_tx')
+        return True
+
+    def semi_reply(self, replica):
+        """``replica`` (a semi-sync replica of this node whose IO thread
+        runs) has received what it has: the waits it covers end."""
+        if not self.semi_source_enabled() or not replica.semi_replica_on or not replica.receives:
+            return
+        for entry in [w for w in self.semi_waiting if replica.has_received(w['gtid'])]:
+            self.end_wait(entry, acknowledged=True)
+        if self.sql_waiting is not None and all(replica.has_received(g) for g in self.sql_waiting['gtids']):
+            self.count('yes_tx')
+            self.end_sql_wait()
+
+    def end_wait(self, entry, acknowledged, client_told=True):
+        """A client's commit stops waiting: acknowledged by a replica
+        (yes_tx) or not (no_tx); ``client_told``: it gets success."""
+        self.semi_waiting.remove(entry)
+        self.count('yes_tx' if acknowledged else 'no_tx')
+        for row in self.processlist:
+            if row['Id'] == entry['session']:
+                row.update(Command='Sleep', State='')
+        if client_told:
+            self.cluster.acknowledged.append((self.name, entry['gtid']))
         else:
-            # "Timeout waiting for reply of binlog": switched OFF, the
-            # client gets its commit all the same
-            if self.clock is not None:
-                self.clock.now += self.timeout_seconds()
+            self.unacknowledged.append(entry['gtid'])
+
+    def end_sql_wait(self):
+        """The SQL thread's transactions commit; it goes on applying."""
+        waiting, self.sql_waiting = self.sql_waiting, None
+        self.gtid['gtid_slave_pos'] = waiting['slave_pos']
+        self.update_current_pos()
+        if self.status:
+            self.status['Slave_SQL_Running_State'] = 'Slave has read all relay log; waiting for more updates'
+        self.apply_if_running()
+
+    def switch_source(self, enabled):
+        """SET GLOBAL rpl_semi_sync_master_enabled = ON / OFF."""
+        name, dummy, dummy, dummy = self.semi_sync_names()
+        was = self.semi_source_enabled()
+        self.variables[name] = 'ON' if enabled else 'OFF'
+        if enabled and not was:
+            self.semi_source_on = True  # enable_master: ON at once, replicas or not
+        elif not enabled and was:
+            # disable_master -> switch_off: the waiting commits return success
             self.semi_source_on = False
-            self.count('no_tx')
+            for entry in list(self.semi_waiting):
+                self.end_wait(entry, acknowledged=False)
+            if self.sql_waiting is not None:
+                self.count('no_tx')
+                self.end_sql_wait()
 
     def global_status_value(self, name):
         """A SHOW GLOBAL STATUS value as the server would show it now."""
@@ -1054,6 +1184,7 @@ class FakeClusterServer(FakeInfoServer):
             if domain not in received or received[domain][1] < last[1]:
                 received[domain] = last
         self.status['Gtid_IO_Pos'] = position_text(received)
+        source.semi_reply(self)
         self.apply_if_running()
 
     def receive(self, triples):
@@ -1063,7 +1194,15 @@ class FakeClusterServer(FakeInfoServer):
             received[domain] = (server_id, seqno)
             self.relay_state[(domain, server_id)] = max(self.relay_state.get((domain, server_id), 0), seqno)
         self.status['Gtid_IO_Pos'] = position_text(received)
+        source = self.source()
+        if source is not None and self.io_state == 'Yes':
+            source.semi_reply(self)
         self.apply_if_running()
+
+    def has_received(self, gtids):
+        """True if this replica received every GTID of ``gtids`` (MariaDB)."""
+        mine = gtid_position(self.received())
+        return all(mine.get(domain, (0, -1))[1] >= seqno for domain, dummy, seqno in gtid_triples(gtids))
 
     def apply_if_running(self):
         if self.wait_applies and self.sql_running:
@@ -1075,7 +1214,7 @@ class FakeClusterServer(FakeInfoServer):
         position), no further than it in each of its domains and nothing of
         other domains: a slow SQL thread a MASTER_GTID_WAIT has just seen
         reach the position."""
-        if not self.mariadb or not self.sql_running:
+        if not self.mariadb or not self.sql_running or self.sql_waiting is not None:
             return
         received = gtid_position(self.received())
         if limit is not None:
@@ -1109,14 +1248,22 @@ class FakeClusterServer(FakeInfoServer):
                            for n, s in pending if s == server_id or n <= seqno)
             written.append((domain, server_id, seqno))
         if written:
-            self.gtid['gtid_slave_pos'] = position_text(slave_pos)
-            self.write_binlog(sorted(written, key=lambda t: (t[0], t[2])))
-            self.semi_sync_commit(acknowledged=any(
-                r.io_state == 'Yes' and r.semi_replica_on and r.receives for r in self.cluster.replicas_of(self))
-                if self.cluster is not None else False)
-            for replica in self.cluster.replicas_of(self) if self.cluster is not None else []:
+            batch = sorted(written, key=lambda t: (t[0], t[2]))
+            self.write_binlog(batch)
+            replicas = self.cluster.replicas_of(self) if self.cluster is not None else []
+            for replica in replicas:
                 if replica.io_state == 'Yes' and replica.receives:
-                    replica.receive(sorted(written, key=lambda t: (t[0], t[2])))
+                    replica.receive(batch)
+            if self.semi_sync_commit(acknowledged=any(r.io_state == 'Yes' and r.semi_replica_on and r.receives
+                                                      for r in replicas)):
+                self.gtid['gtid_slave_pos'] = position_text(slave_pos)
+                self.update_current_pos()
+            else:
+                # binlogged, waiting for an acknowledgement before it commits
+                self.sql_waiting = dict(slave_pos=position_text(slave_pos),
+                                        gtids=['%d-%d-%d' % (d, slave_pos[d][0], slave_pos[d][1])
+                                               for d in sorted(set(t[0] for t in batch))])
+                self.status['Slave_SQL_Running_State'] = 'Waiting for semi-sync ACK from slave'
 
     def has_gtids(self, text):
         """True if every GTID of ``text`` is in this node's binlog (MariaDB)."""
@@ -1143,7 +1290,8 @@ class FakeClusterServer(FakeInfoServer):
             self.log.append((self.name, shown))
         if upper.startswith('SHOW GLOBAL STATUS'):
             self.refresh_semi_sync()
-        mine = (_READ_ONLY_RE.match(text) or _KILL_RE.match(text) or upper.startswith('SET SESSION ')
+        mine = (_READ_ONLY_RE.match(text) or _KILL_RE.match(text) or _SEMI_SOURCE_RE.match(text)
+                or upper.startswith('SET SESSION ')
                 or upper in ('SHOW PROCESSLIST', 'SELECT CONNECTION_ID() AS ID', 'STOP SLAVE IO_THREAD',
                              'START SLAVE IO_THREAD', 'STOP REPLICA IO_THREAD', 'START REPLICA IO_THREAD')
                 or upper.startswith('SELECT MASTER_GTID_WAIT(') or upper.startswith('SELECT WAIT_FOR_EXECUTED_GTID_SET(')
@@ -1170,6 +1318,10 @@ class FakeClusterServer(FakeInfoServer):
             self.start_io()
         elif upper in ('STOP SLAVE', 'STOP REPLICA', 'RESET SLAVE ALL', 'RESET REPLICA ALL'):
             self.semi_replica_on = False
+            if self.sql_waiting is not None:
+                # the SQL thread is killed in its wait: what it binlogged commits
+                self.count('no_tx')
+                self.end_sql_wait()
             if upper.startswith('RESET'):
                 self.relay_state = {}
         elif upper.startswith('CHANGE MASTER TO ') or upper.startswith('CHANGE REPLICATION SOURCE TO '):
@@ -1194,6 +1346,15 @@ class FakeClusterServer(FakeInfoServer):
                 raise pymysql.err.InternalError(1094, 'Unknown thread id: %d' % thread_id)
             self.processlist.remove(rows[0])
             self.killed.append(thread_id)
+            for entry in [w for w in self.semi_waiting if w['session'] == thread_id]:
+                self.end_wait(entry, acknowledged=False, client_told=False)
+            return []
+        match = _SEMI_SOURCE_RE.match(text)
+        if match:
+            name, dummy, dummy, dummy = self.semi_sync_names()
+            if match.group(1).lower() != name or name not in self.variables:
+                raise pymysql.err.OperationalError(1193, "Unknown system variable '%s'" % match.group(1))
+            self.switch_source(match.group(2).upper() in ('ON', '1'))
             return []
         if upper.startswith('SET SESSION '):
             name, value = text[len('SET SESSION '):].split('=', 1)
@@ -1273,15 +1434,17 @@ class FakeCluster(object):
             server.cluster = self
             self.servers[name] = server
             self.alias(name, name, 3306)
+        # (node, GTID) of every commit a client was told succeeded, in order
+        self.acknowledged = []
         self.primary_gtid = '0-1-100' if flavor == 'mariadb' else '%s:1-100' % CLUSTER_UUIDS[primary]
         self.set_gtid(primary, self.primary_gtid, slave_pos='')
+        # as on the collection's nodes (mysql_server_lossless): every node a
+        # semi-sync replica with the lossless settings (AFTER_SYNC,
+        # wait_no_slave, the timeout that never ends); the source side
+        # switched on on the primary only
         self.servers[primary].set_semi_sync(source_enabled=True, replica_enabled=True, yes_tx=100, no_tx=0)
         for name in self.names[1:]:
-            # as on the collection's nodes: semi-sync enabled both ways; the
-            # source side of a replica fell back to asynchronous with the
-            # first transaction it applied (no replicas of its own)
-            self.servers[name].set_semi_sync(source_enabled=True, replica_enabled=True, replica_status=True,
-                                             source_status=False)
+            self.servers[name].set_semi_sync(source_enabled=False, replica_enabled=True, replica_status=True)
             self.make_replica(name, primary, received=self.primary_gtid, applied=self.primary_gtid)
 
     def __getitem__(self, name):
@@ -1347,13 +1510,15 @@ class FakeCluster(object):
         return server
 
     def commit(self, name, count=1, domain=0, privileged=False):
-        """``count`` transactions committed by a client (without SUPER) on
-        ``name`` (a MariaDB primary): written to its binlog, sent to its
-        connected replicas (those that ``receives``), semi-sync as the server
-        does it. Every one is acknowledged to the client; returns their
-        GTIDs. A read-only node refuses them (error 1290), unless
-        ``privileged`` (a user with SUPER / READ_ONLY ADMIN, whom read_only
-        does not stop in MariaDB 10.11)."""
+        """``count`` transactions committed by clients (without SUPER) on
+        ``name`` (a MariaDB primary), one client each: written to its
+        binlog, sent to its connected replicas (those that ``receives``),
+        semi-sync as the server does it. Returns the GTIDs acknowledged to
+        their clients now; a commit that waits for an acknowledgement
+        (lossless semi-sync, no semi-sync replica has it) is left waiting in
+        ``semi_waiting`` with its session. A read-only node refuses them
+        (error 1290), unless ``privileged`` (a user with SUPER / READ_ONLY
+        ADMIN, whom read_only does not stop in MariaDB 10.11)."""
         assert self.mariadb, 'commit() models MariaDB'
         server = self.servers[name]
         assert server.alive, '%s is down' % name
@@ -1368,8 +1533,16 @@ class FakeCluster(object):
             receivers = [r for r in self.replicas_of(server) if r.io_state == 'Yes' and r.receives]
             for replica in receivers:
                 replica.receive([triple])
-            server.semi_sync_commit(acknowledged=any(r.semi_replica_on for r in receivers))
-            done.append('%d-%d-%d' % triple)
+            gtid = '%d-%d-%d' % triple
+            if server.semi_sync_commit(acknowledged=any(r.semi_replica_on for r in receivers)):
+                done.append(gtid)
+                self.acknowledged.append((name, gtid))
+            else:
+                session = server.add_session('app')
+                for row in server.processlist:
+                    if row['Id'] == session:
+                        row.update(State='Waiting for semi-sync ACK from slave', Info='COMMIT')
+                server.semi_waiting.append(dict(gtid=gtid, session=session))
         return done
 
     def down(self, name):
@@ -1378,6 +1551,9 @@ class FakeCluster(object):
         server = self.servers[name]
         replicas = [r for r in self.replicas_of(server) if r.io_state == 'Yes']
         server.alive = False
+        # the clients of waiting commits lose their connection: no answer
+        server.unacknowledged.extend(entry['gtid'] for entry in server.semi_waiting)
+        server.semi_waiting = []
         for key, other in list(self.net.servers.items()):
             if other is server:
                 del self.net.servers[key]
@@ -1386,17 +1562,26 @@ class FakeCluster(object):
 
     def up(self, name, read_only=True):
         """The node restarts (read-only, as the collection's nodes start):
-        semi-sync counters from zero, its replicas reconnect."""
+        the semi-sync source side as its configuration says (OFF), counters
+        from zero, no client sessions; its replicas reconnect."""
         server = self.servers[name]
         server.alive = True
         server.read_only = read_only
         for (host, port), alias in self.addresses.items():
             if alias == name:
                 self.net.add(server, host=host, port=port)
+        enabled, dummy, dummy, prefix = server.semi_sync_names()
+        if enabled in server.variables:
+            server.variables[enabled] = 'ON' if server.semi_source_configured else 'OFF'
         server.semi_source_on = server.semi_source_enabled()
-        dummy, dummy, dummy, prefix = server.semi_sync_names()
         for counter in ('yes_tx', 'no_tx'):
             server.global_status[prefix + counter] = '0'
+        server.processlist = [row for row in server.processlist if row['Id'] in (1, server.own_id)]
+        if server.sql_waiting is not None:
+            # crash recovery commits what the SQL thread had binlogged
+            server.gtid['gtid_slave_pos'] = server.sql_waiting['slave_pos']
+            server.update_current_pos()
+            server.sql_waiting = None
         if server.status and server.io_state != 'No':
             server.start_io()
         for replica in self.replicas_of(server):

@@ -8,6 +8,7 @@ code (``ClusterNode.read_state``), as the modules read it."""
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
+import pymysql
 import pytest
 
 from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
@@ -35,6 +36,13 @@ def cluster(make_cluster):
     return make_cluster('mariadb')
 
 
+def availability_first(cluster, timeout=10000):
+    """The nodes fall back to asynchronous replication after ``timeout``
+    ms without an acknowledgement (mysql_server_lossless false)."""
+    for server in cluster.servers.values():
+        server.variables['rpl_semi_sync_master_timeout'] = str(timeout)
+
+
 # ---------------------------------------------------------------------------
 # Semi-sync
 # ---------------------------------------------------------------------------
@@ -42,12 +50,19 @@ def cluster(make_cluster):
 def test_the_default_cluster_is_lossless_semi_sync(cluster):
     primary = read('server1')['semi_sync']
     assert (primary['source_enabled'], primary['source_status'], primary['clients']) == (True, True, 2)
-    assert primary['wait_point'] == 'AFTER_SYNC'
+    assert (primary['wait_point'], primary['timeout_ms'], primary['wait_no_replica']) == ('AFTER_SYNC', 4294967295,
+                                                                                         True)
+    assert primary['lossless'] is True
     for name in ('server2', 'server3'):
-        assert read(name)['semi_sync']['replica_status'] is True
+        semi = read(name)['semi_sync']
+        assert semi['replica_status'] is True and semi['lossless'] is True
+        # the source side is on on the primary only
+        assert (semi['source_enabled'], semi['source_status'], semi['clients']) == (False, False, 0)
+    assert cluster['server1'].variables['rpl_semi_sync_master_wait_no_slave'] == 'ON'
 
 
 def test_stop_io_thread_turns_the_replica_side_off_and_drops_a_client(cluster):
+    availability_first(cluster)
     run(cluster['server2'], 'STOP SLAVE IO_THREAD')
     assert read('server2')['semi_sync']['replica_status'] is False
     primary = read('server1')['semi_sync']
@@ -83,6 +98,7 @@ def test_wait_no_slave_off_commits_asynchronously_with_the_status_on(cluster):
 
 
 def test_a_slow_replica_makes_the_primary_fall_back_to_async(cluster):
+    availability_first(cluster)
     for name in ('server2', 'server3'):
         cluster[name].receives = False
     acknowledged = cluster.commit('server1')
@@ -123,8 +139,202 @@ def test_a_restarted_primary_takes_its_replicas_back(cluster):
     cluster.up('server1')
     state = read('server1')
     assert state['read_only'] is True
-    assert state['semi_sync']['no_tx'] == 0 and state['semi_sync']['clients'] == 2
+    # the source side as the configuration file has it: OFF
+    assert state['semi_sync']['source_enabled'] is False and state['semi_sync']['lossless'] is True
+    assert state['semi_sync']['no_tx'] == 0 and state['semi_sync']['clients'] == 0
     assert read('server2')['io_thread'] == 'Yes' and read('server2')['last_io_errno'] == 0
+    run(cluster['server1'], 'SET GLOBAL rpl_semi_sync_master_enabled = ON')
+    assert read('server1')['semi_sync']['clients'] == 2
+
+
+# ---------------------------------------------------------------------------
+# Lossless semi-sync: a commit waits until a replica has it
+# ---------------------------------------------------------------------------
+
+def test_lossless_a_commit_no_replica_received_waits_for_one(cluster):
+    for name in ('server2', 'server3'):
+        cluster[name].receives = False
+    before = cluster.clock.now
+    assert cluster.commit('server1') == []  # the client has no answer
+    assert cluster.clock.now == before
+    primary = read('server1')['semi_sync']
+    assert primary['source_status'] is True and primary['fallen_back_to_async'] is False
+    assert (primary['yes_tx'], primary['no_tx']) == (100, 0)
+    # in the binlog (AFTER_SYNC), not acknowledged, its session waits
+    server1 = cluster['server1']
+    assert server1.has_gtids('0-1-101') and cluster.acknowledged == []
+    [entry] = server1.semi_waiting
+    row = [r for r in server1.processlist if r['Id'] == entry['session']][0]
+    assert row['State'] == 'Waiting for semi-sync ACK from slave'
+    # a replica that gets it (its IO thread reconnects) acknowledges it
+    cluster['server2'].receives = True
+    run(cluster['server2'], 'STOP SLAVE IO_THREAD')
+    run(cluster['server2'], 'START SLAVE IO_THREAD')
+    assert cluster.acknowledged == [('server1', '0-1-101')] and server1.semi_waiting == []
+    assert read('server1')['semi_sync']['yes_tx'] == 101
+    assert row['Command'] == 'Sleep'
+
+
+def test_lossless_a_primary_without_replicas_acknowledges_nothing(cluster):
+    for name in ('server2', 'server3'):
+        run(cluster[name], 'STOP SLAVE IO_THREAD')
+    assert cluster.commit('server1', 3) == []
+    primary = read('server1')['semi_sync']
+    assert primary['clients'] == 0 and primary['source_status'] is True and primary['no_tx'] == 0
+    assert len(cluster['server1'].semi_waiting) == 3
+    # one replica back: every waiting commit is acknowledged at once
+    run(cluster['server3'], 'START SLAVE IO_THREAD')
+    assert [gtid for dummy, gtid in cluster.acknowledged] == ['0-1-101', '0-1-102', '0-1-103']
+    assert cluster.commit('server1') == ['0-1-104']
+
+
+def test_lossless_killing_a_waiting_session_answers_its_client_with_an_error(cluster):
+    for name in ('server2', 'server3'):
+        cluster[name].receives = False
+    cluster.commit('server1')
+    server1 = cluster['server1']
+    session = server1.semi_waiting[0]['session']
+    run(server1, 'KILL CONNECTION %d' % session)
+    assert server1.semi_waiting == [] and cluster.acknowledged == []
+    assert server1.unacknowledged == ['0-1-101']
+    assert server1.has_gtids('0-1-101')  # committed locally all the same
+    assert read('server1')['semi_sync']['no_tx'] == 1
+
+
+def test_lossless_switching_the_source_side_off_acknowledges_the_waiting_commits(cluster):
+    for name in ('server2', 'server3'):
+        cluster[name].receives = False
+    cluster.commit('server1', 2)
+    server1 = cluster['server1']
+    run(server1, 'SET GLOBAL rpl_semi_sync_master_enabled = OFF')
+    # disable_master -> switch_off: the waiting clients get success
+    assert cluster.acknowledged == [('server1', '0-1-101'), ('server1', '0-1-102')]
+    assert server1.semi_waiting == []
+    semi = read('server1')['semi_sync']
+    assert (semi['source_enabled'], semi['source_status'], semi['clients'], semi['no_tx']) == (False, False, 0, 2)
+    assert server1.variables['rpl_semi_sync_master_enabled'] == 'OFF'
+    # asynchronous from now on
+    assert cluster.commit('server1') == ['0-1-103']
+
+
+def test_switching_the_source_side_on_turns_the_status_on_with_or_without_replicas(cluster):
+    server2 = cluster['server2']
+    run(server2, 'SET GLOBAL rpl_semi_sync_master_enabled = ON')
+    semi = read('server2')['semi_sync']
+    assert (semi['source_enabled'], semi['source_status'], semi['clients']) == (True, True, 0)
+    run(server2, 'SET GLOBAL rpl_semi_sync_master_enabled = ON')  # again: nothing changes
+    assert read('server2')['semi_sync']['source_status'] is True
+    # server3 made a replica of server2: counted as a semi-sync client
+    run(cluster['server3'], 'STOP SLAVE')
+    run(cluster['server3'], 'CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=3306, MASTER_USE_GTID=slave_pos',
+        ('server2',))
+    run(cluster['server3'], 'START SLAVE')
+    assert read('server2')['semi_sync']['clients'] == 1
+
+
+@pytest.mark.parametrize('flavor, version, sql, known', [
+    ('mariadb', None, 'SET GLOBAL rpl_semi_sync_master_enabled = ON', True),
+    ('mariadb', None, 'SET GLOBAL rpl_semi_sync_source_enabled = ON', False),
+    ('mysql', '8.0.36', 'SET GLOBAL rpl_semi_sync_source_enabled = ON', True),
+    ('mysql', '8.0.36', 'SET GLOBAL rpl_semi_sync_master_enabled = ON', False),
+    ('mysql', '8.0.23', 'SET GLOBAL rpl_semi_sync_master_enabled = ON', True),
+    ('mysql', '8.0.23', 'SET GLOBAL rpl_semi_sync_source_enabled = ON', False),
+])
+def test_the_source_switch_has_the_name_the_server_has(make_cluster, flavor, version, sql, known):
+    cluster = make_cluster(flavor, version=version)
+    server2 = cluster['server2']
+    if known:
+        run(server2, sql)
+        assert read('server2')['semi_sync']['source_enabled'] is True
+    else:
+        with pytest.raises(pymysql.err.OperationalError) as caught:
+            run(server2, sql)
+        assert caught.value.args[0] == 1193 and 'Unknown system variable' in caught.value.args[1]
+        assert read('server2')['semi_sync']['source_enabled'] is False
+
+
+def test_a_node_without_semi_sync_does_not_know_the_switch(cluster):
+    server2 = cluster['server2']
+    server2.variables = {}
+    with pytest.raises(pymysql.err.OperationalError) as caught:
+        run(server2, 'SET GLOBAL rpl_semi_sync_master_enabled = ON')
+    assert caught.value.args[0] == 1193
+
+
+def test_lossless_a_replica_with_its_source_side_on_stops_applying(cluster):
+    # with log_slave_updates it binlogs what it applies and, a semi-sync
+    # source with no replica of its own, waits for an acknowledgement forever
+    server2 = cluster['server2']
+    run(server2, 'SET GLOBAL rpl_semi_sync_master_enabled = ON')
+    cluster.commit('server1', 2)  # server3 acknowledges them
+    assert [gtid for dummy, gtid in cluster.acknowledged] == ['0-1-101', '0-1-102']
+    state = read('server2')
+    assert state['gtid_received'] == '0-1-102'
+    # the first one binlogged, not committed; the next one not applied
+    assert state['gtid_slave_pos'] == '0-1-100'
+    assert server2.has_gtids('0-1-101') and not server2.has_gtids('0-1-102')
+    assert server2.status['Slave_SQL_Running_State'] == 'Waiting for semi-sync ACK from slave'
+    before = cluster.clock.now
+    assert run(server2, 'SELECT MASTER_GTID_WAIT(%s, %s) AS result', ('0-1-102', 2)) == [{'result': -1}]
+    assert cluster.clock.now - before == 2
+    # switched off, it commits and goes on
+    run(server2, 'SET GLOBAL rpl_semi_sync_master_enabled = OFF')
+    assert read('server2')['gtid_slave_pos'] == '0-1-102' and server2.has_gtids('0-1-102')
+    assert server2.sql_waiting is None
+
+
+def test_lossless_a_replica_with_its_source_side_on_applies_while_a_replica_of_its_own_acknowledges(cluster):
+    server2, server3 = cluster['server2'], cluster['server3']
+    run(server2, 'SET GLOBAL rpl_semi_sync_master_enabled = ON')
+    run(server3, 'STOP SLAVE')
+    run(server3, 'CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=3306, MASTER_USE_GTID=slave_pos', ('server2',))
+    run(server3, 'START SLAVE')
+    cluster.commit('server1', 2)
+    assert read('server2')['gtid_slave_pos'] == '0-1-102' and read('server3')['gtid_slave_pos'] == '0-1-102'
+    assert server2.sql_waiting is None
+
+
+def test_stop_slave_ends_the_wait_of_the_sql_thread(cluster):
+    server2 = cluster['server2']
+    run(server2, 'SET GLOBAL rpl_semi_sync_master_enabled = ON')
+    cluster.commit('server1')
+    assert server2.sql_waiting is not None and read('server2')['gtid_slave_pos'] == '0-1-100'
+    run(server2, 'STOP SLAVE')
+    assert server2.sql_waiting is None and read('server2')['gtid_slave_pos'] == '0-1-101'
+
+
+def test_availability_first_a_replica_with_its_source_side_on_lags_by_the_timeout(cluster):
+    availability_first(cluster)
+    server2 = cluster['server2']
+    run(server2, 'SET GLOBAL rpl_semi_sync_master_enabled = ON')
+    before = cluster.clock.now
+    cluster.commit('server1')
+    assert cluster.clock.now - before == 10.0
+    semi = read('server2')['semi_sync']
+    assert semi['source_status'] is False and semi['lossless'] is False
+    assert read('server2')['gtid_slave_pos'] == '0-1-101'
+
+
+def test_a_dead_node_s_waiting_clients_get_no_answer_and_its_sql_thread_s_commit_survives(cluster):
+    server1, server2 = cluster['server1'], cluster['server2']
+    for name in ('server2', 'server3'):
+        cluster[name].receives = False
+    cluster.commit('server1')
+    cluster.down('server1')
+    assert server1.unacknowledged == ['0-1-101'] and cluster.acknowledged == []
+    cluster.up('server1')
+    assert server1.semi_waiting == [] and len(server1.processlist) == 2
+    # a replica waiting for its own acknowledgement, restarted: crash
+    # recovery commits what it binlogged
+    server2.receives = True
+    run(server2, 'SET GLOBAL rpl_semi_sync_master_enabled = ON')
+    run(server2, 'STOP SLAVE IO_THREAD')
+    run(server2, 'START SLAVE IO_THREAD')
+    assert server2.sql_waiting is not None
+    cluster.down('server2')
+    cluster.up('server2')
+    assert server2.sql_waiting is None and server2.gtid['gtid_slave_pos'] == '0-1-101'
+    assert server2.variables['rpl_semi_sync_master_enabled'] == 'OFF'
 
 
 # ---------------------------------------------------------------------------

@@ -22,8 +22,9 @@ U2 = '4f22ab58-82db-22f2-8f44-d91bb853a673'
 
 @pytest.fixture
 def env(make_cluster, run_main, fake_password):
-    """After a failover: server2 is the primary, server3 replicates from it,
-    server1 (the old primary) came back, not a replica, with ``old_binlog``."""
+    """After a failover: server2 is the primary (its semi-sync source side
+    on), server3 replicates from it, server1 (the old primary) came back, not
+    a replica, with ``old_binlog`` and its source side still on."""
 
     class Env(object):
         password = fake_password
@@ -33,6 +34,7 @@ def env(make_cluster, run_main, fake_password):
             old, new = cluster['server1'], cluster['server2']
             new.status = None
             new.read_only = False
+            new.switch_source(True)
             if flavor == 'mariadb':
                 cluster.set_gtid('server2', '0-2-120', slave_pos='0-1-100', binlog_state='0-1-100,0-2-120')
                 cluster.make_replica('server3', 'server2', received='0-2-120')
@@ -73,22 +75,33 @@ def test_documentation_parses_and_matches_the_argument_spec():
 
 def test_old_primary_rejoins_mariadb(env):
     cluster = env.setup()
+    session = cluster['server1'].add_session('app', command='Sleep')
     result = ok(env.run())
     assert result['changed'] is True and result['made_read_only'] is True
     assert result['extra_gtids'] == '' and result['comparison'] == 'behind'
     assert result['start_position'] == '0-1-100'
     changes = cluster.changes('server1')
+    # read-only, its client sessions killed, its semi-sync source side off,
+    # then pointed at the new primary
     assert changes[0] == 'SET GLOBAL read_only = 1'
-    assert changes[1] == "SET GLOBAL gtid_slave_pos = '0-1-100'"
-    assert changes[2].startswith("CHANGE MASTER TO MASTER_HOST='server2', MASTER_PORT=3306, MASTER_USER='repl'")
-    assert 'MASTER_USE_GTID=slave_pos' in changes[2]
-    assert changes[3:] == ['START SLAVE']
+    assert changes[1] == 'KILL CONNECTION %d' % session
+    assert changes[2] == 'SET GLOBAL rpl_semi_sync_master_enabled = OFF'
+    assert changes[3] == "SET GLOBAL gtid_slave_pos = '0-1-100'"
+    assert changes[4].startswith("CHANGE MASTER TO MASTER_HOST='server2', MASTER_PORT=3306, MASTER_USER='repl'")
+    assert 'MASTER_USE_GTID=slave_pos' in changes[4]
+    assert changes[5:] == ['START SLAVE']
     status = cluster['server1'].status
     assert status['Master_Host'] == 'server2'
     assert (status['Slave_IO_Running'], status['Slave_SQL_Running']) == ('Yes', 'Yes')
     assert cluster['server1'].read_only is True
+    assert cluster['server1'].variables['rpl_semi_sync_master_enabled'] == 'OFF'
     assert cluster.changes('server2') == []
-    assert "MASTER_PASSWORD='********'" in result['queries'][2]
+    assert "MASTER_PASSWORD='********'" in result['queries'][4]
+    # it applies what the primary commits (a source side left on would wait
+    # for acknowledgements of it forever) and acknowledges it
+    assert cluster.commit('server2') == ['0-2-121']
+    assert cluster['server1'].gtid['gtid_slave_pos'] == '0-2-121'
+    assert cluster['server1'].sql_waiting is None
 
 
 def test_rejoin_is_idempotent(env):
@@ -125,9 +138,10 @@ def test_old_primary_rejoins_mysql(env):
     result = ok(env.run())
     assert result['made_read_only'] is False and result['start_position'] is None
     changes = cluster.changes('server1')
-    assert changes[0].startswith("CHANGE REPLICATION SOURCE TO SOURCE_HOST='server2'")
-    assert 'SOURCE_AUTO_POSITION=1' in changes[0]
-    assert changes[1:] == ['START REPLICA']
+    assert changes[0] == 'SET GLOBAL rpl_semi_sync_source_enabled = OFF'
+    assert changes[1].startswith("CHANGE REPLICATION SOURCE TO SOURCE_HOST='server2'")
+    assert 'SOURCE_AUTO_POSITION=1' in changes[1]
+    assert changes[2:] == ['START REPLICA']
 
 
 def test_replica_of_another_node_is_stopped_and_re_pointed(env):
@@ -148,7 +162,9 @@ def test_check_mode_changes_nothing(env):
     assert result['changed'] is True and result['made_read_only'] is True
     assert cluster.changes() == []
     assert result['queries'][0] == 'server1: SET GLOBAL read_only = 1'
-    assert result['queries'][1] == "server1: SET GLOBAL gtid_slave_pos = '0-1-100'"
+    assert result['queries'][1] == 'server1: SET GLOBAL rpl_semi_sync_master_enabled = OFF'
+    assert result['queries'][2] == "server1: SET GLOBAL gtid_slave_pos = '0-1-100'"
+    assert cluster['server1'].variables['rpl_semi_sync_master_enabled'] == 'ON'
     for server in cluster.servers.values():
         for sql, dummy in server.executed:
             assert re.match(r'(?i)\s*(SELECT|SHOW)\b', sql), sql
@@ -214,18 +230,22 @@ def test_missing_privilege_is_refused(env):
 
 @pytest.fixture
 def after_failover(make_cluster, run_main, fake_password):
-    """server1 committed ``unreplicated`` transactions no replica received,
+    """server1 wrote ``unreplicated`` transactions to its binlog that no
+    replica received (lossless: never acknowledged, their clients waited),
     then died; server2 was promoted (as mysql_failover does), server3
-    re-pointed to it, and server2 took writes."""
+    re-pointed to it, and server2 took writes. Returns the cluster, the
+    unreplicated GTIDs and those written on server2."""
 
     def make(unreplicated=0, new_writes=3):
         cluster = make_cluster('mariadb')
         for name in ('server2', 'server3'):
             cluster[name].receives = False
-        lost = cluster.commit('server1', unreplicated) if unreplicated else []
+        assert cluster.commit('server1', unreplicated) == []
+        lost = [entry['gtid'] for entry in cluster['server1'].semi_waiting]
         cluster.down('server1')
         server2, server3 = cluster['server2'], cluster['server3']
-        for sql in ('STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL read_only = 0'):
+        for sql in ('STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL rpl_semi_sync_master_enabled = ON',
+                    'SET GLOBAL read_only = 0'):
             server2.handle(sql, None)
         server3.receives = True
         server3.handle('STOP SLAVE', None)
@@ -250,6 +270,8 @@ def test_returning_old_primary_catches_up_from_the_new_one(env, after_failover):
     assert (server1.status['Slave_IO_Running'], server1.status['Slave_SQL_Running']) == ('Yes', 'Yes')
     assert server1.has_gtids(','.join(written)) and server1.gtid['gtid_slave_pos'] == '0-2-103'
     assert server1.global_status_value('Rpl_semi_sync_slave_status') == 'ON'
+    # restarted, its source side is off (as its configuration says): left alone
+    assert not any('rpl_semi_sync' in sql for sql in cluster.changes('server1'))
     # and it goes on replicating
     cluster.commit('server2')
     assert server1.has_gtids('0-2-104')
@@ -259,6 +281,8 @@ def test_returning_old_primary_with_unreplicated_commits_is_refused(env, after_f
     cluster, lost, dummy = after_failover(unreplicated=2)
     env.cluster = cluster
     assert lost == ['0-1-101', '0-1-102']
+    assert cluster.acknowledged == [('server2', gtid) for gtid in ('0-2-101', '0-2-102', '0-2-103')]
+    assert cluster['server1'].unacknowledged == lost  # their clients never got an answer
     result = failed(env.run(), 'Refusing to make server1 a replica of server2', '0-1-101..0-1-102', 'rebuilt')
     assert result['comparison'] == 'diverged' and result['extra_gtids'] == '0-1-101..0-1-102'
     assert cluster.changes() == []  # it came back read-only
@@ -275,3 +299,87 @@ def test_rejoin_fails_when_the_primary_purged_what_the_node_needs(env, after_fai
                     'required binlog files have been purged')
     assert result['changed'] is True
     assert cluster['server1'].status['Slave_IO_Running'] == 'No' and cluster['server1'].read_only is True
+
+
+# ---------------------------------------------------------------------------
+# The semi-sync source side of the node goes off (it is no primary)
+# ---------------------------------------------------------------------------
+
+def test_a_commit_waiting_on_the_old_primary_is_answered_with_an_error_not_acknowledged(env, make_cluster):
+    # server1's replicas got 0-1-101 asynchronously (their semi-sync side
+    # was not on), so its client still waits for an acknowledgement; then
+    # server2 was promoted by hand
+    cluster = env.cluster = make_cluster('mariadb')
+    server1, server2, server3 = cluster['server1'], cluster['server2'], cluster['server3']
+    server2.semi_replica_on = server3.semi_replica_on = False
+    assert cluster.commit('server1') == []
+    assert server2.has_gtids('0-1-101')
+    waiting = server1.semi_waiting[0]['session']
+    for sql in ('STOP SLAVE', 'RESET SLAVE ALL', 'SET GLOBAL rpl_semi_sync_master_enabled = ON',
+                'SET GLOBAL read_only = 0'):
+        server2.handle(sql, None)
+    server3.handle('STOP SLAVE', None)
+    server3.handle('CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=3306, MASTER_USE_GTID=slave_pos', ('server2',))
+    server3.handle('START SLAVE', None)
+    cluster.log[:] = []
+    result = ok(env.run())
+    assert result['changed'] is True
+    changes = cluster.changes('server1')
+    assert changes[:4] == ['SET GLOBAL read_only = 1', 'KILL CONNECTION %d' % waiting,
+                           'SET GLOBAL rpl_semi_sync_master_enabled = OFF', "SET GLOBAL gtid_slave_pos = '0-1-101'"]
+    assert changes[4].startswith('CHANGE MASTER TO')
+    # killed first: its client got an error; switching the source side off
+    # first would have told it "committed"
+    assert cluster.acknowledged == [] and server1.unacknowledged == ['0-1-101']
+    assert server1.status['Master_Host'] == 'server2'
+
+
+def test_a_healthy_replica_with_its_source_side_on_gets_it_switched_off(env):
+    cluster = env.setup()
+    server3 = cluster['server3']
+    server3.switch_source(True)
+    session = server3.add_session('report', command='Sleep')
+    # as a semi-sync source without replicas it waits for acknowledgements
+    # of what it applies, forever
+    assert cluster.commit('server2') == ['0-2-121']
+    assert server3.sql_waiting is not None and server3.gtid['gtid_slave_pos'] == '0-2-120'
+    cluster.log[:] = []
+    result = ok(env.run(node=dict(name='server3', host='server3')))
+    assert result['changed'] is True and result['made_read_only'] is False
+    assert 'already replicates from server2' in result['msg']
+    assert cluster.changes() == [('server3', 'KILL CONNECTION %d' % session),
+                                 ('server3', 'SET GLOBAL rpl_semi_sync_master_enabled = OFF')]
+    assert server3.variables['rpl_semi_sync_master_enabled'] == 'OFF'
+    assert server3.gtid['gtid_slave_pos'] == '0-2-121' and server3.sql_waiting is None
+    # once off, a second run changes nothing
+    cluster.log[:] = []
+    result = ok(env.run(node=dict(name='server3', host='server3')))
+    assert result['changed'] is False and cluster.changes() == []
+
+
+def test_check_mode_lists_the_source_side_of_a_healthy_replica_without_switching_it(env):
+    cluster = env.setup()
+    cluster['server3'].switch_source(True)
+    result = ok(env.run(check_mode=True, node=dict(name='server3', host='server3')))
+    assert result['changed'] is True
+    assert result['queries'] == ['server3: SET GLOBAL rpl_semi_sync_master_enabled = OFF']
+    assert cluster.changes() == []
+    assert cluster['server3'].variables['rpl_semi_sync_master_enabled'] == 'ON'
+
+
+def test_a_healthy_replica_with_its_source_side_off_is_left_alone(env):
+    cluster = env.setup()
+    cluster['server3'].add_session('report', command='Sleep')
+    result = ok(env.run(node=dict(name='server3', host='server3')))
+    assert result['changed'] is False and cluster.changes() == []
+    assert cluster['server3'].killed == []
+
+
+def test_a_node_without_semi_sync_is_pointed_at_the_primary_without_it(env):
+    cluster = env.setup()
+    server1 = cluster['server1']
+    server1.variables = {}
+    server1.global_status = {}
+    ok(env.run())
+    assert not any('rpl_semi_sync' in sql or sql.startswith('KILL') for sql in cluster.changes('server1'))
+    assert server1.status['Master_Host'] == 'server2'

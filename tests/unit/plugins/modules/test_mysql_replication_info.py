@@ -322,8 +322,29 @@ def test_semi_sync_healthy_primary(env, kind):
     result = ok(env.run())
     assert result['semi_sync'] == dict(available=True, source_enabled=True, replica_enabled=False,
                                        source_status=True, replica_status=False, fallen_back_to_async=False,
-                                       clients=2, wait_point='AFTER_SYNC', timeout_ms=5000, yes_tx=1520, no_tx=0)
+                                       clients=2, wait_point='AFTER_SYNC', timeout_ms=5000, wait_no_replica=True,
+                                       lossless=False, yes_tx=1520, no_tx=0)
     assert result['_warnings'] == []
+
+
+@pytest.mark.parametrize('kind', ['mariadb', 'mysql80', 'mysql84'])
+def test_semi_sync_lossless_primary(env, kind):
+    # what the mysql_server role writes with mysql_server_lossless
+    env.setup(kind, role='primary')
+    env.local.set_semi_sync(source_enabled=True, replica_enabled=True, replica_status=False, clients=1)
+    semi = ok(env.run())['semi_sync']
+    assert (semi['timeout_ms'], semi['wait_no_replica'], semi['lossless']) == (4294967295, True, True)
+    assert semi['fallen_back_to_async'] is False
+
+
+@pytest.mark.parametrize('change', [dict(timeout=4294967294), dict(wait_no_slave=False),
+                                    dict(wait_point='AFTER_COMMIT'), dict(replica_enabled=False)])
+def test_semi_sync_not_lossless(env, change):
+    env.setup('mariadb', role='primary')
+    settings = dict(source_enabled=True, replica_enabled=True, replica_status=False, clients=1)
+    settings.update(change)
+    env.local.set_semi_sync(**settings)
+    assert ok(env.run())['semi_sync']['lossless'] is False
 
 
 @pytest.mark.parametrize('kind', ['mariadb', 'mysql80', 'mysql84'])
@@ -377,7 +398,8 @@ def test_semi_sync_mysql_without_plugin(env, kind):
     result = ok(env.run())
     assert result['semi_sync'] == dict(available=False, source_enabled=False, replica_enabled=False,
                                        source_status=False, replica_status=False, fallen_back_to_async=False,
-                                       clients=None, wait_point=None, timeout_ms=None, yes_tx=None, no_tx=None)
+                                       clients=None, wait_point=None, timeout_ms=None, wait_no_replica=False,
+                                       lossless=False, yes_tx=None, no_tx=None)
     assert result['_warnings'] == []
 
 
@@ -676,19 +698,25 @@ def test_only_reads_are_sent(env):
 # What module_utils/mysql.py gained for this module
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize('version, hosts, source, status_name', [
-    ('10.11.6-MariaDB', 'SHOW SLAVE HOSTS', ('rpl_semi_sync_master_enabled',), ('Rpl_semi_sync_master_status',)),
+MYSQL_WAIT_NO_REPLICA = ('rpl_semi_sync_source_wait_no_replica', 'rpl_semi_sync_master_wait_no_slave')
+
+
+@pytest.mark.parametrize('version, hosts, source, status_name, wait_no_replica', [
+    ('10.11.6-MariaDB', 'SHOW SLAVE HOSTS', ('rpl_semi_sync_master_enabled',), ('Rpl_semi_sync_master_status',),
+     ('rpl_semi_sync_master_wait_no_slave',)),
     ('8.0.36', 'SHOW REPLICAS', ('rpl_semi_sync_source_enabled', 'rpl_semi_sync_master_enabled'),
-     ('Rpl_semi_sync_source_status', 'Rpl_semi_sync_master_status')),
+     ('Rpl_semi_sync_source_status', 'Rpl_semi_sync_master_status'), MYSQL_WAIT_NO_REPLICA),
     ('8.4.0', 'SHOW REPLICAS', ('rpl_semi_sync_source_enabled', 'rpl_semi_sync_master_enabled'),
-     ('Rpl_semi_sync_source_status', 'Rpl_semi_sync_master_status')),
+     ('Rpl_semi_sync_source_status', 'Rpl_semi_sync_master_status'), MYSQL_WAIT_NO_REPLICA),
 ])
-def test_dialect_names(version, hosts, source, status_name):
+def test_dialect_names(version, hosts, source, status_name, wait_no_replica):
     dialect = mysql_utils.dialect_for_version(version)
     assert dialect.replica_hosts_sql == hosts
     names = dialect.semi_sync_names()
-    assert set(names) == set(mysql_utils.SEMI_SYNC_KEYS) - {'available', 'fallen_back_to_async'}
+    # lossless is derived from the others
+    assert set(names) == set(mysql_utils.SEMI_SYNC_KEYS) - {'available', 'fallen_back_to_async', 'lossless'}
     assert names['source_enabled'] == ('variable', source)
+    assert names['wait_no_replica'] == ('variable', wait_no_replica)
     assert names['source_status'] == ('status', status_name)
     replica_side = names['replica_enabled'][1][0]
     assert replica_side == ('rpl_semi_sync_slave_enabled' if 'MariaDB' in version else 'rpl_semi_sync_replica_enabled')
@@ -717,13 +745,22 @@ def test_normalize_semi_sync_values():
          'Rpl_semi_sync_master_no_tx': '12'})
     assert semi == dict(available=True, source_enabled=True, replica_enabled=False, source_status=False,
                         replica_status=False, fallen_back_to_async=True, clients=0, wait_point='AFTER_COMMIT',
-                        timeout_ms=250, yes_tx=None, no_tx=12)
+                        timeout_ms=250, wait_no_replica=False, lossless=False, yes_tx=None, no_tx=12)
+    semi = mysql_utils.normalize_semi_sync(
+        mysql_utils.dialect_for_version('10.11.6-MariaDB'),
+        {'rpl_semi_sync_master_enabled': 'OFF', 'rpl_semi_sync_slave_enabled': 'ON',
+         'rpl_semi_sync_master_wait_point': 'AFTER_SYNC', 'rpl_semi_sync_master_timeout': '4294967295',
+         'rpl_semi_sync_master_wait_no_slave': 'ON'}, {})
+    assert (semi['wait_no_replica'], semi['lossless'], semi['source_enabled']) == (True, True, False)
     # the 8.0.26+ names win when both plugins' names are there
     semi = mysql_utils.normalize_semi_sync(
         dialect, {'rpl_semi_sync_source_enabled': 'ON', 'rpl_semi_sync_master_enabled': 'OFF'},
         {'Rpl_semi_sync_source_status': 'ON'})
     assert semi['source_enabled'] is True and semi['source_status'] is True
     assert mysql_utils.normalize_semi_sync(dialect, None, None)['available'] is False
+    semi = mysql_utils.normalize_semi_sync(
+        dialect, {'rpl_semi_sync_source_wait_no_replica': 'ON', 'rpl_semi_sync_master_wait_no_slave': 'OFF'}, {})
+    assert semi['wait_no_replica'] is True
 
 
 def test_normalize_replica_host():

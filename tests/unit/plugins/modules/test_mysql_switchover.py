@@ -89,8 +89,10 @@ def test_switchover_mariadb(env):
     order(cluster,
           ('server1', r'^SET GLOBAL read_only = 1$'), ('server1', r'^KILL CONNECTION'),
           ('server2', r"MASTER_GTID_WAIT\('0-1-100'"),
-          ('server2', r'^STOP SLAVE$'), ('server2', r'^RESET SLAVE ALL$'), ('server2', r'^SET GLOBAL read_only = 0$'),
+          ('server2', r'^STOP SLAVE$'), ('server2', r'^RESET SLAVE ALL$'),
+          ('server2', r'^SET GLOBAL rpl_semi_sync_master_enabled = ON$'), ('server2', r'^SET GLOBAL read_only = 0$'),
           ('server3', r'^STOP SLAVE$'), ('server3', r'^CHANGE MASTER TO'), ('server3', r'^START SLAVE$'),
+          ('server1', r'^SET GLOBAL rpl_semi_sync_master_enabled = OFF$'),
           ('server1', r"^SET GLOBAL gtid_slave_pos = '0-1-100'$"), ('server1', r'^CHANGE MASTER TO'),
           ('server1', r'^START SLAVE$'))
     assert 'STOP SLAVE' not in cluster.changes('server1')
@@ -101,6 +103,11 @@ def test_switchover_mariadb(env):
         assert cluster[name].status['Master_Host'] == 'server2'
         assert cluster[name].status['Slave_SQL_Running'] == 'Yes'
     assert cluster['server1'].gtid['gtid_slave_pos'] == '0-1-100'
+    # the source side follows the primary role
+    assert cluster['server1'].variables['rpl_semi_sync_master_enabled'] == 'OFF'
+    assert cluster['server2'].variables['rpl_semi_sync_master_enabled'] == 'ON'
+    assert cluster['server3'].variables['rpl_semi_sync_master_enabled'] == 'OFF'
+    assert not any('rpl_semi_sync' in sql for sql in cluster.changes('server3'))
 
 
 def test_switchover_chooses_the_most_advanced_replica(env):
@@ -178,9 +185,10 @@ def test_switchover_mysql(env):
     order(cluster,
           ('server1', r'^SET GLOBAL super_read_only = 1$'),
           ('server2', r'WAIT_FOR_EXECUTED_GTID_SET'),
-          ('server2', r'^RESET REPLICA ALL$'), ('server2', r'^SET GLOBAL read_only = 0$'),
-          ('server3', r'^CHANGE REPLICATION SOURCE TO'), ('server1', r'^CHANGE REPLICATION SOURCE TO'),
-          ('server1', r'^START REPLICA$'))
+          ('server2', r'^RESET REPLICA ALL$'), ('server2', r'^SET GLOBAL rpl_semi_sync_source_enabled = ON$'),
+          ('server2', r'^SET GLOBAL read_only = 0$'),
+          ('server3', r'^CHANGE REPLICATION SOURCE TO'), ('server1', r'^SET GLOBAL rpl_semi_sync_source_enabled = OFF$'),
+          ('server1', r'^CHANGE REPLICATION SOURCE TO'), ('server1', r'^START REPLICA$'))
     assert not any('gtid_slave_pos' in sql for name, sql in cluster.changes())
     assert cluster['server1'].status['Source_Host'] == 'server2'
     assert cluster['server1'].status['Auto_Position'] == 1
@@ -193,7 +201,12 @@ def test_check_mode_changes_nothing(env):
     assert result['repointed'] == ['server2', 'server1']
     assert cluster.changes() == [] and result['queries'] == []
     assert result['plan'][0] == 'make server1 read-only: SET GLOBAL read_only = 1, then kill its client sessions'
-    assert any(step.startswith('make server1 a replica of server3') for step in result['plan'])
+    assert any(step.startswith('make server1 a replica of server3: SET GLOBAL rpl_semi_sync_master_enabled = OFF; '
+                               "SET GLOBAL gtid_slave_pos = '<its gtid_binlog_pos>'; CHANGE MASTER TO")
+               for step in result['plan'])
+    assert 'promote server3: STOP SLAVE; RESET SLAVE ALL; SET GLOBAL rpl_semi_sync_master_enabled = ON; ' \
+           'SET GLOBAL read_only = 0' in result['plan']
+    assert cluster['server1'].variables['rpl_semi_sync_master_enabled'] == 'ON'
 
 
 @pytest.mark.parametrize('overrides, words', [
@@ -226,7 +239,39 @@ def test_switchover_loses_no_acknowledged_write(env):
         assert cluster[name].has_gtids(','.join(acknowledged)), name
     # the old primary replicates from the new one and acknowledges its commits
     written = cluster.commit('server2', 2)
+    assert written == ['0-2-106', '0-2-107']
     for name in ('server1', 'server3'):
         assert cluster[name].has_gtids(','.join(written)), name
+        # applied: no source side left on waits for acknowledgements of it
+        assert cluster[name].gtid['gtid_slave_pos'] == '0-2-107', name
     assert cluster['server2'].global_status_value('Rpl_semi_sync_master_yes_tx') == '2'
     assert not cluster['server1'].status['Last_IO_Errno'] and not cluster['server1'].status['Last_SQL_Errno']
+
+
+def test_the_old_primary_s_waiting_commits_are_killed_before_its_source_side_goes_off(env):
+    # server3 lags and server2's semi-sync side is off: server1's client waits
+    cluster = env.cluster
+    cluster['server2'].semi_replica_on = False
+    cluster['server3'].receives = False
+    assert cluster.commit('server1') == []
+    result = ok(env.run(target='server2'))
+    assert result['new_primary'] == 'server2' and result['old_primary_rejoined'] is True
+    # the fence killed the waiting session: its client got an error
+    assert cluster['server1'].unacknowledged == ['0-1-101'] and cluster.acknowledged == []
+    order(cluster, ('server1', r'^KILL CONNECTION'), ('server1', r'^SET GLOBAL rpl_semi_sync_master_enabled = OFF$'),
+          ('server1', r'^CHANGE MASTER TO'))
+    assert cluster['server2'].has_gtids('0-1-101')  # nothing lost either
+
+
+def test_an_old_primary_that_is_not_rejoined_keeps_its_source_side(env):
+    cluster = env.cluster
+
+    def late_write(server, sql):
+        cluster['server1'].set_gtid(binlog_pos='0-1-101')
+        cluster['server1'].gtid['gtid_binlog_state'] = '0-1-101'
+
+    cluster['server2'].after.append((r'^RESET SLAVE ALL$', late_write))
+    result = ok(env.run(target='server2'))
+    assert result['old_primary_rejoined'] is False
+    assert not any('rpl_semi_sync' in sql for sql in cluster.changes('server1'))
+    assert cluster['server1'].read_only is True
