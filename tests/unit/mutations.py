@@ -4,7 +4,8 @@
 """Mutation check of the unit tests of the cluster-level safety logic.
 
 Each entry of ``MUTATIONS`` removes or inverts one safety check of
-mysql_failover.py, topology.py, mysql_rejoin.py or mysql_switchover.py.
+mysql_failover.py, topology.py, mysql_rejoin.py, mysql_switchover.py or the
+cluster operations of module_utils/mysql.py.
 ``python tests/unit/mutations.py [--rev REV] [ID ...]`` takes one snapshot of
 plugins/, tests/, meta/ and galaxy.yml (of the working tree, or of the git
 revision REV), runs the unit tests that exercise that code on it unchanged
@@ -38,7 +39,8 @@ FAILOVER = 'plugins/modules/mysql_failover.py'
 TOPOLOGY = 'plugins/module_utils/topology.py'
 REJOIN = 'plugins/modules/mysql_rejoin.py'
 SWITCHOVER = 'plugins/modules/mysql_switchover.py'
-FILES = dict(FAILOVER=FAILOVER, TOPOLOGY=TOPOLOGY, REJOIN=REJOIN, SWITCHOVER=SWITCHOVER)
+MYSQL = 'plugins/module_utils/mysql.py'
+FILES = dict(FAILOVER=FAILOVER, TOPOLOGY=TOPOLOGY, REJOIN=REJOIN, SWITCHOVER=SWITCHOVER, MYSQL=MYSQL)
 
 # (id, file, what the mutation does, text replaced, replacement)
 MUTATIONS = [
@@ -94,11 +96,10 @@ MUTATIONS = [
     ('F16', 'FAILOVER', 'run: old primary not read last',
      '        order = [n.name for n in self.nodes if n.name != old.name] + [old.name]',
      '        order = None'),
-    ('F17', 'FAILOVER', 'run: excluded replicas left with IO thread stopped',
-     ('            try:\n                self.start_io(node)\n            except MySQLError as exc:'
-      "\n                self.warnings.append('starting the IO thread of %s again failed"),
-     ('            try:\n                pass\n            except MySQLError as exc:\n              '
-      "  self.warnings.append('starting the IO thread of %s again failed")),
+    ('F17', 'FAILOVER', 'run: excluded replicas of the old primary get their IO thread started again',
+     "        self.result['io_left_stopped'] = kept\n",
+     ("        self.result['io_left_stopped'] = kept\n        for node in self.io_stopped:\n"
+      "            if node.name in kept:\n                self.start_io(node)\n")),
     ('F18', 'FAILOVER', 'run: candidate IO thread restarted with the excluded ones',
      '        self.io_stopped = [n for n in self.io_stopped if n is not candidate]\n',
      ''),
@@ -123,18 +124,15 @@ MUTATIONS = [
      "        if not before.get('source_status'):",
      '        if False:'),
     ('T6', 'TOPOLOGY', 'semi_sync_verdict: AFTER_COMMIT accepted (reachable primary)',
-     ('        if wait_point and wait_point != AFTER_SYNC:\n            return dict(active=False, '
-      "source='old primary',"),
-     "        if False:\n            return dict(active=False, source='old primary',"),
-    ('T7', 'TOPOLOGY', 'semi_sync_verdict: no_tx growth while fenced accepted',
-     '        if no_before is not None and no_after is not None and no_after > no_before:',
-     '        if False:'),
-    ('T8', 'TOPOLOGY', 'semi_sync_verdict: any replica is a semi-sync witness',
-     "        if semi.get('replica_enabled') and semi.get('replica_status'):",
-     '        if True:'),
-    ('T9', 'TOPOLOGY', 'semi_sync_verdict: replicas read after their IO thread stopped',
-     "        semi = replica['semi_sync_before'] or replica['semi_sync'] or {}",
-     "        semi = replica['semi_sync'] or {}"),
+     ('        if wait_point and wait_point != AFTER_SYNC:\n            return _verdict(False, '
+      "'old primary',"),
+     "        if False:\n            return _verdict(False, 'old primary',"),
+    ('T7', 'TOPOLOGY', 'semi_sync_verdict: no_tx growth while fenced accepted (a source that can fall back)',
+     '                and not lossless_settings(before):',
+     '                and False:'),
+    ('T8', 'TOPOLOGY', 'semi_sync_verdict: a replica whose Rpl_semi_sync_slave_status reads ON stands for lossless',
+     "        if not lossless_settings(semi):\n            unsafe.append(",
+     "        if not lossless_settings(semi) and not semi.get('replica_status'):\n            unsafe.append("),
     ('T10', 'TOPOLOGY', 'plan_failover: inactive semi-sync not refused',
      "    if not verdict['active']:",
      '    if False:'),
@@ -226,8 +224,8 @@ MUTATIONS = [
      "ok, message = wait_for_gtid_position(target.server, position, p['wait_timeout'])",
      'ok, message = True, None'),
     ('S2', 'SWITCHOVER', 'switchover: diverged old primary rejoined',
-     "            if decision['ok']:\n                self.point_at(old, target,",
-     '            if True:\n                self.point_at(old, target,'),
+     "            if decision['ok']:\n                self.retire_source(old)\n                self.point_at(old, target,",
+     '            if True:\n                self.retire_source(old)\n                self.point_at(old, target,'),
     ('S3', 'SWITCHOVER', 'switchover: primary not fenced',
      "            self.killed = self.fence(old, kill_sessions=p['kill_client_sessions'])",
      '            self.killed = []'),
@@ -254,9 +252,9 @@ MUTATIONS = [
     ('T34', 'TOPOLOGY', 'heard_from: a replica whose IO thread lost its source still counts as hearing it',
      "        if before is None or (after.get('io_thread') or '').lower() != 'yes':",
      "        if before is None:"),
-    ('T33', 'TOPOLOGY', 'plan_failover: semi-sync witnesses include replicas of other sources and errant ones',
-     "    verdict = semi_sync_verdict(old, [s for s in replicas_of_old if s['name'] not in errants])",
-     "    verdict = semi_sync_verdict(old, [s for s in states if s['name'] != old_name])"),
+    ('T33', 'TOPOLOGY', 'plan_failover: the settings of replicas of other sources stand for the old primary',
+     "    verdict = semi_sync_verdict(old, [s for s in replicas_of_old if s['name'] not in errants],",
+     "    verdict = semi_sync_verdict(old, [s for s in others if s['reachable'] and s['name'] not in errants],"),
     ('S5', 'SWITCHOVER', 'switchover: old primary GTIDs not compared before rejoining it',
      ('        # (6) the old primary becomes a replica, if it has nothing the new one lacks\n     '
       '   rejoined = False\n        try:\n            old_state = old.read_state(semi_sync=False, h'
@@ -264,6 +262,70 @@ MUTATIONS = [
      ('        # (6) the old primary becomes a replica, if it has nothing the new one lacks\n     '
       '   rejoined = False\n        try:\n            old_state = dict(old.read_state(semi_sync=Fal'
       "se, history=True), gtid_binlog_state='', gtid_binlog='')")),
+    # lossless semi-sync: the settings, the other nodes, the source side
+    ('T35', 'TOPOLOGY', 'lossless_settings: the wait point ignored',
+     "                and (semi.get('wait_point') or '') == AFTER_SYNC\n",
+     '\n'),
+    ('T36', 'TOPOLOGY', 'lossless_settings: wait_no_replica ignored',
+     "                and semi.get('wait_no_replica')\n",
+     '\n'),
+    ('T37', 'TOPOLOGY', 'lossless_settings: a timeout that falls back accepted',
+     "                and (semi.get('timeout_ms') or 0) >= LOSSLESS_TIMEOUT_MS)",
+     '                and True)'),
+    ('T38', 'TOPOLOGY', 'lossless_settings: a node that is no semi-sync replica accepted',
+     "    return bool(semi.get('available') and semi.get('replica_enabled')\n",
+     "    return bool(semi.get('available')\n"),
+    ('T39', 'TOPOLOGY', 'semi_sync_verdict: settings that are not lossless accepted (unreachable old primary)',
+     '    if unsafe:\n        return _verdict(False,',
+     '    if False:\n        return _verdict(False,'),
+    ('T40', 'TOPOLOGY', 'semi_sync_verdict: another unreachable node (it may hold the last commit) ignored',
+     '    if unreachable:\n        return _verdict(False,',
+     '    if False:\n        return _verdict(False,'),
+    ('T41', 'TOPOLOGY', 'plan_failover: the unreachable other nodes not passed to the verdict',
+     "                                unreachable=[s['name'] for s in others if not s['reachable']])",
+     '                                unreachable=[])'),
+    ('T42', 'TOPOLOGY', 'semi_sync_verdict: no replica of the old primary read, yet lossless',
+     "    if not replicas:\n        return _verdict(False, 'settings',",
+     "    if False:\n        return _verdict(False, 'settings',"),
+    ('T43', 'TOPOLOGY', 'plan_failover: allow_data_loss does not say what only the unreachable nodes received',
+     "                         if verdict['unverified'] else '')",
+     "                         if False else '')"),
+    ('M1', 'MYSQL', 'promote: the semi-sync source side of the new primary not switched on',
+     "        if semi_sync_member(semi) and not semi.get('source_enabled'):\n            statements.append(",
+     "        if False:\n            statements.append("),
+    ('M2', 'MYSQL', 'promote: the source side switched on after the node takes writes',
+     '        return statements + dialect.set_read_only(False)',
+     '        return statements[:2] + dialect.set_read_only(False) + statements[2:]'),
+    ('M3', 'MYSQL', 'promote: the semi-sync state of the node not read (taken for unknown)',
+     '        self.execute(node, self.promote_statements(node, node.server.semi_sync()))',
+     '        self.execute(node, self.promote_statements(node, None))'),
+    ('M4', 'MYSQL', 'retire: the source side of a demoted node left on',
+     "        if semi and semi.get('source_enabled'):\n            return [node.dialect.set_semi_sync_source(False)]",
+     "        if False:\n            return [node.dialect.set_semi_sync_source(False)]"),
+    ('M5', 'MYSQL', 'retire_source: the semi-sync state of the node not read',
+     '        self.execute(node, self.retire_source_statements(node, node.server.semi_sync()))',
+     '        self.execute(node, self.retire_source_statements(node, None))'),
+    ('F24', 'FAILOVER', 'plan: the promotion planned without the semi-sync state of the candidate',
+     "self.promote_statements(candidate, by_state[candidate.name].get('semi_sync'))",
+     'self.promote_statements(candidate, None)'),
+    ('R6', 'REJOIN', 'rejoin: the source side not switched off before CHANGE MASTER',
+     '            self.retire(node, semi)\n            self.point_at(',
+     '            self.point_at('),
+    ('R7', 'REJOIN', 'rejoin: client sessions not killed before the source side goes off',
+     '            self.kill_client_sessions(node)\n            self.execute(node, self.retire_source_statements(',
+     '            self.execute(node, self.retire_source_statements('),
+    ('R8', 'REJOIN', 'rejoin: a healthy replica with its source side on left as it is',
+     '                else:\n                    self.retire(node, semi)',
+     '                else:\n                    pass'),
+    ('R9', 'REJOIN', 'rejoin: check mode switches the source side of a healthy replica off',
+     "                if self.module.check_mode:\n                    self.planned.extend('%s: %s' % (node.name, s.display)",
+     "                if False:\n                    self.planned.extend('%s: %s' % (node.name, s.display)"),
+    ('S6', 'SWITCHOVER', 'switchover: the old primary made a replica with its source side on',
+     '                self.retire_source(old)\n',
+     ''),
+    ('S7', 'SWITCHOVER', 'switchover: states read without semi-sync (the plan lacks the source side)',
+     '            return node.read_state(semi_sync=True, history=history)',
+     '            return node.read_state(semi_sync=False, history=history)'),
 ]
 
 
