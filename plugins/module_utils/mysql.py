@@ -533,8 +533,10 @@ class MariaDBDialect(Dialect):
     replica_hosts_sql = 'SHOW SLAVE HOSTS'
     server_uid_names = ('server_uid',)
     # what the cluster modules' login needs (RESET SLAVE needs RELOAD)
+    # (REPLICATION MASTER ADMIN: rpl_semi_sync_master_enabled, switched on a
+    # promoted node and off a demoted one)
     admin_privileges = ('PROCESS', 'RELOAD', 'CONNECTION ADMIN', 'READ_ONLY ADMIN', 'REPLICATION SLAVE ADMIN',
-                        'SLAVE MONITOR')
+                        'REPLICATION MASTER ADMIN', 'SLAVE MONITOR')
     gtid_position_columns = {
         'executed': 'gtid_current_pos',
         'binlog': 'gtid_binlog_pos',
@@ -1769,7 +1771,8 @@ class ClusterOperations(object):
     def promote(self, node):
         """STOP SLAVE; RESET SLAVE ALL; on a node set up for semi-sync,
         switch its source side on before it takes a write (so that no commit
-        is acknowledged without a replica); make it writable."""
+        is acknowledged without a replica); make it writable. The privilege
+        check before any change covers each of these statements."""
         self.execute(node, self.promote_statements(node, node.server.semi_sync()))
 
     def retire_source_statements(self, node, semi):

@@ -174,8 +174,8 @@ _CHANGE_COLUMNS = {
 # what the administrative login of the cluster modules is granted by default,
 # MariaDB's and MySQL's names together
 ALL_ADMIN_PRIVILEGES = ('PROCESS', 'RELOAD', 'CONNECTION ADMIN', 'READ_ONLY ADMIN', 'REPLICATION SLAVE ADMIN',
-                        'SLAVE MONITOR', 'BINLOG MONITOR', 'REPLICATION CLIENT', 'SYSTEM_VARIABLES_ADMIN',
-                        'CONNECTION_ADMIN', 'REPLICATION_SLAVE_ADMIN')
+                        'REPLICATION MASTER ADMIN', 'SLAVE MONITOR', 'BINLOG MONITOR', 'REPLICATION CLIENT',
+                        'SYSTEM_VARIABLES_ADMIN', 'CONNECTION_ADMIN', 'REPLICATION_SLAVE_ADMIN')
 
 
 class FakeServer(object):
