@@ -407,10 +407,11 @@ def semi_sync_verdict(old_primary, replicas, unreachable=()):
       enabled (``source_enabled``) and active (``source_status``), the wait
       point must not be ``AFTER_COMMIT``, and its ``no_tx`` counter (commits
       not acknowledged by a replica) must not have grown between the two
-      reads, unless its settings are ``lossless_settings`` (then no_tx grows
-      only for sessions killed while they waited, whose clients got an
-      error: measured on MariaDB 10.11, KILL of a session waiting for an
-      acknowledgement commits it locally and counts it in no_tx).
+      reads, unless its settings are ``lossless_settings`` and its source
+      side is still on (then no_tx grows only for sessions killed while they
+      waited, whose clients got an error: measured on MariaDB 10.11, KILL of
+      a session waiting for an acknowledgement commits it locally and counts
+      it in no_tx; switching the source side off would acknowledge them).
     * Unreachable old primary: what its replicas report of their semi-sync
       link proves nothing (``Rpl_semi_sync_slave_status`` stays ON while the
       IO thread retries, also after the primary fell back to asynchronous
@@ -446,7 +447,7 @@ def semi_sync_verdict(old_primary, replicas, unreachable=()):
         # grows only when a session waiting for an acknowledgement is killed
         # (as fencing does), and that client got an error, not an OK.
         if no_before is not None and no_after is not None and no_after > no_before \
-                and not lossless_settings(before):
+                and not (lossless_settings(before) and after.get('source_enabled')):
             return _verdict(False, 'old primary',
                             'the old primary %s acknowledged %d commit(s) without a replica while it was '
                             'fenced (no_tx %d -> %d)' % (old_primary['name'], no_after - no_before,
