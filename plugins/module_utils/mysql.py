@@ -483,11 +483,16 @@ class Dialect(object):
         for users with SUPER, super_read_only) or writable."""
         return [Statement(sql) for sql in (self.read_only_on_sql if read_only else self.read_only_off_sql)]
 
-    def set_semi_sync_source(self, enabled):
-        """``Statement`` switching the semi-sync source side on or off. Off
-        releases the commits waiting for an acknowledgement as successful:
-        only on a node that is read-only with its client sessions killed."""
-        return Statement('SET GLOBAL %senabled = %s' % (self.semi_sync_prefixes[0][0], 'ON' if enabled else 'OFF'))
+    def set_semi_sync_source(self, enabled, variable=None):
+        """``Statement`` switching the semi-sync source side on or off
+        (``variable``: the name the server has, ``source_variable`` of
+        ``normalize_semi_sync``; default the dialect's first). Off releases
+        the commits waiting for an acknowledgement as successful: only on a
+        node that is read-only with its client sessions killed."""
+        name = variable or self.semi_sync_prefixes[0][0] + 'enabled'
+        if not re.match(r'^rpl_semi_sync_(master|source)_enabled$', name):
+            raise ValueError('not a semi-sync source variable: %r' % (name,))
+        return Statement('SET GLOBAL %s = %s' % (name, 'ON' if enabled else 'OFF'))
 
     def kill_connection(self, connection_id):
         return Statement('KILL CONNECTION %d' % int(connection_id))
@@ -910,6 +915,7 @@ def compare_replica_settings(status, wanted):
 SEMI_SYNC_KEYS = (
     'available', 'source_enabled', 'replica_enabled', 'source_status', 'replica_status',
     'fallen_back_to_async', 'clients', 'wait_point', 'timeout_ms', 'wait_no_replica', 'lossless', 'yes_tx', 'no_tx',
+    'source_variable',
 )
 
 # Keys of ``MySQLServer.gtid_positions``.
@@ -933,6 +939,7 @@ def normalize_semi_sync(dialect, variables, status):
     status = dict((str(k).lower(), v) for k, v in (status or {}).items())
     found = {}
     available = False
+    enabled_variable = None
     for key, (kind, names) in dialect.semi_sync_names().items():
         source = variables if kind == 'variable' else status
         value = None
@@ -941,6 +948,8 @@ def normalize_semi_sync(dialect, variables, status):
                 value = source[name.lower()]
                 if kind == 'variable':
                     available = True
+                if key == 'source_enabled':
+                    enabled_variable = name
                 break
         found[key] = value
     wait_point = _text(found['wait_point'])
@@ -957,6 +966,9 @@ def normalize_semi_sync(dialect, variables, status):
         yes_tx=_to_int(found['yes_tx']),
         no_tx=_to_int(found['no_tx']),
     )
+    # the name the server has (MySQL before 8.0.26, or with the old plugin:
+    # rpl_semi_sync_master_enabled), for switching the source side
+    result['source_variable'] = enabled_variable
     result['fallen_back_to_async'] = result['source_enabled'] and not result['source_status']
     result['lossless'] = topology.lossless_settings(result)
     return result
@@ -1765,7 +1777,7 @@ class ClusterOperations(object):
         dialect = node.dialect
         statements = [dialect.stop_replica(), dialect.reset_replica_all()]
         if semi_sync_member(semi) and not semi.get('source_enabled'):
-            statements.append(dialect.set_semi_sync_source(True))
+            statements.append(dialect.set_semi_sync_source(True, semi.get('source_variable')))
         return statements + dialect.set_read_only(False)
 
     def promote(self, node):
@@ -1779,7 +1791,7 @@ class ClusterOperations(object):
         """What ``retire_source`` runs (``semi`` as for
         ``promote_statements``)."""
         if semi and semi.get('source_enabled'):
-            return [node.dialect.set_semi_sync_source(False)]
+            return [node.dialect.set_semi_sync_source(False, semi.get('source_variable'))]
         return []
 
     def retire_source(self, node):

@@ -534,6 +534,12 @@ semi_sync:
         - Says nothing about whether the source side is on now.
       type: bool
       returned: always
+    source_variable:
+      description:
+        - The name of the source side's switch on this server (C(rpl_semi_sync_master_enabled) or
+          C(rpl_semi_sync_source_enabled)), V(null) without semi-sync.
+      type: str
+      returned: always
     yes_tx:
       description: Commits acknowledged by a replica since the server started or the counters were flushed.
       type: int
@@ -554,6 +560,7 @@ semi_sync:
     timeout_ms: 10000
     wait_no_replica: true
     lossless: false
+    source_variable: rpl_semi_sync_master_enabled
     yes_tx: 1520
     no_tx: 3
 errant:

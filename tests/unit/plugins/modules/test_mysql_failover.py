@@ -1064,11 +1064,9 @@ def test_mysql_promotion_switches_the_source_side_on_by_its_name(env, version):
     assert cluster['server2'].global_status_value('Rpl_semi_sync_source_status') == 'ON'
 
 
-@pytest.mark.xfail(strict=True, reason='Dialect.set_semi_sync_source always names the 8.0.26+ variable '
-                                       'rpl_semi_sync_source_enabled; a MySQL server with the older '
-                                       'rpl_semi_sync_master plugin (the only one before 8.0.26) answers error 1193 '
-                                       'after RESET REPLICA ALL, and the promotion stops half done')
 def test_mysql_promotion_with_the_older_semi_sync_plugin_names(env):
+    # the source side is switched by the name the server has (the older
+    # rpl_semi_sync_master plugin, the only one before MySQL 8.0.26)
     cluster = env.setup('mysql', version='8.0.23')
     assert 'rpl_semi_sync_master_enabled' in cluster['server2'].variables
     cluster.down('server1')

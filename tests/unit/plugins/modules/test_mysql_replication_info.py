@@ -323,7 +323,9 @@ def test_semi_sync_healthy_primary(env, kind):
     assert result['semi_sync'] == dict(available=True, source_enabled=True, replica_enabled=False,
                                        source_status=True, replica_status=False, fallen_back_to_async=False,
                                        clients=2, wait_point='AFTER_SYNC', timeout_ms=5000, wait_no_replica=True,
-                                       lossless=False, yes_tx=1520, no_tx=0)
+                                       lossless=False, yes_tx=1520, no_tx=0,
+                                       source_variable=('rpl_semi_sync_master_enabled' if kind == 'mariadb'
+                                                        else 'rpl_semi_sync_source_enabled'))
     assert result['_warnings'] == []
 
 
@@ -399,7 +401,7 @@ def test_semi_sync_mysql_without_plugin(env, kind):
     assert result['semi_sync'] == dict(available=False, source_enabled=False, replica_enabled=False,
                                        source_status=False, replica_status=False, fallen_back_to_async=False,
                                        clients=None, wait_point=None, timeout_ms=None, wait_no_replica=False,
-                                       lossless=False, yes_tx=None, no_tx=None)
+                                       lossless=False, yes_tx=None, no_tx=None, source_variable=None)
     assert result['_warnings'] == []
 
 
@@ -714,7 +716,8 @@ def test_dialect_names(version, hosts, source, status_name, wait_no_replica):
     assert dialect.replica_hosts_sql == hosts
     names = dialect.semi_sync_names()
     # lossless is derived from the others
-    assert set(names) == set(mysql_utils.SEMI_SYNC_KEYS) - {'available', 'fallen_back_to_async', 'lossless'}
+    assert set(names) == set(mysql_utils.SEMI_SYNC_KEYS) - {'available', 'fallen_back_to_async', 'lossless',
+                                                            'source_variable'}
     assert names['source_enabled'] == ('variable', source)
     assert names['wait_no_replica'] == ('variable', wait_no_replica)
     assert names['source_status'] == ('status', status_name)
@@ -745,7 +748,8 @@ def test_normalize_semi_sync_values():
          'Rpl_semi_sync_master_no_tx': '12'})
     assert semi == dict(available=True, source_enabled=True, replica_enabled=False, source_status=False,
                         replica_status=False, fallen_back_to_async=True, clients=0, wait_point='AFTER_COMMIT',
-                        timeout_ms=250, wait_no_replica=False, lossless=False, yes_tx=None, no_tx=12)
+                        timeout_ms=250, wait_no_replica=False, lossless=False, yes_tx=None, no_tx=12,
+                        source_variable='rpl_semi_sync_master_enabled')
     semi = mysql_utils.normalize_semi_sync(
         mysql_utils.dialect_for_version('10.11.6-MariaDB'),
         {'rpl_semi_sync_master_enabled': 'OFF', 'rpl_semi_sync_slave_enabled': 'ON',
