@@ -387,6 +387,17 @@ def test_semi_sync_no_tx_grew_is_refused():
     failover(topology.plan_failover(nodes, primary='server1'), 'server2')
 
 
+def test_a_lossless_primary_s_no_tx_growth_counts_only_while_its_source_side_is_on():
+    # killed waits (fencing kills the sessions) grow no_tx unacknowledged
+    before = dict(SEMI_ON, no_tx=3)
+    nodes = [fenced_primary(before, dict(SEMI_ON, no_tx=5)), maria_replica('server2', '0-1-100')]
+    failover(topology.plan_failover(nodes, primary='server1'), 'server2')
+    # switched off meanwhile, the waiting commits were acknowledged
+    off = dict(SEMI_ON, no_tx=5, source_enabled=False, source_status=False)
+    nodes = [fenced_primary(before, off), maria_replica('server2', '0-1-100')]
+    refused(topology.plan_failover(nodes, primary='server1'), 'acknowledged 2 commit(s) without a replica')
+
+
 def test_semi_sync_no_tx_of_killed_waiting_sessions_on_a_lossless_primary_is_no_loss():
     # a lossless source acknowledges nothing without a replica: its no_tx
     # grows when the fence kills sessions waiting for an acknowledgement,
