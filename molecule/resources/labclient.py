@@ -335,8 +335,9 @@ ROUTER_SOCKET = "/run/distweb-dbrouter/admin.sock"
 HEALTH_PORT = 9201
 
 # Run inside a router's container: prints, every ``interval`` seconds and
-# at most ``count`` times, the servers of the router's write backend
-# (mysql_primary) whose state is UP, i.e. the nodes it sends writes to.
+# at most ``count`` times, the server of the router's write backend
+# (mysql_primary) it sends writes to: the first one, in the order of the
+# configuration, whose state is UP (roles/db_router: balance first).
 _ROUTER_PROBE = r"""
 import csv, io, socket, sys, time
 path, interval, count = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
@@ -351,7 +352,7 @@ for _ in range(count):
         rows = csv.DictReader(io.StringIO(data.lstrip("# ")))
         up = [r["svname"] for r in rows if r["pxname"] == "mysql_primary"
               and r["svname"] not in ("FRONTEND", "BACKEND") and r["status"].startswith("UP")]
-        print("UP " + " ".join(sorted(up)), flush=True)
+        print("UP " + " ".join(up[:1]), flush=True)
     except Exception as exc:
         print("ERR %s" % exc, flush=True)
     time.sleep(interval)

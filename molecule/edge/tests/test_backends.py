@@ -148,9 +148,6 @@ def test_the_killed_server_comes_back_at_full_weight(backend_killed):
     assert all(haproxy_servers(lb)[VICTIM]["weight"] == haproxy_servers(lb)["server1"]["weight"] for lb in LOAD_BALANCERS)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: a replica killed while it applies a DDL (the first write's CREATE TABLE "
-                                       "on a fresh cluster, held by semi-sync wait_no_slave=ON) stops replicating after "
-                                       "the restart under gtid_strict_mode and has to be rebuilt")
 def test_the_killed_replica_replicates_again(backend_killed):
     # VICTIM is also a database replica, killed while it applied the writes:
     # after the restart it must resume on its own and catch up with the

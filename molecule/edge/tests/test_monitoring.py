@@ -180,9 +180,6 @@ def test_reads_go_to_the_replicas(read_write_load):
     assert more_selects["server1"] < 0.5 * read_count, more_selects
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: server3, the replica test_backends killed under writes, stops "
-                                       "replicating after its restart (a DDL it was applying is in its binlog but not "
-                                       "in gtid_slave_pos), so the router leaves it out and server2 serves every read")
 def test_reads_are_shared_by_both_replicas(read_write_load):
     dummy, read_count, more_selects, dummy2 = read_write_load
     assert read_count > 100, read_count

@@ -53,7 +53,6 @@ from labclient import (
     run,
     slave_status,
     start_node,
-    stored_counts,
     table_checksum,
     wait_for,
     wait_for_gtid,
@@ -280,7 +279,10 @@ def test_rejoin_made_it_a_replica_of_the_new_primary(failover, rejoined, sampler
 
 
 def test_rejoin_made_it_a_replica_that_caught_up(failover, rejoined):
-    assert re.search(r"localhost\s+:\s+ok=\d+\s+changed=1\b", rejoined["result"].stdout), output(rejoined["result"])
+    # changed: the node, and the routers that had it in maint since the failover
+    assert re.search(r"localhost\s+:\s+ok=\d+\s+changed=[12]\b", rejoined["result"].stdout), output(rejoined["result"])
+    assert "is ready in the database routers of: server1, server2, server3" in flat(rejoined["result"]), \
+        output(rejoined["result"])
     assert rejoined["again"].returncode == 0, output(rejoined["again"])
     assert re.search(r"localhost\s+:\s+ok=\d+\s+changed=0\b", rejoined["again"].stdout), output(rejoined["again"])
     new = failover["new"]
@@ -337,11 +339,14 @@ def test_failover_with_both_replicas_stopped_is_refused(switched_back, sampler):
         # refused before touching anything: nothing fenced and put back
         assert "Nothing was changed" in flat(result), output(result)
         assert "Put back" not in flat(result), output(result)
-        # the primary stayed the writable primary in every sampled round
+        # the primary stayed writable in every sampled round; with no
+        # semi-sync replica left it cannot acknowledge a write, so its
+        # health endpoint no longer calls it the primary (the routers take
+        # it out: the price of lossless semi-sync)
         window = sampler.between(started, finished)
         assert len(window) >= 10, f"{len(window)} sampler rounds during the refused failover"
-        seen = {(snap["sql"][OLD_PRIMARY], snap["http"][OLD_PRIMARY]) for dummy, snap in window}
-        assert seen == {(True, True)}, f"{OLD_PRIMARY} was not writable and primary in every round: {seen}"
+        assert {snap["sql"][OLD_PRIMARY] for dummy, snap in window} == {True}
+        assert {snap["http"][OLD_PRIMARY] for dummy, snap in window} == {False}
         assert node_sql(OLD_PRIMARY, "SELECT @@read_only, @@gtid_binlog_pos")[0] == before[OLD_PRIMARY]
     finally:
         for name in REPLICAS:
@@ -369,7 +374,8 @@ def test_check_mode_prints_every_step_and_changes_nothing(switched_back, sampler
         "stop the IO threads of server2, server3: STOP SLAVE IO_THREAD",
         "collect the GTID positions and replication state of every reachable node",
         f"until {candidate} has applied {before['nodes'][OLD_PRIMARY]['@@gtid_binlog_pos']} (MASTER_GTID_WAIT)",
-        f"promote {candidate}: STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0",
+        f"promote {candidate}: STOP SLAVE; RESET SLAVE ALL; SET GLOBAL rpl_semi_sync_master_enabled = ON; "
+        "SET GLOBAL read_only = 0",
         f"re-point {other} to {candidate} ({container(candidate)}:3306): STOP SLAVE; CHANGE MASTER TO "
         f"MASTER_HOST=''{container(candidate)}'', MASTER_PORT=3306, MASTER_USER=''repl'', "
         "MASTER_PASSWORD=''********'', MASTER_USE_GTID=slave_pos",
@@ -456,18 +462,30 @@ def bring_back(node, primary, tmp_path_factory):
     assert wait_for_gtid(node, position), f"{node} did not catch up to {position}"
 
 
-def back_to_server1(tmp_path_factory, *detached):
-    """After a case: every node in ``detached`` (started if needed) made a
-    replica of the live primary, then the primary switched back to server1."""
-    primary = writable_nodes()
-    if len(primary) > 1:  # a woken old primary that did not fence itself
-        primary = [n for n in primary if n not in detached]
-    assert len(primary) == 1, f"writable: {primary}"
-    for node in detached:
-        if container_running(node) is False:
-            start_node(node)
-        bring_back(node, primary[0], tmp_path_factory)
-    if primary[0] != OLD_PRIMARY:
+def restore_lab(tmp_path_factory):
+    """Put the lab back as the inventory has it after a case: every
+    container running, every node other than the live primary a healthy
+    replica of it (rejoin, or rebuild when it diverged), then the primary
+    switched back to server1. Called at the start of each case, as pytest
+    tears module fixtures down only at the end of the module."""
+    for name in DB_NODES:
+        if not container_running(name):
+            start_node(name)
+    writable = writable_nodes()
+    if len(writable) > 1:  # a woken old primary that did not fence itself
+        writable = [n for n in writable
+                    if any(slave_status(r).get("Master_Host") == container(n) for r in DB_NODES if r != n)]
+    assert len(writable) == 1, f"cannot tell the live primary: writable {writable_nodes()}"
+    primary = writable[0]
+    for name in DB_NODES:
+        if name == primary:
+            continue
+        status = slave_status(name)
+        healthy = (status.get("Master_Host") == container(primary)
+                   and (status.get("Slave_IO_Running"), status.get("Slave_SQL_Running")) == ("Yes", "Yes"))
+        if not healthy:
+            bring_back(name, primary, tmp_path_factory)
+    if primary != OLD_PRIMARY:
         result = playbook("playbooks/switchover.yml", "-e", f"mysql_cluster_switchover_target={OLD_PRIMARY}")
         assert result.returncode == 0, output(result)
     assert writable_nodes() == [OLD_PRIMARY]
@@ -499,8 +517,8 @@ def cut_then_killed(switched_back, sampler, tmp_path_factory):
     """Under the app's writes the primary is cut off from both replicas
     (their packets to 3306 dropped inside its container; the control node
     still reaches it) for 30 s, then its container is killed and
-    failover.yml runs. The lab is put back afterwards."""
-    assert writable_nodes() == [OLD_PRIMARY]
+    failover.yml runs."""
+    restore_lab(tmp_path_factory)
     with WriteLoad() as load:
         wait_for(lambda: len(load.acknowledged) >= 20, 60, what="the write load to flow")
         drop_traffic(OLD_PRIMARY, [node_address(n) for n in REPLICAS], [3306])
@@ -516,9 +534,7 @@ def cut_then_killed(switched_back, sampler, tmp_path_factory):
     new = [n for n in writable_nodes() if n != OLD_PRIMARY]
     found = {"load": load, "cut": cut, "killed": killed, "finished": finished, "back": back, "result": result,
              "during": during, "new": new[0] if len(new) == 1 else None}
-    found["stored"] = {n: stored_counts(n, [v for dummy, v in load.acknowledged]) for n in REPLICAS}
-    yield found
-    back_to_server1(tmp_path_factory, OLD_PRIMARY)
+    return found
 
 
 def test_a_primary_cut_from_its_replicas_never_falls_back_to_async(cut_then_killed):
@@ -549,7 +565,7 @@ def paused(cut_then_killed, sampler, tmp_path_factory):
     """The primary hangs (docker pause) under the app's writes; failover.yml
     runs; then the old primary wakes up (docker unpause) while the writes
     go on."""
-    assert writable_nodes() == [OLD_PRIMARY]
+    restore_lab(tmp_path_factory)
     with WriteLoad() as load:
         wait_for(lambda: len(load.acknowledged) >= 20, 60, what="the write load to flow")
         docker("pause", container(OLD_PRIMARY))
@@ -567,9 +583,8 @@ def paused(cut_then_killed, sampler, tmp_path_factory):
         wait_for(lambda: len(load.acknowledged) >= acknowledged + 20, 60, what="writes after the wake")
     new = [n for n in writable_nodes() if n != OLD_PRIMARY]
     status = playbook("playbooks/status.yml")
-    yield {"load": load, "hung": hung, "finished": finished, "woke": woke, "fenced": fenced, "result": result,
-           "status": status, "new": new[0] if len(new) == 1 else None}
-    back_to_server1(tmp_path_factory, OLD_PRIMARY)
+    return {"load": load, "hung": hung, "finished": finished, "woke": woke, "fenced": fenced, "result": result,
+            "status": status, "new": new[0] if len(new) == 1 else None}
 
 
 def test_a_hung_primary_is_failed_over(paused, sampler):
@@ -610,8 +625,8 @@ def test_status_shows_the_woken_node_needs_a_rejoin(paused):
     assert "SPLIT BRAIN" not in table, table
 
 
-def test_failover_with_both_io_threads_stopped_by_hand_is_refused(paused, sampler):
-    assert writable_nodes() == [OLD_PRIMARY]
+def test_failover_with_both_io_threads_stopped_by_hand_is_refused(paused, sampler, tmp_path_factory):
+    restore_lab(tmp_path_factory)
     before = everything()
     with WriteLoad() as load:
         wait_for(lambda: len(load.acknowledged) >= 10, 60, what="the write load to flow")
@@ -644,7 +659,7 @@ def most_advanced_unreachable(paused, sampler, tmp_path_factory):
     lacks; then server3 is cut off from the control node (3306 dropped
     inside it), the primary is killed and failover.yml runs: first as an
     operator would, then with allow_data_loss."""
-    assert writable_nodes() == [OLD_PRIMARY]
+    restore_lab(tmp_path_factory)
     ahead, behind = "server3", "server2"
     with WriteLoad() as load:
         wait_for(lambda: len(load.acknowledged) >= 10, 60, what="the write load to flow")
@@ -661,8 +676,7 @@ def most_advanced_unreachable(paused, sampler, tmp_path_factory):
     values = [v for dummy, v in load.acknowledged]
     found = {"load": load, "refused": refused, "forced": forced, "before": before, "after_refusal": after_refusal,
              "ahead": ahead, "behind": behind, "missing": {n: missing_values(n, values) for n in (ahead, behind)}}
-    yield found
-    back_to_server1(tmp_path_factory, ahead, OLD_PRIMARY)
+    return found
 
 
 def everything_reachable(names):
@@ -706,11 +720,11 @@ def app_connections(name):
     return int(node_sql(name, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'foobar'")[0][0])
 
 
-def test_200_idle_connections_keep_the_primary_routed(most_advanced_unreachable):
+def test_200_idle_connections_keep_the_primary_routed(most_advanced_unreachable, tmp_path_factory):
     # an app server's pool opens 200 connections to the primary through its
     # router and leaves them idle: the primary keeps its health checks (and
     # so its place in every router) and takes writes
-    assert writable_nodes() == [OLD_PRIMARY]
+    restore_lab(tmp_path_factory)
     holder = "server2"
     docker("exec", "-d", container(holder), "sh", "-c",
            f"python3 -c '{IDLE_CONNECTIONS}' '{lab_secret('mysql_app')}' 20 > /tmp/idle.out 2>&1")
