@@ -974,7 +974,6 @@ def normalize_semi_sync(dialect, variables, status):
     return result
 
 
-
 def semi_sync_member(semi):
     """Whether a node is set up for semi-sync (``normalize_semi_sync``): a
     semi-sync replica, so its source side goes on when it is promoted."""

@@ -50,8 +50,8 @@ def availability_first(cluster, timeout=10000):
 def test_the_default_cluster_is_lossless_semi_sync(cluster):
     primary = read('server1')['semi_sync']
     assert (primary['source_enabled'], primary['source_status'], primary['clients']) == (True, True, 2)
-    assert (primary['wait_point'], primary['timeout_ms'], primary['wait_no_replica']) == ('AFTER_SYNC', 4294967295,
-                                                                                         True)
+    settings = (primary['wait_point'], primary['timeout_ms'], primary['wait_no_replica'])
+    assert settings == ('AFTER_SYNC', 4294967295, True)
     assert primary['lossless'] is True
     for name in ('server2', 'server3'):
         semi = read(name)['semi_sync']

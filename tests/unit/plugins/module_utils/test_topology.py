@@ -434,9 +434,9 @@ def test_semi_sync_replicas_status_is_no_evidence_either_way():
     on = dict(SEMI_REPLICA, replica_status=True, timeout_ms=10000)
     nodes = dead_primary_maria(maria_replica('server2', '0-1-100', semi=on, semi_sync_before=on),
                                maria_replica('server3', '0-1-100', semi=on, semi_sync_before=on))
-    plan = refused(topology.plan_failover(nodes), 'server1 cannot be read and the cluster is not set up for lossless '
-                                                   'semi-sync', 'server2 (falls back to asynchronous replication '
-                                                   'after 10000 ms)', 'allow_data_loss')
+    plan = refused(topology.plan_failover(nodes),
+                   'server1 cannot be read and the cluster is not set up for lossless semi-sync',
+                   'server2 (falls back to asynchronous replication after 10000 ms)', 'allow_data_loss')
     assert plan['semi_sync']['active'] is False and plan['semi_sync']['source'] == 'settings'
 
 
