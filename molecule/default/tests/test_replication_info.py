@@ -33,6 +33,9 @@ def test_roles_positions_and_semi_sync_of_a_healthy_cluster():
     assert primary["semi_sync"]["source_enabled"] is True and primary["semi_sync"]["source_status"] is True
     assert primary["semi_sync"]["fallen_back_to_async"] is False
     assert primary["semi_sync"]["wait_point"] == "AFTER_SYNC"
+    # never falls back (mysql_server_lossless), and only the primary is a
+    # semi-sync source
+    assert primary["semi_sync"]["lossless"] is True, primary["semi_sync"]
     replicas = _all_replicas()
     assert primary["semi_sync"]["clients"] == len(replicas), primary["semi_sync"]
     assert sorted(r["host"] for r in primary["replicas"]) == sorted(f"{LAB}-{name}" for name in replicas), primary["replicas"]
@@ -45,6 +48,8 @@ def test_roles_positions_and_semi_sync_of_a_healthy_cluster():
         # Caught up: what it applied is what the primary wrote.
         assert replica["gtid"]["slave_pos"] == primary["gtid"]["binlog"], (name, replica["gtid"])
         assert replica["gtid"]["received"] == primary["gtid"]["binlog"], (name, replica["gtid"])
+        assert replica["semi_sync"]["source_enabled"] is False, (name, replica["semi_sync"])
+        assert replica["semi_sync"]["replica_status"] is True, (name, replica["semi_sync"])
 
 
 def test_errant_transactions_are_reported_against_the_primary():
@@ -77,7 +82,11 @@ def _all_replicas():
 
 
 def test_a_fall_back_to_async_is_visible():
+    # The lab's primary never falls back (mysql_server_lossless): a short
+    # timeout is set by hand for this test, and the lab's put back after.
     replicas = _all_replicas()
+    timeout = rows(PRIMARY, "SELECT @@global.rpl_semi_sync_master_timeout")[0][0]
+    assert int(timeout) == 4294967295, timeout
     for name in replicas:
         sql(name, "STOP SLAVE IO_THREAD")
     sql(PRIMARY, "SET GLOBAL rpl_semi_sync_master_timeout = 500")
@@ -87,7 +96,7 @@ def test_a_fall_back_to_async_is_visible():
         assert state["semi_sync"]["fallen_back_to_async"] is True, state["semi_sync"]
         assert state["semi_sync"]["source_status"] is False
     finally:
-        sql(PRIMARY, "SET GLOBAL rpl_semi_sync_master_timeout = 10000")
+        sql(PRIMARY, f"SET GLOBAL rpl_semi_sync_master_timeout = {timeout}")
         for name in replicas:
             sql(name, "START SLAVE IO_THREAD")
         sql(PRIMARY, "DROP DATABASE IF EXISTS semisync_probe")
