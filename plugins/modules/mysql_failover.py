@@ -387,23 +387,27 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.distweb.infra.plugins.module_utils import topology
-from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
-    START_SETTLE_SECONDS,
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_connection import (
     MySQLError,
-    UnsupportedServerError,
+    format_mysql_error,
+    is_connection_error,
+)
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_dialect import UnsupportedServerError
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_server import (
+    START_SETTLE_SECONDS,
+    monotonic,
+    pause,
+    wait_for_gtid_position,
+    wait_for_replica,
+)
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_cluster import (
     WholeClusterOperations,
     check_cluster_params,
     check_node_options,
     cluster_node_options,
-    format_mysql_error,
-    is_connection_error,
-    monotonic,
     mysql_cluster_argument_spec,
-    pause,
     replication_argument_spec,
     run_cluster_operation,
-    wait_for_gtid_position,
-    wait_for_replica,
 )
 
 

@@ -225,20 +225,21 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.distweb.infra.plugins.module_utils import gtid as gtid_utils
 from ansible_collections.distweb.infra.plugins.module_utils import topology
-from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_connection import MySQLError, format_mysql_error
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_server import (
     START_SETTLE_SECONDS,
+    threads_stopped,
+    wait_for_replica,
+)
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_cluster import (
     ClusterNode,
     ClusterOperations,
-    MySQLError,
     check_cluster_params,
     check_node_options,
     cluster_node_options,
-    format_mysql_error,
     mysql_cluster_argument_spec,
     replication_argument_spec,
     run_cluster_operation,
-    threads_stopped,
-    wait_for_replica,
 )
 
 REBUILD = 'playbooks/rebuild_replica.yml'

@@ -4,8 +4,9 @@
 """Mutation check of the unit tests of the cluster-level safety logic.
 
 Each entry of ``MUTATIONS`` removes or inverts one safety check of
-mysql_failover.py, topology.py, mysql_rejoin.py, mysql_switchover.py or the
-cluster operations of module_utils/mysql.py.
+mysql_failover.py, topology.py, mysql_rejoin.py, mysql_switchover.py, the
+cluster operations of module_utils/mysql_cluster.py or the statement of
+module_utils/mysql_dialect.py that switches the semi-sync source side.
 ``python tests/unit/mutations.py [--rev REV] [ID ...]`` takes one snapshot of
 plugins/, tests/, meta/ and galaxy.yml (of the working tree, or of the git
 revision REV), runs the unit tests that exercise that code on it unchanged
@@ -39,8 +40,10 @@ FAILOVER = 'plugins/modules/mysql_failover.py'
 TOPOLOGY = 'plugins/module_utils/topology.py'
 REJOIN = 'plugins/modules/mysql_rejoin.py'
 SWITCHOVER = 'plugins/modules/mysql_switchover.py'
-MYSQL = 'plugins/module_utils/mysql.py'
-FILES = dict(FAILOVER=FAILOVER, TOPOLOGY=TOPOLOGY, REJOIN=REJOIN, SWITCHOVER=SWITCHOVER, MYSQL=MYSQL)
+CLUSTER = 'plugins/module_utils/mysql_cluster.py'
+DIALECT = 'plugins/module_utils/mysql_dialect.py'
+FILES = dict(FAILOVER=FAILOVER, TOPOLOGY=TOPOLOGY, REJOIN=REJOIN, SWITCHOVER=SWITCHOVER, CLUSTER=CLUSTER,
+             DIALECT=DIALECT)
 
 # (id, file, what the mutation does, text replaced, replacement)
 MUTATIONS = [
@@ -293,22 +296,22 @@ MUTATIONS = [
     ('T43', 'TOPOLOGY', 'plan_failover: allow_data_loss does not say what only the unreachable nodes received',
      "                         if verdict['unverified'] else '')",
      "                         if False else '')"),
-    ('M1', 'MYSQL', 'promote: the semi-sync source side of the new primary not switched on',
+    ('M1', 'CLUSTER', 'promote: the semi-sync source side of the new primary not switched on',
      "        if semi_sync_member(semi) and not semi.get('source_enabled'):\n            statements.append(",
      "        if False:\n            statements.append("),
-    ('M2', 'MYSQL', 'promote: the source side switched on after the node takes writes',
+    ('M2', 'CLUSTER', 'promote: the source side switched on after the node takes writes',
      '        return statements + dialect.set_read_only(False)',
      '        return statements[:2] + dialect.set_read_only(False) + statements[2:]'),
-    ('M3', 'MYSQL', 'promote: the semi-sync state of the node not read (taken for unknown)',
+    ('M3', 'CLUSTER', 'promote: the semi-sync state of the node not read (taken for unknown)',
      '        self.execute(node, self.promote_statements(node, node.server.semi_sync()))',
      '        self.execute(node, self.promote_statements(node, None))'),
-    ('M4', 'MYSQL', 'retire: the source side of a demoted node left on',
+    ('M4', 'CLUSTER', 'retire: the source side of a demoted node left on',
      "        if semi and semi.get('source_enabled'):\n            return [node.dialect.set_semi_sync_source(False, ",
      "        if False:\n            return [node.dialect.set_semi_sync_source(False, "),
-    ('M4b', 'MYSQL', 'the source side switched by the first name of the dialect, not the one the server has',
+    ('M4b', 'DIALECT', 'the source side switched by the first name of the dialect, not the one the server has',
      "        name = variable or self.semi_sync_prefixes[0][0] + 'enabled'",
      "        name = self.semi_sync_prefixes[0][0] + 'enabled'"),
-    ('M5', 'MYSQL', 'retire_source: the semi-sync state of the node not read',
+    ('M5', 'CLUSTER', 'retire_source: the semi-sync state of the node not read',
      '        self.execute(node, self.retire_source_statements(node, node.server.semi_sync()))',
      '        self.execute(node, self.retire_source_statements(node, None))'),
     ('F24', 'FAILOVER', 'plan: the promotion planned without the semi-sync state of the candidate',

@@ -12,7 +12,10 @@ import pytest
 import yaml
 
 from ansible_collections.distweb.infra.plugins.doc_fragments.mysql_login import ModuleDocFragment
-from ansible_collections.distweb.infra.plugins.module_utils import mysql as m
+from ansible_collections.distweb.infra.plugins.module_utils import mysql_connection
+from ansible_collections.distweb.infra.plugins.module_utils import mysql_dialect
+from ansible_collections.distweb.infra.plugins.module_utils import mysql_server
+from ansible_collections.distweb.infra.plugins.module_utils import mysql_cluster
 
 
 # ---------------------------------------------------------------------------
@@ -20,7 +23,7 @@ from ansible_collections.distweb.infra.plugins.module_utils import mysql as m
 # ---------------------------------------------------------------------------
 
 def test_common_argument_spec_matches_doc_fragment():
-    spec = m.mysql_common_argument_spec()
+    spec = mysql_connection.mysql_common_argument_spec()
     doc = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options']
     assert set(spec) == set(doc)
     for name, option in spec.items():
@@ -32,9 +35,9 @@ def test_common_argument_spec_matches_doc_fragment():
 
 
 def test_argument_spec_is_a_fresh_copy():
-    first = m.mysql_common_argument_spec()
+    first = mysql_connection.mysql_common_argument_spec()
     first['login_port']['default'] = 1
-    assert m.mysql_common_argument_spec()['login_port']['default'] == 3306
+    assert mysql_connection.mysql_common_argument_spec()['login_port']['default'] == 3306
 
 
 # ---------------------------------------------------------------------------
@@ -42,31 +45,31 @@ def test_argument_spec_is_a_fresh_copy():
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize('version, cls', [
-    ('10.6.16-MariaDB-log', m.MariaDBDialect),
-    ('10.11.6-MariaDB-0+deb12u1-log', m.MariaDBDialect),
-    ('11.4.2-MariaDB-ubu2404', m.MariaDBDialect),
-    ('8.0.23', m.MySQLDialect),
-    ('8.0.36-0ubuntu0.22.04.1', m.MySQLDialect),
-    ('8.3.0', m.MySQLDialect),
-    ('8.4.0', m.MySQL84Dialect),
-    ('8.4.3-commercial', m.MySQL84Dialect),
-    ('9.1.0', m.MySQL84Dialect),
+    ('10.6.16-MariaDB-log', mysql_dialect.MariaDBDialect),
+    ('10.11.6-MariaDB-0+deb12u1-log', mysql_dialect.MariaDBDialect),
+    ('11.4.2-MariaDB-ubu2404', mysql_dialect.MariaDBDialect),
+    ('8.0.23', mysql_dialect.MySQLDialect),
+    ('8.0.36-0ubuntu0.22.04.1', mysql_dialect.MySQLDialect),
+    ('8.3.0', mysql_dialect.MySQLDialect),
+    ('8.4.0', mysql_dialect.MySQL84Dialect),
+    ('8.4.3-commercial', mysql_dialect.MySQL84Dialect),
+    ('9.1.0', mysql_dialect.MySQL84Dialect),
 ])
 def test_dialect_for_version(version, cls):
-    dialect = m.dialect_for_version(version)
+    dialect = mysql_dialect.dialect_for_version(version)
     assert type(dialect) is cls  # pylint: disable=unidiomatic-typecheck
     assert dialect.version_string == version
 
 
 @pytest.mark.parametrize('version', ['10.5.23-MariaDB', '10.3.39-MariaDB-log', '8.0.22', '5.7.44-log', 'nonsense', ''])
 def test_unsupported_versions(version):
-    with pytest.raises(m.UnsupportedServerError):
-        m.dialect_for_version(version)
+    with pytest.raises(mysql_dialect.UnsupportedServerError):
+        mysql_dialect.dialect_for_version(version)
 
 
 def test_parse_version():
-    assert m.parse_version('10.11.6-MariaDB-log') == (10, 11, 6)
-    assert m.parse_version('8.4.0') == (8, 4, 0)
+    assert mysql_dialect.parse_version('10.11.6-MariaDB-log') == (10, 11, 6)
+    assert mysql_dialect.parse_version('8.4.0') == (8, 4, 0)
 
 
 @pytest.mark.parametrize('version, start, stop, reset, status, binlog', [
@@ -75,7 +78,7 @@ def test_parse_version():
     ('8.4.0', 'START REPLICA', 'STOP REPLICA', 'RESET REPLICA ALL', 'SHOW REPLICA STATUS', 'SHOW BINARY LOG STATUS'),
 ])
 def test_simple_statements_per_flavor(version, start, stop, reset, status, binlog):
-    d = m.dialect_for_version(version)
+    d = mysql_dialect.dialect_for_version(version)
     assert d.start_replica().sql == start
     assert d.stop_replica().sql == stop
     assert d.reset_replica_all().sql == reset
@@ -85,8 +88,8 @@ def test_simple_statements_per_flavor(version, start, stop, reset, status, binlo
 
 
 def test_flavor_specific_names():
-    maria = m.dialect_for_version('10.11.6-MariaDB')
-    mysql = m.dialect_for_version('8.0.36')
+    maria = mysql_dialect.dialect_for_version('10.11.6-MariaDB')
+    mysql = mysql_dialect.dialect_for_version('8.0.36')
     assert maria.flavor == 'mariadb' and mysql.flavor == 'mysql'
     assert maria.semi_sync_source_prefix == 'rpl_semi_sync_master_'
     assert mysql.semi_sync_source_prefix == 'rpl_semi_sync_source_'
@@ -109,7 +112,7 @@ FULL_SETTINGS = dict(
 
 
 def test_change_master_mariadb():
-    d = m.dialect_for_version('10.11.6-MariaDB')
+    d = mysql_dialect.dialect_for_version('10.11.6-MariaDB')
     st = d.change_source(FULL_SETTINGS)
     assert st.sql == (
         'CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=3306, MASTER_USER=%s, MASTER_PASSWORD=%s, '
@@ -128,7 +131,7 @@ def test_change_master_mariadb():
 
 
 def test_change_master_mariadb_current_pos_and_partial():
-    d = m.dialect_for_version('11.4.2-MariaDB')
+    d = mysql_dialect.dialect_for_version('11.4.2-MariaDB')
     st = d.change_source(dict(using_gtid='current_pos', heartbeat_period=0.25, ssl=False, source_password=None))
     assert st.sql == 'CHANGE MASTER TO MASTER_USE_GTID=current_pos, MASTER_HEARTBEAT_PERIOD=0.25, MASTER_SSL=0'
     assert st.params is None
@@ -136,7 +139,7 @@ def test_change_master_mariadb_current_pos_and_partial():
 
 @pytest.mark.parametrize('version', ['8.0.23', '8.4.0'])
 def test_change_replication_source_mysql(version):
-    d = m.dialect_for_version(version)
+    d = mysql_dialect.dialect_for_version(version)
     st = d.change_source(FULL_SETTINGS)
     assert st.sql == (
         'CHANGE REPLICATION SOURCE TO SOURCE_HOST=%s, SOURCE_PORT=3306, SOURCE_USER=%s, SOURCE_PASSWORD=%s, '
@@ -150,7 +153,7 @@ def test_change_replication_source_mysql(version):
 
 def test_change_source_values_are_parameters_not_sql():
     """A hostile value stays a parameter; PyMySQL escapes it into one literal."""
-    d = m.dialect_for_version('10.11.6-MariaDB')
+    d = mysql_dialect.dialect_for_version('10.11.6-MariaDB')
     hostile = "x', MASTER_PASSWORD='y"
     st = d.change_source(dict(source_host=hostile, source_port='3307'))
     assert st.sql == 'CHANGE MASTER TO MASTER_HOST=%s, MASTER_PORT=3307'
@@ -163,7 +166,7 @@ def test_change_source_values_are_parameters_not_sql():
 
 
 def test_change_source_rejects_bad_values():
-    d = m.dialect_for_version('10.11.6-MariaDB')
+    d = mysql_dialect.dialect_for_version('10.11.6-MariaDB')
     with pytest.raises(ValueError):
         d.change_source({})
     with pytest.raises(ValueError):
@@ -175,7 +178,7 @@ def test_change_source_rejects_bad_values():
 @pytest.mark.parametrize('value, text', [(1.0, '1.0'), (1, '1.0'), (0.5, '0.5'), (2.25, '2.25'), (0, '0.0'),
                                          (30, '30.0'), (0.001, '0.001')])
 def test_format_decimal(value, text):
-    assert m.format_decimal(value) == text
+    assert mysql_dialect.format_decimal(value) == text
 
 
 # ---------------------------------------------------------------------------
@@ -184,8 +187,8 @@ def test_format_decimal(value, text):
 
 def test_normalize_mariadb_status(status_rows):
     maria_row, dummy = status_rows
-    s = m.normalize_replica_status(maria_row(), 'mariadb', '1.000')
-    assert set(s) == set(m.STATUS_KEYS)
+    s = mysql_server.normalize_replica_status(maria_row(), 'mariadb', '1.000')
+    assert set(s) == set(mysql_server.STATUS_KEYS)
     assert s['configured'] is True
     assert s['flavor'] == 'mariadb'
     assert (s['source_host'], s['source_port'], s['source_user']) == ('server1', 3306, 'repl')
@@ -208,9 +211,9 @@ def test_normalize_mariadb_status(status_rows):
 
 def test_normalize_mysql_status(status_rows):
     dummy, mysql_row = status_rows
-    s = m.normalize_replica_status(mysql_row(Source_SSL_Allowed='Yes', Source_SSL_CA_File='/ca.pem',
-                                             Source_SSL_Verify_Server_Cert='Yes'), 'mysql', 2.5)
-    assert set(s) == set(m.STATUS_KEYS)
+    s = mysql_server.normalize_replica_status(mysql_row(Source_SSL_Allowed='Yes', Source_SSL_CA_File='/ca.pem',
+                                                        Source_SSL_Verify_Server_Cert='Yes'), 'mysql', 2.5)
+    assert set(s) == set(mysql_server.STATUS_KEYS)
     assert (s['source_host'], s['source_port'], s['source_user']) == ('server1', 3306, 'repl')
     assert s['io_running'] and s['sql_running']
     assert s['using_gtid'] == 'auto_position' and s['auto_position'] is True
@@ -222,8 +225,8 @@ def test_normalize_mysql_status(status_rows):
 
 def test_normalize_same_keys_for_both_flavors(status_rows):
     maria_row, mysql_row = status_rows
-    maria = m.normalize_replica_status(maria_row(), 'mariadb', 1)
-    mysql = m.normalize_replica_status(mysql_row(), 'mysql', 1)
+    maria = mysql_server.normalize_replica_status(maria_row(), 'mariadb', 1)
+    mysql = mysql_server.normalize_replica_status(mysql_row(), 'mysql', 1)
     assert set(maria) == set(mysql)
     for key in ('source_host', 'source_port', 'source_user', 'io_running', 'sql_running', 'auto_position',
                 'connect_retry', 'heartbeat_period', 'sql_delay', 'ssl', 'last_io_errno', 'seconds_behind'):
@@ -237,7 +240,7 @@ def test_normalize_broken_replica(status_rows):
                                   "100000  message: Access denied for user 'repl'@'server2' (using password: YES)",
                     Last_SQL_Errno=1062, Last_SQL_Error='Duplicate entry', Seconds_Behind_Master=None,
                     Using_Gtid='Current_Pos')
-    s = m.normalize_replica_status(row, 'mariadb')
+    s = mysql_server.normalize_replica_status(row, 'mariadb')
     assert s['io_running'] is False and s['io_thread'] == 'Connecting'
     assert s['sql_running'] is False
     assert s['last_io_errno'] == 1045 and 'Access denied' in s['last_io_error']
@@ -245,28 +248,28 @@ def test_normalize_broken_replica(status_rows):
     assert s['seconds_behind'] is None
     assert s['using_gtid'] == 'current_pos'
     assert s['heartbeat_period'] is None
-    assert not m.threads_stopped(s) and not m.threads_started(s)
+    assert not mysql_server.threads_stopped(s) and not mysql_server.threads_started(s)
 
 
 def test_normalize_handles_bytes_and_strings(status_rows):
     dummy, mysql_row = status_rows
     row = mysql_row(Source_Host=b'server1', Source_Port='3307', Auto_Position='0', Last_IO_Errno='2003')
-    s = m.normalize_replica_status(row, 'mysql')
+    s = mysql_server.normalize_replica_status(row, 'mysql')
     assert s['source_host'] == 'server1' and s['source_port'] == 3307
     assert s['using_gtid'] == 'no' and s['auto_position'] is False
     assert s['last_io_errno'] == 2003
 
 
 def test_normalize_no_replica():
-    s = m.normalize_replica_status(None, 'mariadb')
-    assert set(s) == set(m.STATUS_KEYS)
+    s = mysql_server.normalize_replica_status(None, 'mariadb')
+    assert set(s) == set(mysql_server.STATUS_KEYS)
     assert s['configured'] is False and s['io_running'] is False and s['sql_running'] is False
-    assert m.threads_stopped(s)
+    assert mysql_server.threads_stopped(s)
 
 
 def test_heartbeat_from_show_all_slaves_row(status_rows):
     maria_row, dummy = status_rows
-    s = m.normalize_replica_status(maria_row(Slave_heartbeat_period='5.000'), 'mariadb')
+    s = mysql_server.normalize_replica_status(maria_row(Slave_heartbeat_period='5.000'), 'mariadb')
     assert s['heartbeat_period'] == 5.0
 
 
@@ -280,10 +283,10 @@ def _wanted(**overrides):
 
 def test_compare_matches(status_rows):
     maria_row, dummy = status_rows
-    status = m.normalize_replica_status(maria_row(), 'mariadb', '1.000')
-    assert m.compare_replica_settings(status, _wanted()) == []
+    status = mysql_server.normalize_replica_status(maria_row(), 'mariadb', '1.000')
+    assert mysql_server.compare_replica_settings(status, _wanted()) == []
     # host names compare case-insensitively, heartbeats to the millisecond
-    assert m.compare_replica_settings(status, _wanted(source_host='SERVER1', heartbeat_period=1.0004)) == []
+    assert mysql_server.compare_replica_settings(status, _wanted(source_host='SERVER1', heartbeat_period=1.0004)) == []
 
 
 @pytest.mark.parametrize('override, key', [
@@ -300,23 +303,23 @@ def test_compare_matches(status_rows):
 ])
 def test_compare_reports_each_difference(status_rows, override, key):
     maria_row, dummy = status_rows
-    status = m.normalize_replica_status(maria_row(), 'mariadb', 1)
-    assert m.compare_replica_settings(status, _wanted(**override)) == [key]
+    status = mysql_server.normalize_replica_status(maria_row(), 'mariadb', 1)
+    assert mysql_server.compare_replica_settings(status, _wanted(**override)) == [key]
 
 
 def test_compare_ignores_password_unmanaged_and_unknown(status_rows):
     maria_row, dummy = status_rows
-    status = m.normalize_replica_status(maria_row(), 'mariadb', None)  # heartbeat unknown
-    assert m.compare_replica_settings(status, _wanted(source_password='other', heartbeat_period=9.0)) == []
-    assert m.compare_replica_settings(status, _wanted(ssl_ca=None, ssl_cert=None)) == []
+    status = mysql_server.normalize_replica_status(maria_row(), 'mariadb', None)  # heartbeat unknown
+    assert mysql_server.compare_replica_settings(status, _wanted(source_password='other', heartbeat_period=9.0)) == []
+    assert mysql_server.compare_replica_settings(status, _wanted(ssl_ca=None, ssl_cert=None)) == []
     # an empty string is a wanted value: clear the CA
     status['ssl_ca'] = '/old/ca.pem'
-    assert m.compare_replica_settings(status, _wanted(ssl_ca='')) == ['ssl_ca']
+    assert mysql_server.compare_replica_settings(status, _wanted(ssl_ca='')) == ['ssl_ca']
 
 
 def test_compare_unconfigured_wants_everything():
-    status = m.normalize_replica_status(None, 'mariadb')
-    differ = m.compare_replica_settings(status, _wanted(ssl_ca='/ca.pem'))
+    status = mysql_server.normalize_replica_status(None, 'mariadb')
+    differ = mysql_server.compare_replica_settings(status, _wanted(ssl_ca='/ca.pem'))
     assert 'source_password' not in differ
     assert differ == ['source_host', 'source_port', 'source_user', 'using_gtid', 'heartbeat_period',
                       'connect_retry', 'sql_delay', 'ssl', 'ssl_ca', 'ssl_verify_server_cert']
@@ -324,17 +327,17 @@ def test_compare_unconfigured_wants_everything():
 
 def test_compare_mysql_auto_position(status_rows):
     dummy, mysql_row = status_rows
-    status = m.normalize_replica_status(mysql_row(), 'mysql', 1.0)
-    d = m.dialect_for_version('8.0.36')
-    assert m.compare_replica_settings(status, _wanted(using_gtid=d.gtid_mode('slave_pos'))) == []
-    status = m.normalize_replica_status(mysql_row(Auto_Position=0), 'mysql', 1.0)
-    assert m.compare_replica_settings(status, _wanted(using_gtid='auto_position')) == ['using_gtid']
+    status = mysql_server.normalize_replica_status(mysql_row(), 'mysql', 1.0)
+    d = mysql_dialect.dialect_for_version('8.0.36')
+    assert mysql_server.compare_replica_settings(status, _wanted(using_gtid=d.gtid_mode('slave_pos'))) == []
+    status = mysql_server.normalize_replica_status(mysql_row(Auto_Position=0), 'mysql', 1.0)
+    assert mysql_server.compare_replica_settings(status, _wanted(using_gtid='auto_position')) == ['using_gtid']
 
 
 @pytest.mark.parametrize('value, expected', [(1, True), (0, False), ('ON', True), ('OFF', False), ('1', True),
                                              (b'0', False), (None, False), ('NO_LOCK', True)])
 def test_is_on(value, expected):
-    assert m.is_on(value) is expected
+    assert mysql_server.is_on(value) is expected
 
 
 # ---------------------------------------------------------------------------
@@ -345,7 +348,7 @@ def _server(fake_net, fake):
     fake_net.add(fake, socket='/sock')
     conn = fake_net.connect(unix_socket='/sock')
     conn.connect()
-    return m.MySQLServer(conn, 'the local server')
+    return mysql_server.MySQLServer(conn, 'the local server')
 
 
 def test_server_status_mariadb(fake_net, make_server, status_rows):
@@ -384,7 +387,7 @@ def test_server_status_picks_default_channel(fake_net, make_server, status_rows)
     rows = [mysql_row(Channel_Name='other', Source_Host='elsewhere'), mysql_row()]
     server = _server(fake_net, fake)
     server.query = lambda sql, params=None: rows if 'STATUS' in sql else [{'HEARTBEAT_INTERVAL': 1}]
-    server._dialect = m.dialect_for_version('8.0.36')
+    server._dialect = mysql_dialect.dialect_for_version('8.0.36')
     assert server.replica_status()['source_host'] == 'server1'
 
 
@@ -409,7 +412,7 @@ def test_server_info(fake_net, make_server, flavor, read_only, expected):
 
 def test_server_unsupported_version(fake_net, make_server):
     server = _server(fake_net, make_server('mariadb', version='10.5.9-MariaDB'))
-    with pytest.raises(m.UnsupportedServerError):
+    with pytest.raises(mysql_dialect.UnsupportedServerError):
         server.dialect  # pylint: disable=pointless-statement
 
 
@@ -427,10 +430,10 @@ def test_query_errors_propagate(fake_net, make_server):
     fake = make_server('mariadb')
     fake.errors['STOP'] = pymysql.err.OperationalError(1227, 'Access denied; you need the SUPER privilege')
     server = _server(fake_net, fake)
-    with pytest.raises(m.MySQLError) as exc:
+    with pytest.raises(mysql_connection.MySQLError) as exc:
         server.execute(server.dialect.stop_replica())
-    assert m.format_mysql_error(exc.value) == 'Access denied; you need the SUPER privilege (error 1227)'
-    assert m.mysql_error_code(exc.value) == 1227
+    assert mysql_connection.format_mysql_error(exc.value) == 'Access denied; you need the SUPER privilege (error 1227)'
+    assert mysql_connection.mysql_error_code(exc.value) == 1227
 
 
 # ---------------------------------------------------------------------------
@@ -439,7 +442,7 @@ def test_query_errors_propagate(fake_net, make_server):
 
 class FakeModule(object):
     def __init__(self, params=None):
-        self.params = dict((k, v.get('default')) for k, v in m.mysql_common_argument_spec().items())
+        self.params = dict((k, v.get('default')) for k, v in mysql_connection.mysql_common_argument_spec().items())
         self.params.update(params or {})
         self.params['config_file'] = self.params['config_file'] if params and 'config_file' in params \
             else '/nonexistent/.my.cnf'
@@ -454,7 +457,7 @@ def _fail_args(excinfo):
 
 def test_connect_socket(fake_net, make_server):
     fake_net.add(make_server('mariadb'), socket='/run/mysqld/mysqld.sock')
-    conn = m.mysql_connect(FakeModule(dict(login_unix_socket='/run/mysqld/mysqld.sock', login_user='root')))
+    conn = mysql_connection.mysql_connect(FakeModule(dict(login_unix_socket='/run/mysqld/mysqld.sock', login_user='root')))
     kwargs = fake_net.connects[-1]
     assert kwargs['unix_socket'] == '/run/mysqld/mysqld.sock'
     assert kwargs['user'] == 'root' and kwargs['password'] == ''
@@ -467,15 +470,15 @@ def test_connect_socket(fake_net, make_server):
 
 def test_connect_localhost_uses_default_socket(fake_net, make_server, monkeypatch):
     fake_net.add(make_server('mariadb'), socket='/var/run/mysqld/mysqld.sock')
-    monkeypatch.setattr(m, 'find_default_socket', lambda *a: '/var/run/mysqld/mysqld.sock')
-    m.mysql_connect(FakeModule())
+    monkeypatch.setattr(mysql_connection, 'find_default_socket', lambda *a: '/var/run/mysqld/mysqld.sock')
+    mysql_connection.mysql_connect(FakeModule())
     assert fake_net.connects[-1]['unix_socket'] == '/var/run/mysqld/mysqld.sock'
 
 
 def test_connect_tcp_when_host_given(fake_net, make_server, monkeypatch):
     fake_net.add(make_server('mariadb'), host='127.0.0.1', port=3307)
-    monkeypatch.setattr(m, 'find_default_socket', lambda *a: '/var/run/mysqld/mysqld.sock')
-    m.mysql_connect(FakeModule(dict(login_host='127.0.0.1', login_port=3307, login_password='fake-pw')))
+    monkeypatch.setattr(mysql_connection, 'find_default_socket', lambda *a: '/var/run/mysqld/mysqld.sock')
+    mysql_connection.mysql_connect(FakeModule(dict(login_host='127.0.0.1', login_port=3307, login_password='fake-pw')))
     kwargs = fake_net.connects[-1]
     assert kwargs['unix_socket'] is None and kwargs['host'] == '127.0.0.1' and kwargs['port'] == 3307
     assert kwargs['password'] == 'fake-pw'
@@ -483,18 +486,18 @@ def test_connect_tcp_when_host_given(fake_net, make_server, monkeypatch):
 
 def test_find_default_socket(tmp_path):
     sock = tmp_path / 'mysqld.sock'
-    assert m.find_default_socket((str(sock),)) is None
+    assert mysql_connection.find_default_socket((str(sock),)) is None
     sock.write_text('')
-    assert m.find_default_socket(('/nonexistent/sock', str(sock))) == str(sock)
+    assert mysql_connection.find_default_socket(('/nonexistent/sock', str(sock))) == str(sock)
 
 
 def test_connect_config_file_only_if_it_exists(fake_net, make_server, tmp_path):
     fake_net.add(make_server('mariadb'), socket='/s')
     cnf = tmp_path / 'my.cnf'
-    m.mysql_connect(FakeModule(dict(login_unix_socket='/s', config_file=str(cnf))))
+    mysql_connection.mysql_connect(FakeModule(dict(login_unix_socket='/s', config_file=str(cnf))))
     assert 'read_default_file' not in fake_net.connects[-1]
     cnf.write_text('[client]\nuser=root\n')
-    m.mysql_connect(FakeModule(dict(login_unix_socket='/s', config_file=str(cnf))))
+    mysql_connection.mysql_connect(FakeModule(dict(login_unix_socket='/s', config_file=str(cnf))))
     assert fake_net.connects[-1]['read_default_file'] == str(cnf)
 
 
@@ -503,7 +506,7 @@ def test_connect_error_shows_server_message(fake_net, make_server):
     fake_net.errors['/s'] = pymysql.err.OperationalError(
         1045, "Access denied for user 'root'@'localhost' (using password: NO)")
     with pytest.raises(RuntimeError) as excinfo:
-        m.mysql_connect(FakeModule(dict(login_unix_socket='/s')), what='the local server')
+        mysql_connection.mysql_connect(FakeModule(dict(login_unix_socket='/s')), what='the local server')
     failed = _fail_args(excinfo)
     assert failed['msg'] == ("Unable to connect to the local server (unix socket /s): Access denied for user "
                              "'root'@'localhost' (using password: NO) (error 1045)")
@@ -512,15 +515,15 @@ def test_connect_error_shows_server_message(fake_net, make_server):
 
 def test_connect_unreachable(fake_net):
     with pytest.raises(RuntimeError) as excinfo:
-        m.mysql_connect(FakeModule(dict(login_host='db9')))
+        mysql_connection.mysql_connect(FakeModule(dict(login_host='db9')))
     assert "Can't connect to MySQL server on 'db9'" in _fail_args(excinfo)['msg']
     assert 'db9:3306' in _fail_args(excinfo)['msg']
 
 
 def test_connect_without_pymysql(monkeypatch):
-    monkeypatch.setattr(m, 'HAS_PYMYSQL', False)
+    monkeypatch.setattr(mysql_connection, 'HAS_PYMYSQL', False)
     with pytest.raises(RuntimeError) as excinfo:
-        m.mysql_connect(FakeModule())
+        mysql_connection.mysql_connect(FakeModule())
     assert 'PyMySQL' in _fail_args(excinfo)['msg']
 
 
@@ -532,17 +535,17 @@ def test_connect_login_tls(fake_net, make_server, monkeypatch):
         calls.append(kwargs)
         return 'CTX'
 
-    monkeypatch.setattr(m, 'build_ssl_context', fake_ctx)
-    m.mysql_connect(FakeModule(dict(login_unix_socket='/s', login_ssl_ca='/ca.pem', login_ssl_cert='/c.pem',
-                                    login_ssl_key='/c.key')))
+    monkeypatch.setattr(mysql_connection, 'build_ssl_context', fake_ctx)
+    mysql_connection.mysql_connect(FakeModule(dict(login_unix_socket='/s', login_ssl_ca='/ca.pem', login_ssl_cert='/c.pem',
+                                                   login_ssl_key='/c.key')))
     assert fake_net.connects[-1]['ssl'] == 'CTX'
     assert calls == [dict(ca='/ca.pem', cert='/c.pem', key='/c.key', verify_cert=True, verify_identity=False)]
 
 
 def test_connect_primary_params_disable_tls(fake_net, make_server):
     fake_net.add(make_server('mariadb', server_id=1), host='server1')
-    m.mysql_connect(FakeModule(), dict(host='server1', port=3306, user='repl', password='fake-pw',
-                                       ssl=False, ssl_disabled=True, default_socket=False))
+    mysql_connection.mysql_connect(FakeModule(), dict(host='server1', port=3306, user='repl', password='fake-pw',
+                                                      ssl=False, ssl_disabled=True, default_socket=False))
     kwargs = fake_net.connects[-1]
     assert kwargs['ssl_disabled'] is True and kwargs['host'] == 'server1'
     assert 'read_default_file' not in kwargs
@@ -550,24 +553,24 @@ def test_connect_primary_params_disable_tls(fake_net, make_server):
 
 def test_connect_bad_tls_files(fake_net):
     with pytest.raises(RuntimeError) as excinfo:
-        m.mysql_connect(FakeModule(dict(login_ssl_cert='/nonexistent/cert.pem')), what='the local server')
+        mysql_connection.mysql_connect(FakeModule(dict(login_ssl_cert='/nonexistent/cert.pem')), what='the local server')
     assert _fail_args(excinfo)['msg'].startswith('Invalid TLS settings for the connection to the local server')
 
 
 def test_build_ssl_context_modes():
-    ctx = m.build_ssl_context()
+    ctx = mysql_connection.build_ssl_context()
     assert ctx.verify_mode == ssl.CERT_NONE and ctx.check_hostname is False
-    ctx = m.build_ssl_context(verify_cert=True)
+    ctx = mysql_connection.build_ssl_context(verify_cert=True)
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname is False
-    ctx = m.build_ssl_context(verify_cert=True, verify_identity=True)
+    ctx = mysql_connection.build_ssl_context(verify_cert=True, verify_identity=True)
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname is True
 
 
 def test_format_mysql_error_variants():
-    assert m.format_mysql_error(pymysql.err.OperationalError(2003, "Can't connect")) == "Can't connect (error 2003)"
-    assert m.format_mysql_error(ValueError('bad')) == 'bad'
-    assert m.format_mysql_error(ValueError()) == 'ValueError'
-    assert m.mysql_error_code(ValueError('x')) is None
+    assert mysql_connection.format_mysql_error(pymysql.err.OperationalError(2003, "Can't connect")) == "Can't connect (error 2003)"
+    assert mysql_connection.format_mysql_error(ValueError('bad')) == 'bad'
+    assert mysql_connection.format_mysql_error(ValueError()) == 'ValueError'
+    assert mysql_connection.mysql_error_code(ValueError('x')) is None
 
 
 # ---------------------------------------------------------------------------
@@ -588,11 +591,11 @@ class ScriptedServer(object):
 
 def _st(status_rows, **overrides):
     maria_row, dummy = status_rows
-    return m.normalize_replica_status(maria_row(**overrides), 'mariadb', 1)
+    return mysql_server.normalize_replica_status(maria_row(**overrides), 'mariadb', 1)
 
 
 def test_wait_running_at_once(status_rows, fake_clock):
-    ok, status, message = m.wait_for_replica(ScriptedServer([_st(status_rows)]), 30)
+    ok, status, message = mysql_server.wait_for_replica(ScriptedServer([_st(status_rows)]), 30)
     assert ok and message is None and status['io_running']
     assert fake_clock.sleeps == []
 
@@ -600,7 +603,7 @@ def test_wait_running_at_once(status_rows, fake_clock):
 def test_wait_until_connected(status_rows, fake_clock):
     connecting = _st(status_rows, Slave_IO_Running='Connecting')
     server = ScriptedServer([connecting, connecting, _st(status_rows)])
-    ok, dummy, message = m.wait_for_replica(server, 30)
+    ok, dummy, message = mysql_server.wait_for_replica(server, 30)
     assert ok and message is None and server.polls == 3
     assert fake_clock.sleeps == [0.5, 0.5]
 
@@ -609,7 +612,7 @@ def test_wait_io_error_until_timeout(status_rows, fake_clock):
     failing = _st(status_rows, Slave_IO_Running='Connecting', Last_IO_Errno=2003,
                   Last_IO_Error="error connecting to master 'repl@server1:3306' - retry-time: 10  "
                                 "message: Can't connect to MySQL server on 'server1' (111 \"Connection refused\")")
-    ok, status, message = m.wait_for_replica(ScriptedServer([failing]), 5)
+    ok, status, message = mysql_server.wait_for_replica(ScriptedServer([failing]), 5)
     assert not ok
     assert message.startswith('Replication failed: the IO thread has not connected to the primary within 5s: '
                               'error 2003: ')
@@ -621,7 +624,7 @@ def test_wait_io_error_until_timeout(status_rows, fake_clock):
 def test_wait_sql_error_fails_fast(status_rows, fake_clock):
     broken = _st(status_rows, Slave_SQL_Running='No', Last_SQL_Errno=1062,
                  Last_SQL_Error="Could not execute Write_rows_v1 event on table app.t; Duplicate entry '1'")
-    ok, dummy, message = m.wait_for_replica(ScriptedServer([broken]), 300)
+    ok, dummy, message = mysql_server.wait_for_replica(ScriptedServer([broken]), 300)
     assert not ok
     assert message == ("Replication failed: the SQL thread stopped with error 1062: Could not execute Write_rows_v1 "
                        "event on table app.t; Duplicate entry '1'")
@@ -631,14 +634,14 @@ def test_wait_sql_error_fails_fast(status_rows, fake_clock):
 def test_wait_io_thread_stopped_fails_fast(status_rows, fake_clock):
     broken = _st(status_rows, Slave_IO_Running='No', Last_IO_Errno=1236,
                  Last_IO_Error='Got fatal error 1236 from master when reading data from binary log')
-    ok, dummy, message = m.wait_for_replica(ScriptedServer([broken]), 300)
+    ok, dummy, message = mysql_server.wait_for_replica(ScriptedServer([broken]), 300)
     assert not ok and 'IO thread stopped with error 1236' in message
     assert len(fake_clock.sleeps) == 1
 
 
 def test_wait_ignores_one_stale_error(status_rows, fake_clock):
     stale = _st(status_rows, Slave_SQL_Running='No', Last_SQL_Errno=1062, Last_SQL_Error='old')
-    ok, dummy, dummy2 = m.wait_for_replica(ScriptedServer([stale, _st(status_rows)]), 30)
+    ok, dummy, dummy2 = mysql_server.wait_for_replica(ScriptedServer([stale, _st(status_rows)]), 30)
     assert ok
 
 
@@ -646,25 +649,25 @@ def test_wait_settle_catches_late_sql_failure(status_rows, fake_clock):
     running = _st(status_rows)
     broken = _st(status_rows, Slave_SQL_Running='No', Last_SQL_Errno=1062, Last_SQL_Error='Duplicate entry')
     server = ScriptedServer([running, broken, broken])
-    ok, dummy, message = m.wait_for_replica(server, 30, settle=1.0)
+    ok, dummy, message = mysql_server.wait_for_replica(server, 30, settle=1.0)
     assert not ok and 'error 1062' in message
 
 
 def test_wait_settle_accepts_stable_running(status_rows, fake_clock):
     server = ScriptedServer([_st(status_rows)])
-    ok, dummy, dummy2 = m.wait_for_replica(server, 30, settle=1.0)
+    ok, dummy, dummy2 = mysql_server.wait_for_replica(server, 30, settle=1.0)
     assert ok and server.polls == 3
     assert sum(fake_clock.sleeps) == pytest.approx(1.0)
 
 
 def test_wait_settle_never_beyond_timeout(status_rows, fake_clock):
     server = ScriptedServer([_st(status_rows)])
-    ok, dummy, dummy2 = m.wait_for_replica(server, 0, settle=1.0)
+    ok, dummy, dummy2 = mysql_server.wait_for_replica(server, 0, settle=1.0)
     assert ok and server.polls == 1
 
 
 def test_wait_not_configured(fake_clock):
-    ok, dummy, message = m.wait_for_replica(ScriptedServer([m.empty_replica_status('mariadb')]), 30)
+    ok, dummy, message = mysql_server.wait_for_replica(ScriptedServer([mysql_server.empty_replica_status('mariadb')]), 30)
     assert not ok and message == 'Replication failed: replication is not configured'
     assert fake_clock.sleeps == []
 
@@ -672,7 +675,7 @@ def test_wait_not_configured(fake_clock):
 def test_wait_zero_timeout_polls_once(status_rows, fake_clock):
     connecting = _st(status_rows, Slave_IO_Running='Connecting')
     server = ScriptedServer([connecting])
-    ok, dummy, message = m.wait_for_replica(server, 0)
+    ok, dummy, message = mysql_server.wait_for_replica(server, 0)
     assert not ok and server.polls == 1
     assert 'IO thread: Connecting' in message
 
@@ -688,7 +691,7 @@ def test_wait_zero_timeout_polls_once(status_rows, fake_clock):
     ('8.4.3', 'rpl_semi_sync_source_enabled'),
 ])
 def test_set_semi_sync_source(version, name):
-    dialect = m.dialect_for_version(version)
+    dialect = mysql_dialect.dialect_for_version(version)
     assert dialect.set_semi_sync_source(True).sql == 'SET GLOBAL %s = ON' % name
     assert dialect.set_semi_sync_source(False).sql == 'SET GLOBAL %s = OFF' % name
 
@@ -704,13 +707,13 @@ SEMI_MEMBER = dict(available=True, replica_enabled=True, source_enabled=False)
     (dict(SEMI_MEMBER, available=False), False),
 ])
 def test_semi_sync_member(semi, member):
-    assert m.semi_sync_member(semi) is member
+    assert mysql_server.semi_sync_member(semi) is member
 
 
 class _Node(object):
     def __init__(self, version='10.11.6-MariaDB'):
         self.name = 'server2'
-        self.dialect = m.dialect_for_version(version)
+        self.dialect = mysql_dialect.dialect_for_version(version)
 
 
 class _Module(object):
@@ -724,7 +727,7 @@ class _Module(object):
     (None, False),  # unknown
 ])
 def test_promote_statements(semi, switched):
-    ops = m.ClusterOperations(_Module())
+    ops = mysql_cluster.ClusterOperations(_Module())
     sql = [s.sql for s in ops.promote_statements(_Node(), semi)]
     expected = ['STOP SLAVE', 'RESET SLAVE ALL'] + (['SET GLOBAL rpl_semi_sync_master_enabled = ON'] if switched
                                                     else []) + ['SET GLOBAL read_only = 0']
@@ -742,6 +745,6 @@ def test_promote_statements(semi, switched):
     (None, False),
 ])
 def test_retire_source_statements(semi, retired):
-    ops = m.ClusterOperations(_Module())
+    ops = mysql_cluster.ClusterOperations(_Module())
     sql = [s.sql for s in ops.retire_source_statements(_Node(), semi)]
     assert sql == (['SET GLOBAL rpl_semi_sync_master_enabled = OFF'] if retired else [])
