@@ -33,8 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COPIED = ('plugins', 'tests', 'meta', 'galaxy.yml')
 TESTS = ('tests/unit/plugins/modules', 'tests/unit/plugins/module_utils/test_topology.py',
-         'tests/unit/plugins/module_utils/test_mysql.py', 'tests/unit/plugins/module_utils/test_gtid.py',
-         'tests/unit/test_fake_cluster.py')
+         'tests/unit/plugins/module_utils/test_mysql_connection.py',
+         'tests/unit/plugins/module_utils/test_mysql_dialect.py',
+         'tests/unit/plugins/module_utils/test_mysql_server.py',
+         'tests/unit/plugins/module_utils/test_mysql_cluster.py',
+         'tests/unit/plugins/module_utils/test_gtid.py', 'tests/unit/test_fake_cluster.py')
 
 FAILOVER = 'plugins/modules/mysql_failover.py'
 TOPOLOGY = 'plugins/module_utils/topology.py'

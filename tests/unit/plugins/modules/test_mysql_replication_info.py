@@ -699,7 +699,7 @@ def test_only_reads_are_sent(env):
 
 
 # ---------------------------------------------------------------------------
-# What module_utils/mysql.py gained for this module
+# What module_utils (mysql_dialect.py, mysql_server.py) gained for this module
 # ---------------------------------------------------------------------------
 
 MYSQL_WAIT_NO_REPLICA = ('rpl_semi_sync_source_wait_no_replica', 'rpl_semi_sync_master_wait_no_slave')
