@@ -28,12 +28,20 @@ from ansible_collections.distweb.infra.plugins.module_utils.mysql_connection imp
     ER_NO_SUCH_THREAD,
     MySQLError,
     format_mysql_error,
+    is_connection_error,
     mysql_connect_node,
     mysql_error_code,
     node_login_params,
 )
 from ansible_collections.distweb.infra.plugins.module_utils.mysql_dialect import UnsupportedServerError
-from ansible_collections.distweb.infra.plugins.module_utils.mysql_server import MySQLServer, monotonic, semi_sync_member
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_server import (
+    START_SETTLE_SECONDS,
+    MySQLServer,
+    monotonic,
+    semi_sync_member,
+    wait_for_gtid_position,
+    wait_for_replica,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -326,9 +334,9 @@ class ClusterOperations(object):
         self.phases[name] = round(self.phases.get(name, 0.0) + (monotonic() - since), 3)
         return monotonic()
 
-    def privilege_problems(self, nodes):
-        """A sentence naming the reachable nodes where the login lacks a
-        privilege the operation needs, or None. Checked before anything is
+    def require_privileges(self, nodes):
+        """Fail, naming the reachable nodes of ``nodes`` where the login
+        lacks a privilege the operation needs. Checked before anything is
         changed, so that a half-done promotion cannot fail on a grant."""
         problems = []
         for node in nodes:
@@ -336,11 +344,10 @@ class ClusterOperations(object):
                 missing = node.missing_privileges()
                 if missing:
                     problems.append('%s lacks %s' % (node.name, ', '.join(missing)))
-        if not problems:
-            return None
-        return ('The login %s lacks privileges the operation needs: %s. Grant them on the primary (they replicate; '
-                'see the module notes, or re-run site.yml with the mysql_cluster role defaults); nothing was changed'
-                % (self.params.get('login_user') or 'user', '; '.join(problems)))
+        if problems:
+            self.fail('The login %s lacks privileges the operation needs: %s. Grant them on the primary (they '
+                      'replicate; see the module notes, or re-run site.yml with the mysql_cluster role defaults); '
+                      'nothing was changed' % (self.params.get('login_user') or 'user', '; '.join(problems)))
 
     def execute(self, node, statements):
         for statement in statements:
@@ -456,7 +463,10 @@ class ClusterOperations(object):
 class WholeClusterOperations(ClusterOperations):
     """A run acting on every node of O(nodes) (failover, switchover): the
     nodes by name, the plan in words, the killed sessions, the warnings and
-    the seconds per phase, all returned by ``finish``."""
+    the seconds per phase, all returned by ``finish``; and the phases both
+    runs go through: ``log_in``, ``read_node``, ``catch_up`` (the new
+    primary applies what it must have), ``promote_and_verify`` and
+    ``repoint`` then ``wait_replicating`` (``repoint_and_wait``)."""
 
     def __init__(self, module, phases):
         super(WholeClusterOperations, self).__init__(module)
@@ -494,6 +504,94 @@ class WholeClusterOperations(ClusterOperations):
         if refused:
             self.fail('Cannot log in to %s: %s. A node that answers is not unreachable; nothing was changed'
                       % (', '.join(node.name for node in refused), '; '.join(node.error for node in refused)))
+
+    # -- the phases of a run ---------------------------------------------------
+    def log_in(self):
+        """Log in to every node (``connect_all``) and check the privileges
+        of the login on those that answered: fails, changing nothing, when
+        a node refused the login or the login lacks a privilege."""
+        self.connect_all()
+        self.require_privileges(self.nodes)
+
+    def read_node(self, node):
+        """The state of ``node`` for ``topology`` (semi-sync and GTID
+        history included). A node whose connection breaks becomes
+        unreachable; any other server error, or a server the collection
+        does not support, ends the run through ``abort``."""
+        try:
+            return node.read_state(semi_sync=True, history=True)
+        except MySQLError as exc:
+            if not is_connection_error(exc):
+                self.abort('Reading the state of %s (%s) failed: %s'
+                           % (node.name, node.where, format_mysql_error(exc)))
+            node.lost(exc)
+            return node.base_state()
+        except UnsupportedServerError as exc:
+            self.abort('%s (%s) is not supported: %s' % (node.name, node.where, exc))
+
+    def catch_up(self, node, position, timeout):
+        """Wait up to ``timeout`` seconds until ``node`` has applied the GTID
+        ``position`` (``wait_for_gtid_position``): ``(ok, message)``, a
+        server error being a message."""
+        try:
+            return wait_for_gtid_position(node.server, position, timeout)
+        except MySQLError as exc:
+            return False, format_mysql_error(exc)
+
+    def promote_and_verify(self, node, left_as_is, **result):
+        """``promote`` ``node`` and check that it takes writes. When either
+        fails, the run fails (changed, with ``result``) saying that
+        ``left_as_is`` (a sentence: what stays as it is) and that the rest is
+        to be finished by hand."""
+        try:
+            self.promote(node)
+            if node.server.server_info()['read_only']:
+                raise MySQLError('%s is still read-only after the promotion' % node.name)
+        except MySQLError as exc:
+            self.fail('Promoting %s failed: %s. %s; finish by hand.' % (node.name, format_mysql_error(exc), left_as_is),
+                      changed=True, **result)
+
+    def repoint(self, names, primary, states):
+        """Make the nodes ``names`` replicas of ``primary`` (``point_at``,
+        with STOP SLAVE first unless both threads were stopped in their
+        ``states``). Returns ``(nodes pointed, failures)``, a failure being
+        ``{name, reason}``."""
+        by_state = dict((s['name'], s) for s in states)
+        started = []
+        failed = []
+        for name in names:
+            node = self.by_name[name]
+            state = by_state[name]
+            try:
+                self.point_at(node, primary, running=state['sql_running'] or state['io_running'])
+                started.append(node)
+            except MySQLError as exc:
+                failed.append(dict(name=name, reason=format_mysql_error(exc)))
+        return started, failed
+
+    def wait_replicating(self, nodes, timeout):
+        """Wait up to ``timeout`` seconds for each of ``nodes`` (just
+        pointed at a primary) until both its threads run and stay running
+        (``wait_for_replica``). Returns ``(names replicating, failures)``."""
+        replicating = []
+        failed = []
+        for node in nodes:
+            try:
+                ok, dummy, message = wait_for_replica(node.server, timeout, settle=START_SETTLE_SECONDS)
+            except MySQLError as exc:
+                ok, message = False, format_mysql_error(exc)
+            if ok:
+                replicating.append(node.name)
+            else:
+                failed.append(dict(name=node.name, reason=message))
+        return replicating, failed
+
+    def repoint_and_wait(self, names, primary, states, timeout):
+        """``repoint`` then ``wait_replicating``: ``(names replicating,
+        failures)``."""
+        started, failed = self.repoint(names, primary, states)
+        replicating, not_replicating = self.wait_replicating(started, timeout)
+        return replicating, failed + not_replicating
 
     def finish(self, **kwargs):
         self.result.update(kwargs)

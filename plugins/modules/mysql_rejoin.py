@@ -312,9 +312,7 @@ class Rejoin(ClusterOperations):
         if not node.connect(p):
             self.fail('Cannot reach %s: %s' % (node.name, node.error))
         primary.connect(p)
-        problem = self.privilege_problems([node, primary])
-        if problem:
-            self.fail(problem)
+        self.require_privileges([node, primary])
         info = node.server.server_info()
         primary_info = None
         if primary.reachable:
