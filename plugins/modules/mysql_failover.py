@@ -656,6 +656,21 @@ class Failover(WholeClusterOperations):
         self.result['io_left_stopped'] = kept
         self.io_stopped = []
 
+    def report(self, plan, old, candidate, repointed, failed):
+        """The result of a failover that promoted ``candidate``: the
+        replicas ``repointed`` and those ``failed`` (warned about)."""
+        for entry in failed:
+            self.warnings.append('%s was not re-pointed to the new primary %s: %s'
+                                 % (entry['name'], candidate.name, entry['reason']))
+        msg = 'Promoted %s (old primary %s)' % (candidate.name, old.name)
+        if repointed:
+            msg += '; re-pointed %s' % ', '.join(repointed)
+        if failed:
+            msg += '; re-pointing failed for %s' % ', '.join(e['name'] for e in failed)
+        if plan['lost_gtids']:
+            msg += '; LOST GTIDs: %s' % plan['lost_gtids']
+        return self.finish(msg=msg, repointed=repointed, repoint_failed=failed)
+
     # -- the run -------------------------------------------------------------
     def run(self):
         p = self.params
@@ -735,17 +750,7 @@ class Failover(WholeClusterOperations):
         repointed, failed = self.repoint_and_wait(plan['repoint'], candidate, after, p['catchup_timeout'])
         self.keep_excluded_stopped(plan['repoint'], candidate)
         since = self.timed('repoint', since)
-        for entry in failed:
-            self.warnings.append('%s was not re-pointed to the new primary %s: %s'
-                                 % (entry['name'], candidate.name, entry['reason']))
-        msg = 'Promoted %s (old primary %s)' % (candidate.name, old.name)
-        if repointed:
-            msg += '; re-pointed %s' % ', '.join(repointed)
-        if failed:
-            msg += '; re-pointing failed for %s' % ', '.join(e['name'] for e in failed)
-        if plan['lost_gtids']:
-            msg += '; LOST GTIDs: %s' % plan['lost_gtids']
-        return self.finish(msg=msg, repointed=repointed, repoint_failed=failed)
+        return self.report(plan, old, candidate, repointed, failed)
 
 
 def main():

@@ -372,6 +372,21 @@ class Switchover(WholeClusterOperations):
         except MySQLError as exc:
             return format_mysql_error(exc)
 
+    def report(self, old, target, blocked, repointed, failed):
+        """The result of a switchover to ``target``: the nodes that replicate
+        from it (``repointed``, the old primary among them when it was
+        rejoined) and those that do not (``failed``, warned about)."""
+        for entry in failed:
+            self.warnings.append('%s does not replicate from the new primary %s: %s'
+                                 % (entry['name'], target.name, entry['reason']))
+        msg = 'Switched the primary from %s to %s (writes blocked %.3f s)' % (old.name, target.name, blocked)
+        if repointed:
+            msg += '; replicating from it: %s' % ', '.join(repointed)
+        if failed:
+            msg += '; not replicating from it: %s' % ', '.join(e['name'] for e in failed)
+        return self.finish(msg=msg, repointed=repointed, repoint_failed=failed,
+                           old_primary_rejoined=old.name in repointed)
+
     def run(self):
         p = self.params
         since = monotonic()
@@ -432,17 +447,8 @@ class Switchover(WholeClusterOperations):
         # (7) wait until they replicate
         repointed, not_replicating = self.wait_replicating(started, p['wait_timeout'])
         failed.extend(not_replicating)
-        rejoined = old.name in repointed
         since = self.timed('repoint', since)
-        for entry in failed:
-            self.warnings.append('%s does not replicate from the new primary %s: %s'
-                                 % (entry['name'], target.name, entry['reason']))
-        msg = 'Switched the primary from %s to %s (writes blocked %.3f s)' % (old.name, target.name, blocked)
-        if repointed:
-            msg += '; replicating from it: %s' % ', '.join(repointed)
-        if failed:
-            msg += '; not replicating from it: %s' % ', '.join(e['name'] for e in failed)
-        return self.finish(msg=msg, repointed=repointed, repoint_failed=failed, old_primary_rejoined=rejoined)
+        return self.report(old, target, blocked, repointed, failed)
 
 
 def main():
