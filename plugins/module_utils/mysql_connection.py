@@ -92,11 +92,26 @@ def mysql_common_argument_spec():
     )
 
 
+def login_tls(params):
+    """The TLS connection settings of a login from its ``login_ssl_ca``,
+    ``login_ssl_cert`` and ``login_ssl_key`` options: TLS when any is set;
+    with a CA given, the certificate chain is checked, the host name is not
+    (local logins go through a socket or 127.0.0.1, the cluster modules'
+    logins use the inventory's addresses)."""
+    return dict(
+        ssl=bool(params.get('login_ssl_ca') or params.get('login_ssl_cert') or params.get('login_ssl_key')),
+        ssl_ca=params.get('login_ssl_ca'),
+        ssl_cert=params.get('login_ssl_cert'),
+        ssl_key=params.get('login_ssl_key'),
+        ssl_verify_cert=bool(params.get('login_ssl_ca')),
+        ssl_verify_identity=False,
+    )
+
+
 def login_params_from_module(module):
     """Connection settings (for ``mysql_connect``) from the login options."""
     p = module.params
-    tls = bool(p.get('login_ssl_ca') or p.get('login_ssl_cert') or p.get('login_ssl_key'))
-    return dict(
+    params = dict(
         user=p.get('login_user'),
         password=p.get('login_password'),
         host=p.get('login_host'),
@@ -104,16 +119,10 @@ def login_params_from_module(module):
         unix_socket=p.get('login_unix_socket'),
         config_file=p.get('config_file'),
         connect_timeout=p.get('connect_timeout'),
-        ssl=tls,
-        ssl_ca=p.get('login_ssl_ca'),
-        ssl_cert=p.get('login_ssl_cert'),
-        ssl_key=p.get('login_ssl_key'),
-        # With a CA given, the certificate chain is checked; the host name
-        # is not (local logins go through a socket or 127.0.0.1).
-        ssl_verify_cert=bool(p.get('login_ssl_ca')),
-        ssl_verify_identity=False,
         default_socket=True,
     )
+    params.update(login_tls(p))
+    return params
 
 
 def find_default_socket(paths=DEFAULT_SOCKET_PATHS):
@@ -245,9 +254,8 @@ def mysql_connect(module, params=None, what='the MySQL/MariaDB server'):
 def node_login_params(params, host, port):
     """Connection settings (for ``mysql_connect_node``) of one node from the
     cluster login options."""
-    tls = bool(params.get('login_ssl_ca') or params.get('login_ssl_cert') or params.get('login_ssl_key'))
     timeout = params.get('connect_timeout') or 5
-    return dict(
+    login = dict(
         user=params.get('login_user'),
         password=params.get('login_password'),
         host=host,
@@ -258,13 +266,9 @@ def node_login_params(params, host, port):
         # GTID wait of one second or SET GLOBAL read_only (lock_wait_timeout)
         read_timeout=max(10, 3 * timeout),
         write_timeout=max(10, 3 * timeout),
-        ssl=tls,
-        ssl_ca=params.get('login_ssl_ca'),
-        ssl_cert=params.get('login_ssl_cert'),
-        ssl_key=params.get('login_ssl_key'),
-        ssl_verify_cert=bool(params.get('login_ssl_ca')),
-        ssl_verify_identity=False,
     )
+    login.update(login_tls(params))
+    return login
 
 
 def mysql_connect_node(params, what='the server'):
