@@ -11,7 +11,7 @@ class ModuleDocFragment(object):
     # Options shared by the cluster modules (mysql_failover, mysql_switchover,
     # mysql_rejoin), which log in to several nodes from the control node and
     # point replicas at a primary; they match mysql_cluster_argument_spec()
-    # and replication_argument_spec() in plugins/module_utils/mysql.py.
+    # and replication_argument_spec() in plugins/module_utils/mysql_cluster.py.
     DOCUMENTATION = r'''
 options:
   login_user:

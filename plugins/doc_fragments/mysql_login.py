@@ -9,7 +9,7 @@ __metaclass__ = type
 class ModuleDocFragment(object):
 
     # Login options shared by every MySQL/MariaDB module of the collection;
-    # they match mysql_common_argument_spec() in plugins/module_utils/mysql.py.
+    # they match mysql_common_argument_spec() in plugins/module_utils/mysql_connection.py.
     DOCUMENTATION = r'''
 options:
   login_user:

@@ -387,23 +387,20 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.distweb.infra.plugins.module_utils import topology
-from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
-    START_SETTLE_SECONDS,
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_connection import (
     MySQLError,
-    UnsupportedServerError,
+    format_mysql_error,
+    is_connection_error,
+)
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_server import monotonic, pause
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_cluster import (
     WholeClusterOperations,
     check_cluster_params,
     check_node_options,
     cluster_node_options,
-    format_mysql_error,
-    is_connection_error,
-    monotonic,
     mysql_cluster_argument_spec,
-    pause,
     replication_argument_spec,
     run_cluster_operation,
-    wait_for_gtid_position,
-    wait_for_replica,
 )
 
 
@@ -461,17 +458,7 @@ class Failover(WholeClusterOperations):
         states whose semi-sync reads become ``semi_sync_before``."""
         states = {}
         for name in order or [n.name for n in self.nodes]:
-            node = self.by_name[name]
-            try:
-                states[name] = node.read_state(semi_sync=True, history=True)
-            except MySQLError as exc:
-                if not is_connection_error(exc):
-                    self.abort('Reading the state of %s (%s) failed: %s'
-                               % (name, node.where, format_mysql_error(exc)))
-                node.lost(exc)
-                states[name] = node.base_state()
-            except UnsupportedServerError as exc:
-                self.abort('%s (%s) is not supported: %s' % (name, node.where, exc))
+            states[name] = self.read_node(self.by_name[name])
         result = []
         for node in self.nodes:
             state = states[node.name]
@@ -613,14 +600,82 @@ class Failover(WholeClusterOperations):
                   'allow_live_primary. Nothing was changed.' % (old_name, old.error, what),
                   heard_from_old_primary=heard)
 
+    # -- the steps -----------------------------------------------------------
+    def fence_old_primary(self, old, state):
+        """Make a reachable old primary (``state``: as read before) refuse
+        writes and kill its client sessions; refuse when that fails or it is
+        still writable. One that stops answering is treated as unreachable."""
+        p = self.params
+        if old.reachable:
+            was_read_only = state['read_only']
+            try:
+                self.killed = self.fence(old, kill_sessions=p['kill_client_sessions'])
+                if not was_read_only:
+                    self.fenced = old
+                if not old.server.server_info()['read_only']:
+                    self.refuse('Refusing to fail over: %s is still writable after %s'
+                                % (old.name, '; '.join(s.display for s in old.dialect.set_read_only(True))))
+            except MySQLError as exc:
+                if not is_connection_error(exc):
+                    if not was_read_only:
+                        self.fenced = old
+                    self.refuse('Refusing to fail over: fencing the old primary %s failed: %s'
+                                % (old.name, format_mysql_error(exc)))
+                old.lost(exc)
+                self.warnings.append('the old primary %s stopped answering while it was fenced (%s): it is treated '
+                                     'as unreachable and may not be read-only' % (old.name, old.error))
+
+    def stop_io_threads(self, names, before_by_name):
+        """Stop the IO threads of the replicas ``names`` of the old
+        primary (those running in ``before_by_name``), so that they neither
+        receive nor acknowledge anything more from it."""
+        for name in names:
+            node = self.by_name[name]
+            state = before_by_name[name]
+            if not node.reachable or (state.get('io_thread') or 'No').lower() == 'no':
+                continue
+            try:
+                self.stop_io(node)
+                self.io_stopped.append(node)
+            except MySQLError as exc:
+                if not is_connection_error(exc):
+                    self.refuse('Refusing to fail over: stopping the IO thread of %s failed: %s'
+                                % (name, format_mysql_error(exc)))
+                node.lost(exc)
+
+    def keep_excluded_stopped(self, repoint, candidate):
+        """The replicas left out of the failover (not in ``repoint``) keep
+        their IO thread stopped: running, it would follow the old primary
+        again if that came back, serve reads from its stream and acknowledge
+        its commits."""
+        kept = [node.name for node in self.io_stopped if node.name not in repoint and node.reachable]
+        if kept:
+            self.warnings.append('the IO thread of %s stays stopped (it was left out of the failover): make it a '
+                                 'replica of %s with distweb.infra.mysql_rejoin or rebuild it'
+                                 % (', '.join(kept), candidate.name))
+        self.result['io_left_stopped'] = kept
+        self.io_stopped = []
+
+    def report(self, plan, old, candidate, repointed, failed):
+        """The result of a failover that promoted ``candidate``: the
+        replicas ``repointed`` and those ``failed`` (warned about)."""
+        for entry in failed:
+            self.warnings.append('%s was not re-pointed to the new primary %s: %s'
+                                 % (entry['name'], candidate.name, entry['reason']))
+        msg = 'Promoted %s (old primary %s)' % (candidate.name, old.name)
+        if repointed:
+            msg += '; re-pointed %s' % ', '.join(repointed)
+        if failed:
+            msg += '; re-pointing failed for %s' % ', '.join(e['name'] for e in failed)
+        if plan['lost_gtids']:
+            msg += '; LOST GTIDs: %s' % plan['lost_gtids']
+        return self.finish(msg=msg, repointed=repointed, repoint_failed=failed)
+
     # -- the run -------------------------------------------------------------
     def run(self):
         p = self.params
         since = monotonic()
-        self.connect_all()
-        problem = self.privilege_problems(self.nodes)
-        if problem:
-            self.fail(problem)
+        self.log_in()
         before = self.read_states()
         since = self.timed('connect', since)
 
@@ -648,40 +703,11 @@ class Failover(WholeClusterOperations):
         before_by_name = dict((s['name'], s) for s in before)
 
         # (1) fence the old primary
-        if old.reachable:
-            was_read_only = before_by_name[old.name]['read_only']
-            try:
-                self.killed = self.fence(old, kill_sessions=p['kill_client_sessions'])
-                if not was_read_only:
-                    self.fenced = old
-                if not old.server.server_info()['read_only']:
-                    self.refuse('Refusing to fail over: %s is still writable after %s'
-                                % (old.name, '; '.join(s.display for s in old.dialect.set_read_only(True))))
-            except MySQLError as exc:
-                if not is_connection_error(exc):
-                    if not was_read_only:
-                        self.fenced = old
-                    self.refuse('Refusing to fail over: fencing the old primary %s failed: %s'
-                                % (old.name, format_mysql_error(exc)))
-                old.lost(exc)
-                self.warnings.append('the old primary %s stopped answering while it was fenced (%s): it is treated '
-                                     'as unreachable and may not be read-only' % (old.name, old.error))
+        self.fence_old_primary(old, before_by_name[old.name])
         since = self.timed('fence', since)
 
         # (2) stop the IO threads of its replicas
-        for name in plan['stop_io']:
-            node = self.by_name[name]
-            state = before_by_name[name]
-            if not node.reachable or (state.get('io_thread') or 'No').lower() == 'no':
-                continue
-            try:
-                self.stop_io(node)
-                self.io_stopped.append(node)
-            except MySQLError as exc:
-                if not is_connection_error(exc):
-                    self.refuse('Refusing to fail over: stopping the IO thread of %s failed: %s'
-                                % (name, format_mysql_error(exc)))
-                node.lost(exc)
+        self.stop_io_threads(plan['stop_io'], before_by_name)
         since = self.timed('stop_io', since)
 
         # (3) collect: the replicas first, the (fenced) old primary last
@@ -705,10 +731,7 @@ class Failover(WholeClusterOperations):
         self.result.update(candidate_position=plan['wait_position'])
 
         # (5) let the candidate apply its relay log
-        try:
-            ok, message = wait_for_gtid_position(candidate.server, plan['wait_position'], p['catchup_timeout'])
-        except MySQLError as exc:
-            ok, message = False, format_mysql_error(exc)
+        ok, message = self.catch_up(candidate, plan['wait_position'], p['catchup_timeout'])
         since = self.timed('catchup', since)
         if not ok:
             self.refuse('Refusing to promote %s: it did not apply the GTIDs it received (%s): %s'
@@ -718,62 +741,16 @@ class Failover(WholeClusterOperations):
         self.io_stopped = [n for n in self.io_stopped if n is not candidate]
         self.fenced = None
         self.promoted = True
-        try:
-            self.promote(candidate)
-            if candidate.server.server_info()['read_only']:
-                raise MySQLError('%s is still read-only after the promotion' % candidate.name)
-        except MySQLError as exc:
-            self.fail('Promoting %s failed: %s. The old primary %s stays fenced and the IO threads of %s stay '
-                      'stopped; finish by hand.' % (candidate.name, format_mysql_error(exc), old.name,
-                                                    ', '.join(n.name for n in self.io_stopped) or 'no replica'),
-                      changed=True, new_primary=None)
+        self.promote_and_verify(candidate, 'The old primary %s stays fenced and the IO threads of %s stay stopped' % (
+            old.name, ', '.join(n.name for n in self.io_stopped) or 'no replica'), new_primary=None)
         since = self.timed('promote', since)
         self.result.update(changed=True, new_primary=candidate.name)
 
         # (7) re-point the other replicas
-        by_state = dict((s['name'], s) for s in after)
-        started = []
-        failed = []
-        for name in plan['repoint']:
-            node = self.by_name[name]
-            state = by_state[name]
-            try:
-                self.point_at(node, candidate, running=state['sql_running'] or state['io_running'])
-                started.append(node)
-            except MySQLError as exc:
-                failed.append(dict(name=name, reason=format_mysql_error(exc)))
-        repointed = []
-        for node in started:
-            try:
-                ok, dummy, message = wait_for_replica(node.server, p['catchup_timeout'], settle=START_SETTLE_SECONDS)
-            except MySQLError as exc:
-                ok, message = False, format_mysql_error(exc)
-            if ok:
-                repointed.append(node.name)
-            else:
-                failed.append(dict(name=node.name, reason=message))
-        # excluded replicas keep their IO thread stopped: running, it would
-        # follow the old primary again if that came back, serve reads from its
-        # stream and acknowledge its commits
-        kept = [node.name for node in self.io_stopped if node.name not in plan['repoint'] and node.reachable]
-        if kept:
-            self.warnings.append('the IO thread of %s stays stopped (it was left out of the failover): make it a '
-                                 'replica of %s with distweb.infra.mysql_rejoin or rebuild it'
-                                 % (', '.join(kept), candidate.name))
-        self.result['io_left_stopped'] = kept
-        self.io_stopped = []
+        repointed, failed = self.repoint_and_wait(plan['repoint'], candidate, after, p['catchup_timeout'])
+        self.keep_excluded_stopped(plan['repoint'], candidate)
         since = self.timed('repoint', since)
-        for entry in failed:
-            self.warnings.append('%s was not re-pointed to the new primary %s: %s'
-                                 % (entry['name'], candidate.name, entry['reason']))
-        msg = 'Promoted %s (old primary %s)' % (candidate.name, old.name)
-        if repointed:
-            msg += '; re-pointed %s' % ', '.join(repointed)
-        if failed:
-            msg += '; re-pointing failed for %s' % ', '.join(e['name'] for e in failed)
-        if plan['lost_gtids']:
-            msg += '; LOST GTIDs: %s' % plan['lost_gtids']
-        return self.finish(msg=msg, repointed=repointed, repoint_failed=failed)
+        return self.report(plan, old, candidate, repointed, failed)
 
 
 def main():

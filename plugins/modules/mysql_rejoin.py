@@ -225,20 +225,21 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.distweb.infra.plugins.module_utils import gtid as gtid_utils
 from ansible_collections.distweb.infra.plugins.module_utils import topology
-from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_connection import MySQLError, format_mysql_error
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_server import (
     START_SETTLE_SECONDS,
+    threads_stopped,
+    wait_for_replica,
+)
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_cluster import (
     ClusterNode,
     ClusterOperations,
-    MySQLError,
     check_cluster_params,
     check_node_options,
     cluster_node_options,
-    format_mysql_error,
     mysql_cluster_argument_spec,
     replication_argument_spec,
     run_cluster_operation,
-    threads_stopped,
-    wait_for_replica,
 )
 
 REBUILD = 'playbooks/rebuild_replica.yml'
@@ -311,9 +312,7 @@ class Rejoin(ClusterOperations):
         if not node.connect(p):
             self.fail('Cannot reach %s: %s' % (node.name, node.error))
         primary.connect(p)
-        problem = self.privilege_problems([node, primary])
-        if problem:
-            self.fail(problem)
+        self.require_privileges([node, primary])
         info = node.server.server_info()
         primary_info = None
         if primary.reachable:

@@ -386,17 +386,18 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_connection import (
     ER_ACCESS_DENIED,
-    MASK,
     MySQLError,
-    MySQLServer,
-    START_SETTLE_SECONDS,
-    UnsupportedServerError,
-    compare_replica_settings,
     format_mysql_error,
     mysql_common_argument_spec,
     mysql_connect,
+)
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_dialect import MASK, UnsupportedServerError
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_server import (
+    MySQLServer,
+    START_SETTLE_SECONDS,
+    compare_replica_settings,
     threads_started,
     threads_stopped,
     wait_for_replica,

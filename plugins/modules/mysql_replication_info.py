@@ -623,14 +623,14 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.distweb.infra.plugins.module_utils import gtid as gtid_utils
-from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_connection import (
     MySQLError,
-    MySQLServer,
-    UnsupportedServerError,
     format_mysql_error,
     mysql_common_argument_spec,
     mysql_connect,
 )
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_dialect import UnsupportedServerError
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_server import MySQLServer
 
 
 def argument_spec():

@@ -242,22 +242,16 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.distweb.infra.plugins.module_utils import topology
-from ansible_collections.distweb.infra.plugins.module_utils.mysql import (
-    START_SETTLE_SECONDS,
-    MySQLError,
-    UnsupportedServerError,
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_connection import MySQLError, format_mysql_error
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_server import monotonic
+from ansible_collections.distweb.infra.plugins.module_utils.mysql_cluster import (
     WholeClusterOperations,
     check_cluster_params,
     check_node_options,
     cluster_node_options,
-    format_mysql_error,
-    is_connection_error,
-    monotonic,
     mysql_cluster_argument_spec,
     replication_argument_spec,
     run_cluster_operation,
-    wait_for_gtid_position,
-    wait_for_replica,
 )
 
 PHASES = ('connect', 'fence', 'catchup', 'promote', 'repoint')
@@ -299,16 +293,15 @@ class Switchover(WholeClusterOperations):
                            excluded=[], old_primary_rejoined=False, position='', blocked_seconds=0.0, notes=[],
                            killed_sessions=0)
 
-    def read_state(self, node, history=True):
-        try:
-            return node.read_state(semi_sync=True, history=history)
-        except MySQLError as exc:
-            if not is_connection_error(exc):
-                self.fail('Reading the state of %s (%s) failed: %s' % (node.name, node.where, format_mysql_error(exc)))
-            node.lost(exc)
-            return node.base_state()
-        except UnsupportedServerError as exc:
-            self.fail('%s (%s) is not supported: %s' % (node.name, node.where, exc))
+    def read_states(self):
+        """Every node's state (in node order); the primary is read again
+        after its replicas (it only moves on)."""
+        states = [self.read_node(node) for node in self.nodes]
+        primary_name, dummy = topology.find_primary(states)
+        if primary_name is not None and self.by_name[primary_name].reachable:
+            states = [self.read_node(node) if node.name == primary_name else state
+                      for node, state in zip(self.nodes, states)]
+        return states
 
     def describe(self, plan, states):
         old = self.by_name[plan['old_primary']]
@@ -343,19 +336,62 @@ class Switchover(WholeClusterOperations):
         except MySQLError as exc:
             return '; BUT making %s writable again failed: %s' % (self.fenced.name, format_mysql_error(exc))
 
+    def block_writes(self, old, was_read_only):
+        """Make the primary ``old`` refuse writes and kill its client
+        sessions, then read its GTID position: what the target must apply.
+        When that fails, make it writable again (unless it was read-only
+        before) and fail, nothing promoted."""
+        p = self.params
+        try:
+            self.killed = self.fence(old, kill_sessions=p['kill_client_sessions'])
+            if not was_read_only:
+                self.fenced = old
+            position = old.server.gtid_positions()['binlog'] or ''
+        except MySQLError as exc:
+            if not was_read_only:
+                self.fenced = old
+            self.fail('Making the primary %s read-only failed: %s. Nothing was promoted%s'
+                      % (old.name, format_mysql_error(exc), self.undo()), changed=bool(self.queries))
+        return position
+
+    def rejoin_old_primary(self, old, target):
+        """Make the old primary a replica of ``target`` (its semi-sync source
+        side off first) if it has nothing the new primary lacks. Returns
+        None, or why not."""
+        try:
+            old_state = old.read_state(semi_sync=False, history=True)
+            new_state = target.read_state(semi_sync=False, history=True)
+            decision = topology.decide_rejoin(old_state, new_state)
+            if decision['ok']:
+                self.retire_source(old)
+                self.point_at(old, target, running=not (old_state['io_thread'].lower() == 'no'
+                                                        and old_state['sql_thread'].lower() == 'no'),
+                              slave_pos=decision['start_position'])
+                return None
+            return decision['reason']
+        except MySQLError as exc:
+            return format_mysql_error(exc)
+
+    def report(self, old, target, blocked, repointed, failed):
+        """The result of a switchover to ``target``: the nodes that replicate
+        from it (``repointed``, the old primary among them when it was
+        rejoined) and those that do not (``failed``, warned about)."""
+        for entry in failed:
+            self.warnings.append('%s does not replicate from the new primary %s: %s'
+                                 % (entry['name'], target.name, entry['reason']))
+        msg = 'Switched the primary from %s to %s (writes blocked %.3f s)' % (old.name, target.name, blocked)
+        if repointed:
+            msg += '; replicating from it: %s' % ', '.join(repointed)
+        if failed:
+            msg += '; not replicating from it: %s' % ', '.join(e['name'] for e in failed)
+        return self.finish(msg=msg, repointed=repointed, repoint_failed=failed,
+                           old_primary_rejoined=old.name in repointed)
+
     def run(self):
         p = self.params
         since = monotonic()
-        self.connect_all()
-        problem = self.privilege_problems(self.nodes)
-        if problem:
-            self.fail(problem)
-        states = [self.read_state(node) for node in self.nodes]
-        primary_name, dummy = topology.find_primary(states)
-        if primary_name is not None and self.by_name[primary_name].reachable:
-            # the primary is read after its replicas (it only moves on)
-            states = [self.read_state(node) if node.name == primary_name else state
-                      for node, state in zip(self.nodes, states)]
+        self.log_in()
+        states = self.read_states()
         since = self.timed('connect', since)
 
         plan = topology.plan_switchover(states, target=p['target'], max_lag=p['wait_timeout'])
@@ -377,24 +413,12 @@ class Switchover(WholeClusterOperations):
 
         # (1) writes stop here
         blocked_since = monotonic()
-        try:
-            self.killed = self.fence(old, kill_sessions=p['kill_client_sessions'])
-            if not was_read_only:
-                self.fenced = old
-            position = old.server.gtid_positions()['binlog'] or ''
-        except MySQLError as exc:
-            if not was_read_only:
-                self.fenced = old
-            self.fail('Making the primary %s read-only failed: %s. Nothing was promoted%s'
-                      % (old.name, format_mysql_error(exc), self.undo()), changed=bool(self.queries))
+        position = self.block_writes(old, was_read_only)
         self.result['position'] = position
         since = self.timed('fence', since)
 
         # (2), (3) the target applies everything the primary has
-        try:
-            ok, message = wait_for_gtid_position(target.server, position, p['wait_timeout'])
-        except MySQLError as exc:
-            ok, message = False, format_mysql_error(exc)
+        ok, message = self.catch_up(target, position, p['wait_timeout'])
         since = self.timed('catchup', since)
         if not ok:
             undo = self.undo()
@@ -405,70 +429,26 @@ class Switchover(WholeClusterOperations):
 
         # (4) promote: writes flow again
         self.fenced = None
-        try:
-            self.promote(target)
-            if target.server.server_info()['read_only']:
-                raise MySQLError('%s is still read-only after the promotion' % target.name)
-        except MySQLError as exc:
-            self.fail('Promoting %s failed: %s. The old primary %s stays read-only; finish by hand.'
-                      % (target.name, format_mysql_error(exc), old.name), changed=True)
+        self.promote_and_verify(target, 'The old primary %s stays read-only' % old.name)
         blocked = round(monotonic() - blocked_since, 3)
         since = self.timed('promote', since)
         self.result.update(changed=True, new_primary=target.name, blocked_seconds=blocked)
 
         # (5) the other replicas
-        by_state = dict((s['name'], s) for s in states)
-        started = []
-        failed = []
-        for name in plan['repoint']:
-            node = self.by_name[name]
-            try:
-                self.point_at(node, target, running=by_state[name]['sql_running'] or by_state[name]['io_running'])
-                started.append(node)
-            except MySQLError as exc:
-                failed.append(dict(name=name, reason=format_mysql_error(exc)))
+        started, failed = self.repoint(plan['repoint'], target, states)
 
         # (6) the old primary becomes a replica, if it has nothing the new one lacks
-        rejoined = False
-        try:
-            old_state = old.read_state(semi_sync=False, history=True)
-            new_state = target.read_state(semi_sync=False, history=True)
-            decision = topology.decide_rejoin(old_state, new_state)
-            if decision['ok']:
-                self.retire_source(old)
-                self.point_at(old, target, running=not (old_state['io_thread'].lower() == 'no'
-                                                        and old_state['sql_thread'].lower() == 'no'),
-                              slave_pos=decision['start_position'])
-                started.append(old)
-                rejoined = True
-            else:
-                failed.append(dict(name=old.name, reason=decision['reason']))
-        except MySQLError as exc:
-            failed.append(dict(name=old.name, reason=format_mysql_error(exc)))
+        problem = self.rejoin_old_primary(old, target)
+        if problem is None:
+            started.append(old)
+        else:
+            failed.append(dict(name=old.name, reason=problem))
 
         # (7) wait until they replicate
-        repointed = []
-        for node in started:
-            try:
-                ok, dummy, message = wait_for_replica(node.server, p['wait_timeout'], settle=START_SETTLE_SECONDS)
-            except MySQLError as exc:
-                ok, message = False, format_mysql_error(exc)
-            if ok:
-                repointed.append(node.name)
-            else:
-                failed.append(dict(name=node.name, reason=message))
-                if node is old:
-                    rejoined = False
+        repointed, not_replicating = self.wait_replicating(started, p['wait_timeout'])
+        failed.extend(not_replicating)
         since = self.timed('repoint', since)
-        for entry in failed:
-            self.warnings.append('%s does not replicate from the new primary %s: %s'
-                                 % (entry['name'], target.name, entry['reason']))
-        msg = 'Switched the primary from %s to %s (writes blocked %.3f s)' % (old.name, target.name, blocked)
-        if repointed:
-            msg += '; replicating from it: %s' % ', '.join(repointed)
-        if failed:
-            msg += '; not replicating from it: %s' % ', '.join(e['name'] for e in failed)
-        return self.finish(msg=msg, repointed=repointed, repoint_failed=failed, old_primary_rejoined=rejoined)
+        return self.report(old, target, blocked, repointed, failed)
 
 
 def main():

@@ -40,7 +40,8 @@ from ansible.module_utils import basic  # noqa: E402  pylint: disable=wrong-impo
 from ansible.module_utils.common import warnings as ansible_warnings  # noqa: E402  pylint: disable=wrong-import-position
 from ansible.module_utils.testing import patch_module_args  # noqa: E402  pylint: disable=wrong-import-position
 
-from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.distweb.infra.plugins.module_utils import mysql_connection  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.distweb.infra.plugins.module_utils import mysql_server  # noqa: E402  pylint: disable=wrong-import-position
 
 
 FAKE_PASSWORD = 'fake-Repl-pw-1'  # a made-up test value, used nowhere else
@@ -469,16 +470,17 @@ class AnsibleFailJson(Exception):
 def fake_net(monkeypatch):
     """A FakeNet that PyMySQL's connect() goes to."""
     net = FakeNet()
-    monkeypatch.setattr(mysql_utils.pymysql, 'connect', net.connect)
-    monkeypatch.setattr(mysql_utils, 'find_default_socket', lambda *a, **k: None)
+    monkeypatch.setattr(mysql_connection.pymysql, 'connect', net.connect)
+    monkeypatch.setattr(mysql_connection, 'find_default_socket', lambda *a, **k: None)
     return net
 
 
 @pytest.fixture
 def fake_clock(monkeypatch):
-    """Time as seen by module_utils: sleeping advances it at once."""
+    """Time as seen by module_utils (mysql_server's clock, which the waiting
+    helpers and the cluster operations read): sleeping advances it at once."""
     clock = FakeClock()
-    monkeypatch.setattr(mysql_utils, 'time', clock)
+    monkeypatch.setattr(mysql_server, 'time', clock)
     return clock
 
 

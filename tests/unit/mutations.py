@@ -4,8 +4,9 @@
 """Mutation check of the unit tests of the cluster-level safety logic.
 
 Each entry of ``MUTATIONS`` removes or inverts one safety check of
-mysql_failover.py, topology.py, mysql_rejoin.py, mysql_switchover.py or the
-cluster operations of module_utils/mysql.py.
+mysql_failover.py, topology.py, mysql_rejoin.py, mysql_switchover.py, the
+cluster operations of module_utils/mysql_cluster.py or the statement of
+module_utils/mysql_dialect.py that switches the semi-sync source side.
 ``python tests/unit/mutations.py [--rev REV] [ID ...]`` takes one snapshot of
 plugins/, tests/, meta/ and galaxy.yml (of the working tree, or of the git
 revision REV), runs the unit tests that exercise that code on it unchanged
@@ -32,39 +33,44 @@ from concurrent.futures import ThreadPoolExecutor
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COPIED = ('plugins', 'tests', 'meta', 'galaxy.yml')
 TESTS = ('tests/unit/plugins/modules', 'tests/unit/plugins/module_utils/test_topology.py',
-         'tests/unit/plugins/module_utils/test_mysql.py', 'tests/unit/plugins/module_utils/test_gtid.py',
-         'tests/unit/test_fake_cluster.py')
+         'tests/unit/plugins/module_utils/test_mysql_connection.py',
+         'tests/unit/plugins/module_utils/test_mysql_dialect.py',
+         'tests/unit/plugins/module_utils/test_mysql_server.py',
+         'tests/unit/plugins/module_utils/test_mysql_cluster.py',
+         'tests/unit/plugins/module_utils/test_gtid.py', 'tests/unit/test_fake_cluster.py')
 
 FAILOVER = 'plugins/modules/mysql_failover.py'
 TOPOLOGY = 'plugins/module_utils/topology.py'
 REJOIN = 'plugins/modules/mysql_rejoin.py'
 SWITCHOVER = 'plugins/modules/mysql_switchover.py'
-MYSQL = 'plugins/module_utils/mysql.py'
-FILES = dict(FAILOVER=FAILOVER, TOPOLOGY=TOPOLOGY, REJOIN=REJOIN, SWITCHOVER=SWITCHOVER, MYSQL=MYSQL)
+CLUSTER = 'plugins/module_utils/mysql_cluster.py'
+DIALECT = 'plugins/module_utils/mysql_dialect.py'
+FILES = dict(FAILOVER=FAILOVER, TOPOLOGY=TOPOLOGY, REJOIN=REJOIN, SWITCHOVER=SWITCHOVER, CLUSTER=CLUSTER,
+             DIALECT=DIALECT)
 
 # (id, file, what the mutation does, text replaced, replacement)
 MUTATIONS = [
-    ('F1', 'FAILOVER', 'run: no fencing of a reachable old primary',
-     '        # (1) fence the old primary\n        if old.reachable:',
-     '        # (1) fence the old primary\n        if False:'),
-    ('F2', 'FAILOVER', 'run: client sessions of the old primary not killed',
+    ('F1', 'FAILOVER', 'fence_old_primary: no fencing of a reachable old primary',
+     "        if old.reachable:\n            was_read_only = state['read_only']",
+     "        if False:\n            was_read_only = state['read_only']"),
+    ('F2', 'FAILOVER', 'fence_old_primary: client sessions of the old primary not killed',
      "self.killed = self.fence(old, kill_sessions=p['kill_client_sessions'])",
      'self.killed = self.fence(old, kill_sessions=False)'),
-    ('F3', 'FAILOVER', 'run: no check that the fenced old primary is read-only',
+    ('F3', 'FAILOVER', 'fence_old_primary: no check that the fenced old primary is read-only',
      "                if not old.server.server_info()['read_only']:",
      '                if False:'),
-    ('F4', 'FAILOVER', 'run: a fencing error taken for an unreachable old primary',
+    ('F4', 'FAILOVER', 'fence_old_primary: a fencing error taken for an unreachable old primary',
      ('            except MySQLError as exc:\n                if not is_connection_error(exc):\n   '
       '                 if not was_read_only:'),
      '            except MySQLError as exc:\n                if False:\n                    if not was_read_only:'),
-    ('F5', 'FAILOVER', 'run: IO threads not stopped',
+    ('F5', 'FAILOVER', 'stop_io_threads: IO threads not stopped',
      '                self.stop_io(node)\n                self.io_stopped.append(node)',
      '                pass'),
     ('F6', 'FAILOVER', 'run: second decision made as unsettled (lost GTIDs only noted)',
      "                                      allow_data_loss=p['allow_data_loss'], settled=True)",
      "                                      allow_data_loss=p['allow_data_loss'], settled=False)"),
     ('F7', 'FAILOVER', 'run: no MASTER_GTID_WAIT before the promotion',
-     "ok, message = wait_for_gtid_position(candidate.server, plan['wait_position'], p['catchup_timeout'])",
+     "ok, message = self.catch_up(candidate, plan['wait_position'], p['catchup_timeout'])",
      'ok, message = True, None'),
     ('F8', 'FAILOVER', 'run: a catch-up that failed does not stop the promotion',
      "        if not ok:\n            self.refuse('Refusing to promote %s",
@@ -90,22 +96,21 @@ MUTATIONS = [
     ('F14', 'FAILOVER', 'undo: IO threads not started again',
      '                self.start_io(node)\n                started.append(node.name)',
      '                started.append(node.name)'),
-    ('F15', 'FAILOVER', 'run: no check that the promoted node is writable',
-     "            if candidate.server.server_info()['read_only']:",
+    ('F15', 'CLUSTER', 'promote_and_verify: no check that the promoted node is writable',
+     "            if node.server.server_info()['read_only']:",
      '            if False:'),
     ('F16', 'FAILOVER', 'run: old primary not read last',
      '        order = [n.name for n in self.nodes if n.name != old.name] + [old.name]',
      '        order = None'),
-    ('F17', 'FAILOVER', 'run: excluded replicas of the old primary get their IO thread started again',
+    ('F17', 'FAILOVER', 'keep_excluded_stopped: excluded replicas of the old primary get their IO thread started again',
      "        self.result['io_left_stopped'] = kept\n",
      ("        self.result['io_left_stopped'] = kept\n        for node in self.io_stopped:\n"
       "            if node.name in kept:\n                self.start_io(node)\n")),
     ('F18', 'FAILOVER', 'run: candidate IO thread restarted with the excluded ones',
      '        self.io_stopped = [n for n in self.io_stopped if n is not candidate]\n',
      ''),
-    ('F19', 'FAILOVER', 'run: re-pointed replicas not checked',
-     ("                ok, dummy, message = wait_for_replica(node.server, p['catchup_timeout'], s"
-      'ettle=START_SETTLE_SECONDS)'),
+    ('F19', 'CLUSTER', 'wait_replicating: re-pointed replicas not checked',
+     '                ok, dummy, message = wait_for_replica(node.server, timeout, settle=START_SETTLE_SECONDS)',
      '                ok, dummy, message = True, None, None'),
     ('T1', 'TOPOLOGY', 'plan_failover: errant replicas not excluded',
      "            if found:\n                errants[state['name']] = found",
@@ -224,25 +229,25 @@ MUTATIONS = [
      "        if primary_info is None or primary_info['read_only']:",
      '        if primary_info is None:'),
     ('S1', 'SWITCHOVER', 'switchover: target not waited for',
-     "ok, message = wait_for_gtid_position(target.server, position, p['wait_timeout'])",
+     "ok, message = self.catch_up(target, position, p['wait_timeout'])",
      'ok, message = True, None'),
-    ('S2', 'SWITCHOVER', 'switchover: diverged old primary rejoined',
+    ('S2', 'SWITCHOVER', 'rejoin_old_primary: diverged old primary rejoined',
      "            if decision['ok']:\n                self.retire_source(old)\n                self.point_at(old, target,",
      '            if True:\n                self.retire_source(old)\n                self.point_at(old, target,'),
-    ('S3', 'SWITCHOVER', 'switchover: primary not fenced',
+    ('S3', 'SWITCHOVER', 'block_writes: primary not fenced',
      "            self.killed = self.fence(old, kill_sessions=p['kill_client_sessions'])",
      '            self.killed = []'),
-    ('S4', 'SWITCHOVER', 'switchover: position not read from the fenced primary',
+    ('S4', 'SWITCHOVER', 'block_writes: position not read from the fenced primary',
      "            position = old.server.gtid_positions()['binlog'] or ''",
      "            position = ''"),
     ('F20', 'FAILOVER', 'run: candidate IO thread restarted before MASTER_GTID_WAIT (relay log discarded)',
-     '        # (5) let the candidate apply its relay log\n        try:',
-     '        # (5) let the candidate apply its relay log\n        self.start_io(candidate)\n        try:'),
+     '        # (5) let the candidate apply its relay log\n        ok, message = self.catch_up(',
+     '        # (5) let the candidate apply its relay log\n        self.start_io(candidate)\n        ok, message = self.catch_up('),
     ('F21', 'FAILOVER', 'run: CHANGE MASTER on the candidate before MASTER_GTID_WAIT (relay log discarded)',
-     '        # (5) let the candidate apply its relay log\n        try:',
+     '        # (5) let the candidate apply its relay log\n        ok, message = self.catch_up(',
      ('        # (5) let the candidate apply its relay log\n        candidate.server.execute(candi'
       'date.dialect.stop_replica())\n        self.point_at(candidate, old, running=False)\n        '
-      'try:')),
+      'ok, message = self.catch_up(')),
     ('T32', 'TOPOLOGY', 'plan_failover: wait for what the candidate applied, not what it received',
      "    plan['wait_position'] = values[index]",
      "    plan['wait_position'] = applied(candidate, flavor)"),
@@ -258,13 +263,9 @@ MUTATIONS = [
     ('T33', 'TOPOLOGY', 'plan_failover: the settings of replicas of other sources stand for the old primary',
      "    verdict = semi_sync_verdict(old, [s for s in replicas_of_old if s['name'] not in errants],",
      "    verdict = semi_sync_verdict(old, [s for s in others if s['reachable'] and s['name'] not in errants],"),
-    ('S5', 'SWITCHOVER', 'switchover: old primary GTIDs not compared before rejoining it',
-     ('        # (6) the old primary becomes a replica, if it has nothing the new one lacks\n     '
-      '   rejoined = False\n        try:\n            old_state = old.read_state(semi_sync=False, h'
-      'istory=True)'),
-     ('        # (6) the old primary becomes a replica, if it has nothing the new one lacks\n     '
-      '   rejoined = False\n        try:\n            old_state = dict(old.read_state(semi_sync=Fal'
-      "se, history=True), gtid_binlog_state='', gtid_binlog='')")),
+    ('S5', 'SWITCHOVER', 'rejoin_old_primary: old primary GTIDs not compared before rejoining it',
+     '            old_state = old.read_state(semi_sync=False, history=True)',
+     "            old_state = dict(old.read_state(semi_sync=False, history=True), gtid_binlog_state='', gtid_binlog='')"),
     # lossless semi-sync: the settings, the other nodes, the source side
     ('T35', 'TOPOLOGY', 'lossless_settings: the wait point ignored',
      "                and (semi.get('wait_point') or '') == AFTER_SYNC\n",
@@ -293,22 +294,22 @@ MUTATIONS = [
     ('T43', 'TOPOLOGY', 'plan_failover: allow_data_loss does not say what only the unreachable nodes received',
      "                         if verdict['unverified'] else '')",
      "                         if False else '')"),
-    ('M1', 'MYSQL', 'promote: the semi-sync source side of the new primary not switched on',
+    ('M1', 'CLUSTER', 'promote: the semi-sync source side of the new primary not switched on',
      "        if semi_sync_member(semi) and not semi.get('source_enabled'):\n            statements.append(",
      "        if False:\n            statements.append("),
-    ('M2', 'MYSQL', 'promote: the source side switched on after the node takes writes',
+    ('M2', 'CLUSTER', 'promote: the source side switched on after the node takes writes',
      '        return statements + dialect.set_read_only(False)',
      '        return statements[:2] + dialect.set_read_only(False) + statements[2:]'),
-    ('M3', 'MYSQL', 'promote: the semi-sync state of the node not read (taken for unknown)',
+    ('M3', 'CLUSTER', 'promote: the semi-sync state of the node not read (taken for unknown)',
      '        self.execute(node, self.promote_statements(node, node.server.semi_sync()))',
      '        self.execute(node, self.promote_statements(node, None))'),
-    ('M4', 'MYSQL', 'retire: the source side of a demoted node left on',
+    ('M4', 'CLUSTER', 'retire: the source side of a demoted node left on',
      "        if semi and semi.get('source_enabled'):\n            return [node.dialect.set_semi_sync_source(False, ",
      "        if False:\n            return [node.dialect.set_semi_sync_source(False, "),
-    ('M4b', 'MYSQL', 'the source side switched by the first name of the dialect, not the one the server has',
+    ('M4b', 'DIALECT', 'the source side switched by the first name of the dialect, not the one the server has',
      "        name = variable or self.semi_sync_prefixes[0][0] + 'enabled'",
      "        name = self.semi_sync_prefixes[0][0] + 'enabled'"),
-    ('M5', 'MYSQL', 'retire_source: the semi-sync state of the node not read',
+    ('M5', 'CLUSTER', 'retire_source: the semi-sync state of the node not read',
      '        self.execute(node, self.retire_source_statements(node, node.server.semi_sync()))',
      '        self.execute(node, self.retire_source_statements(node, None))'),
     ('F24', 'FAILOVER', 'plan: the promotion planned without the semi-sync state of the candidate',
@@ -326,12 +327,12 @@ MUTATIONS = [
     ('R9', 'REJOIN', 'rejoin: check mode switches the source side of a healthy replica off',
      "                if self.module.check_mode:\n                    self.planned.extend('%s: %s' % (node.name, s.display)",
      "                if False:\n                    self.planned.extend('%s: %s' % (node.name, s.display)"),
-    ('S6', 'SWITCHOVER', 'switchover: the old primary made a replica with its source side on',
+    ('S6', 'SWITCHOVER', 'rejoin_old_primary: the old primary made a replica with its source side on',
      '                self.retire_source(old)\n',
      ''),
-    ('S7', 'SWITCHOVER', 'switchover: states read without semi-sync (the plan lacks the source side)',
-     '            return node.read_state(semi_sync=True, history=history)',
-     '            return node.read_state(semi_sync=False, history=history)'),
+    ('S7', 'CLUSTER', 'read_node: states read without semi-sync (the plans lack the source side)',
+     '            return node.read_state(semi_sync=True, history=True)',
+     '            return node.read_state(semi_sync=False, history=True)'),
 ]
 
 

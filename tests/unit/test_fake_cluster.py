@@ -11,14 +11,14 @@ __metaclass__ = type
 import pymysql
 import pytest
 
-from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
+from ansible_collections.distweb.infra.plugins.module_utils import mysql_cluster
 
 LOGIN = dict(login_user='admin', login_password='fake-Repl-pw-1', connect_timeout=5)
 
 
 def read(name):
     """The node's state as the modules read it, or None when unreachable."""
-    node = mysql_utils.ClusterNode(name, name)
+    node = mysql_cluster.ClusterNode(name, name)
     if not node.connect(LOGIN):
         return None
     try:

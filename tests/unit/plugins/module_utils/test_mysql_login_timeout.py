@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
+from ansible_collections.distweb.infra.plugins.module_utils import mysql_connection
 
 
 class Listener:
@@ -63,7 +63,7 @@ def login(port, connect_timeout, read_timeout):
     params = dict(user='admin', password='x', host='127.0.0.1', port=port,
                   connect_timeout=connect_timeout, read_timeout=read_timeout, write_timeout=read_timeout)
     started = time.monotonic()
-    result = mysql_utils.mysql_connect_node(params, what='server1')
+    result = mysql_connection.mysql_connect_node(params, what='server1')
     return result, time.monotonic() - started
 
 
@@ -71,8 +71,8 @@ def test_a_server_that_never_greets_is_given_up_after_the_connect_timeout(silent
     (conn, message, code), took = login(silent.port, connect_timeout=1, read_timeout=60)
     assert conn is None
     assert silent.accepted, 'the listener did not accept the connection'
-    assert code is not None and 2000 <= code < 3000 and mysql_utils.is_connection_error(
-        mysql_utils.pymysql.err.OperationalError(code, message)), (code, message)
+    assert code is not None and 2000 <= code < 3000 and mysql_connection.is_connection_error(
+        mysql_connection.pymysql.err.OperationalError(code, message)), (code, message)
     assert message.startswith('Unable to connect to server1 (127.0.0.1:%d)' % silent.port), message
     # Not a speed limit: which of the two timeouts ended the wait (1 s
     # against 60 s), with a margin no loaded machine reaches.

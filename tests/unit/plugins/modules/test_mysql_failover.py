@@ -568,10 +568,10 @@ def test_fence_kills_sessions_first_when_read_only_waits_for_a_lock(env):
 # ---------------------------------------------------------------------------
 
 def test_dialect_statements_per_flavor():
-    from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
-    maria = mysql_utils.dialect_for_version('10.11.6-MariaDB')
-    mysql80 = mysql_utils.dialect_for_version('8.0.36')
-    mysql84 = mysql_utils.dialect_for_version('8.4.3')
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql_dialect
+    maria = mysql_dialect.dialect_for_version('10.11.6-MariaDB')
+    mysql80 = mysql_dialect.dialect_for_version('8.0.36')
+    mysql84 = mysql_dialect.dialect_for_version('8.4.3')
     assert [s.sql for s in maria.set_read_only(True)] == ['SET GLOBAL read_only = 1']
     assert [s.sql for s in maria.set_read_only(False)] == ['SET GLOBAL read_only = 0']
     for dialect in (mysql80, mysql84):
@@ -597,36 +597,36 @@ def test_dialect_statements_per_flavor():
 
 
 def test_client_sessions_leave_out_server_and_replication_threads(make_cluster):
-    from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql_cluster
     cluster = make_cluster('mariadb')
     primary = cluster['server1']
     app = primary.add_session('app')
     primary.add_session('repl', command='Binlog Dump')
     primary.add_session('repl', command='Binlog Dump GTID')
     primary.add_session('event_scheduler', command='Daemon')
-    node = mysql_utils.ClusterNode('server1', 'server1')
+    node = mysql_cluster.ClusterNode('server1', 'server1')
     assert node.connect(dict(login_user='admin', login_password='fake-Repl-pw-1'))
     assert [s['id'] for s in node.server.client_sessions()] == [app]
     node.close()
 
 
 def test_is_connection_error():
-    from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
-    assert mysql_utils.is_connection_error(pymysql.err.OperationalError(2013, 'Lost connection'))
-    assert mysql_utils.is_connection_error(pymysql.err.InterfaceError(0, ''))
-    assert not mysql_utils.is_connection_error(pymysql.err.OperationalError(1045, 'Access denied'))
-    assert not mysql_utils.is_connection_error(pymysql.err.OperationalError(1227, 'need SUPER'))
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql_connection
+    assert mysql_connection.is_connection_error(pymysql.err.OperationalError(2013, 'Lost connection'))
+    assert mysql_connection.is_connection_error(pymysql.err.InterfaceError(0, ''))
+    assert not mysql_connection.is_connection_error(pymysql.err.OperationalError(1045, 'Access denied'))
+    assert not mysql_connection.is_connection_error(pymysql.err.OperationalError(1227, 'need SUPER'))
 
 
 def test_node_login_params_and_tls(fake_net):
-    from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
-    params = mysql_utils.node_login_params(dict(login_user='admin', login_password='x', connect_timeout=4),
-                                           'db1', 3307)
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql_connection
+    params = mysql_connection.node_login_params(dict(login_user='admin', login_password='x', connect_timeout=4),
+                                                'db1', 3307)
     assert (params['host'], params['port'], params['ssl'], params['read_timeout']) == ('db1', 3307, False, 12)
-    conn, message, code = mysql_utils.mysql_connect_node(params, what='server9')
+    conn, message, code = mysql_connection.mysql_connect_node(params, what='server9')
     assert conn is None and code == 2003 and message.startswith('Unable to connect to server9 (db1:3307)')
     bad = dict(params, ssl=True, ssl_ca='/nonexistent/ca.pem', ssl_verify_cert=True)
-    conn, message, code = mysql_utils.mysql_connect_node(bad)
+    conn, message, code = mysql_connection.mysql_connect_node(bad)
     assert conn is None and code is None and 'Invalid TLS settings' in message
     # the login itself is bounded by the connect timeout (12 s applies after it)
     assert (fake_net.connects[0]['connect_timeout'], fake_net.connects[0]['read_timeout']) == (4, 4)
@@ -890,15 +890,15 @@ def test_a_replica_the_new_primary_cannot_serve_is_reported(env):
 def test_nodes_are_logged_in_to_at_once(env, monkeypatch):
     # Every login waits at a barrier for all three: logged in one after
     # another, the first would wait alone and the barrier would break.
-    from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql_cluster
     barrier = threading.Barrier(3, timeout=10)
-    real_connect = mysql_utils.ClusterNode.connect
+    real_connect = mysql_cluster.ClusterNode.connect
 
     def connect(node, params):
         barrier.wait()
         return real_connect(node, params)
 
-    monkeypatch.setattr(mysql_utils.ClusterNode, 'connect', connect)
+    monkeypatch.setattr(mysql_cluster.ClusterNode, 'connect', connect)
     result = ok(env.run(primary='server1'))
     assert result['new_primary'] in ('server2', 'server3')
     assert not barrier.broken
@@ -907,15 +907,16 @@ def test_nodes_are_logged_in_to_at_once(env, monkeypatch):
 def test_an_unsupported_node_fails_the_run_from_its_login_thread(env, monkeypatch):
     # an error raised while logging in to one node (in its own thread)
     # reaches the module and fails the run before anything changes
-    from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
-    real_connect = mysql_utils.ClusterNode.connect
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql_dialect
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql_cluster
+    real_connect = mysql_cluster.ClusterNode.connect
 
     def connect(node, params):
         if node.name == 'server3':
-            raise mysql_utils.UnsupportedServerError('MySQL 5.7 is not supported')
+            raise mysql_dialect.UnsupportedServerError('MySQL 5.7 is not supported')
         return real_connect(node, params)
 
-    monkeypatch.setattr(mysql_utils.ClusterNode, 'connect', connect)
+    monkeypatch.setattr(mysql_cluster.ClusterNode, 'connect', connect)
     result = failed(env.run(primary='server1'), 'A node is not supported: MySQL 5.7 is not supported')
     assert result['changed'] is False and env.cluster.changes() == []
 

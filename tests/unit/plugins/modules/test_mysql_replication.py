@@ -10,7 +10,7 @@ import json
 import pymysql
 import pytest
 
-from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
+from ansible_collections.distweb.infra.plugins.module_utils import mysql_connection
 from ansible_collections.distweb.infra.plugins.modules import mysql_replication
 
 SOCKET = '/run/mysqld/mysqld.sock'
@@ -413,7 +413,7 @@ def test_tls_settings(env, monkeypatch):
         contexts.append(kwargs)
         return 'CTX'
 
-    monkeypatch.setattr(mysql_utils, 'build_ssl_context', fake_ctx)
+    monkeypatch.setattr(mysql_connection, 'build_ssl_context', fake_ctx)
     result = env.run(primary_ssl=True, primary_ssl_ca='/etc/mysql/ssl/ca.pem',
                      primary_ssl_verify_server_cert=True)
     assert env.changes() == [

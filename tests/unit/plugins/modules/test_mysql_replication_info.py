@@ -11,7 +11,9 @@ import pymysql
 import pytest
 import yaml
 
-from ansible_collections.distweb.infra.plugins.module_utils import mysql as mysql_utils
+from ansible_collections.distweb.infra.plugins.module_utils import mysql_connection
+from ansible_collections.distweb.infra.plugins.module_utils import mysql_dialect
+from ansible_collections.distweb.infra.plugins.module_utils import mysql_server
 from ansible_collections.distweb.infra.plugins.modules import mysql_replication_info as info_module
 
 SOCKET = '/run/mysqld/mysqld.sock'
@@ -99,7 +101,7 @@ def key_tree(value):
 def test_documentation_matches_argument_spec():
     doc = yaml.safe_load(info_module.DOCUMENTATION)
     spec = info_module.argument_spec()
-    own = dict((k, v) for k, v in spec.items() if k not in mysql_utils.mysql_common_argument_spec())
+    own = dict((k, v) for k, v in spec.items() if k not in mysql_connection.mysql_common_argument_spec())
     assert set(doc['options']) == set(own)
     for name, option in own.items():
         assert doc['options'][name]['type'] == option['type'], name
@@ -121,8 +123,8 @@ def test_return_documents_every_key(env, kind):
     for key in ('gtid', 'replication', 'semi_sync', 'errant', 'replicas'):
         value = result[key][0] if key == 'replicas' else result[key]
         assert set(value) == set(doc[key]['contains']), key
-    assert set(result['replication']) == set(mysql_utils.STATUS_KEYS)
-    assert set(result['semi_sync']) == set(mysql_utils.SEMI_SYNC_KEYS)
+    assert set(result['replication']) == set(mysql_server.STATUS_KEYS)
+    assert set(result['semi_sync']) == set(mysql_server.SEMI_SYNC_KEYS)
 
 
 # ---------------------------------------------------------------------------
@@ -541,13 +543,13 @@ def test_errant_read_from_the_primary(env, kind):
 def test_errant_read_order_local_first(env, monkeypatch):
     env.setup('mariadb', role='replica')
     order = []
-    original = mysql_utils.MySQLServer.gtid_positions
+    original = mysql_server.MySQLServer.gtid_positions
 
     def spy(self):
         order.append(self.what)
         return original(self)
 
-    monkeypatch.setattr(mysql_utils.MySQLServer, 'gtid_positions', spy)
+    monkeypatch.setattr(mysql_server.MySQLServer, 'gtid_positions', spy)
     ok(env.run(**env.primary_args()))
     assert order == ['the local server', 'the primary']
 
@@ -560,7 +562,7 @@ def test_errant_primary_over_tls(env, monkeypatch):
         contexts.append(kwargs)
         return 'TLS-CONTEXT'
 
-    monkeypatch.setattr(mysql_utils, 'build_ssl_context', fake_context)
+    monkeypatch.setattr(mysql_connection, 'build_ssl_context', fake_context)
     ok(env.run(**env.primary_args(primary_ssl_ca='/etc/mysql/ssl/ca.pem', primary_ssl_verify_server_cert=True)))
     connect = [c for c in env.net.connects if c.get('host') == 'server1'][-1]
     assert connect['ssl'] == 'TLS-CONTEXT'
@@ -571,7 +573,7 @@ def test_errant_primary_over_tls(env, monkeypatch):
 def test_errant_primary_verify_cert_turns_tls_on(env, monkeypatch):
     env.setup('mariadb', role='replica')
     contexts = []
-    monkeypatch.setattr(mysql_utils, 'build_ssl_context', lambda **kwargs: contexts.append(kwargs) or 'CTX')
+    monkeypatch.setattr(mysql_connection, 'build_ssl_context', lambda **kwargs: contexts.append(kwargs) or 'CTX')
     ok(env.run(**env.primary_args(primary_ssl_verify_server_cert=True)))
     assert contexts == [dict(ca=None, cert=None, key=None, verify_cert=True, verify_identity=True)]
     contexts[:] = []
@@ -697,7 +699,7 @@ def test_only_reads_are_sent(env):
 
 
 # ---------------------------------------------------------------------------
-# What module_utils/mysql.py gained for this module
+# What module_utils (mysql_dialect.py, mysql_server.py) gained for this module
 # ---------------------------------------------------------------------------
 
 MYSQL_WAIT_NO_REPLICA = ('rpl_semi_sync_source_wait_no_replica', 'rpl_semi_sync_master_wait_no_slave')
@@ -712,22 +714,22 @@ MYSQL_WAIT_NO_REPLICA = ('rpl_semi_sync_source_wait_no_replica', 'rpl_semi_sync_
      ('Rpl_semi_sync_source_status', 'Rpl_semi_sync_master_status'), MYSQL_WAIT_NO_REPLICA),
 ])
 def test_dialect_names(version, hosts, source, status_name, wait_no_replica):
-    dialect = mysql_utils.dialect_for_version(version)
+    dialect = mysql_dialect.dialect_for_version(version)
     assert dialect.replica_hosts_sql == hosts
     names = dialect.semi_sync_names()
     # lossless is derived from the others
-    assert set(names) == set(mysql_utils.SEMI_SYNC_KEYS) - {'available', 'fallen_back_to_async', 'lossless',
-                                                            'source_variable'}
+    assert set(names) == set(mysql_server.SEMI_SYNC_KEYS) - {'available', 'fallen_back_to_async', 'lossless',
+                                                             'source_variable'}
     assert names['source_enabled'] == ('variable', source)
     assert names['wait_no_replica'] == ('variable', wait_no_replica)
     assert names['source_status'] == ('status', status_name)
     replica_side = names['replica_enabled'][1][0]
     assert replica_side == ('rpl_semi_sync_slave_enabled' if 'MariaDB' in version else 'rpl_semi_sync_replica_enabled')
-    assert set(dialect.gtid_position_columns) == set(mysql_utils.GTID_POSITION_KEYS)
+    assert set(dialect.gtid_position_columns) == set(mysql_server.GTID_POSITION_KEYS)
 
 
 def test_global_values_sql():
-    dialect = mysql_utils.dialect_for_version('10.11.6-MariaDB')
+    dialect = mysql_dialect.dialect_for_version('10.11.6-MariaDB')
     statement = dialect.global_values_sql('status', ['Rpl_semi_sync_master_status', "odd'name"])
     assert statement.sql == 'SHOW GLOBAL STATUS WHERE Variable_name IN (%s, %s)'
     assert statement.params == ('Rpl_semi_sync_master_status', "odd'name")
@@ -739,8 +741,8 @@ def test_global_values_sql():
 
 
 def test_normalize_semi_sync_values():
-    dialect = mysql_utils.dialect_for_version('8.0.36')
-    semi = mysql_utils.normalize_semi_sync(
+    dialect = mysql_dialect.dialect_for_version('8.0.36')
+    semi = mysql_server.normalize_semi_sync(
         dialect,
         {'RPL_SEMI_SYNC_MASTER_ENABLED': '1', 'rpl_semi_sync_master_wait_point': 'after_commit',
          'rpl_semi_sync_master_timeout': '250'},
@@ -750,26 +752,26 @@ def test_normalize_semi_sync_values():
                         replica_status=False, fallen_back_to_async=True, clients=0, wait_point='AFTER_COMMIT',
                         timeout_ms=250, wait_no_replica=False, lossless=False, yes_tx=None, no_tx=12,
                         source_variable='rpl_semi_sync_master_enabled')
-    semi = mysql_utils.normalize_semi_sync(
-        mysql_utils.dialect_for_version('10.11.6-MariaDB'),
+    semi = mysql_server.normalize_semi_sync(
+        mysql_dialect.dialect_for_version('10.11.6-MariaDB'),
         {'rpl_semi_sync_master_enabled': 'OFF', 'rpl_semi_sync_slave_enabled': 'ON',
          'rpl_semi_sync_master_wait_point': 'AFTER_SYNC', 'rpl_semi_sync_master_timeout': '4294967295',
          'rpl_semi_sync_master_wait_no_slave': 'ON'}, {})
     assert (semi['wait_no_replica'], semi['lossless'], semi['source_enabled']) == (True, True, False)
     # the 8.0.26+ names win when both plugins' names are there
-    semi = mysql_utils.normalize_semi_sync(
+    semi = mysql_server.normalize_semi_sync(
         dialect, {'rpl_semi_sync_source_enabled': 'ON', 'rpl_semi_sync_master_enabled': 'OFF'},
         {'Rpl_semi_sync_source_status': 'ON'})
     assert semi['source_enabled'] is True and semi['source_status'] is True
-    assert mysql_utils.normalize_semi_sync(dialect, None, None)['available'] is False
-    semi = mysql_utils.normalize_semi_sync(
+    assert mysql_server.normalize_semi_sync(dialect, None, None)['available'] is False
+    semi = mysql_server.normalize_semi_sync(
         dialect, {'rpl_semi_sync_source_wait_no_replica': 'ON', 'rpl_semi_sync_master_wait_no_slave': 'OFF'}, {})
     assert semi['wait_no_replica'] is True
 
 
 def test_normalize_replica_host():
-    assert mysql_utils.normalize_replica_host({'Server_id': '3', 'Host': '', 'Port': 3306, 'Master_id': 1}) == \
+    assert mysql_server.normalize_replica_host({'Server_id': '3', 'Host': '', 'Port': 3306, 'Master_id': 1}) == \
         dict(server_id=3, host='', port=3306, source_id=1, uuid=None)
-    assert mysql_utils.normalize_replica_host(
+    assert mysql_server.normalize_replica_host(
         {'Server_Id': 3, 'Host': 'server3', 'Port': '3307', 'Source_Id': 1, 'Replica_UUID': 'u-3'}) == \
         dict(server_id=3, host='server3', port=3307, source_id=1, uuid='u-3')
