@@ -1,7 +1,7 @@
 """The playbook itself on the converged lab: check mode tells the truth, and
 the built, installed collection runs by its FQCN and changes nothing."""
 
-from conftest import changed_per_host
+from conftest import changed_per_host, changed_tasks
 from labclient import INVENTORY, PROJECT, playbook, run
 
 
@@ -10,7 +10,7 @@ def test_check_mode_on_the_converged_lab_reports_no_change():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     changed = changed_per_host(result.stdout)
     assert set(changed) == {"lb1", "server1", "server2", "server3"}
-    assert changed == dict.fromkeys(changed, 0), changed
+    assert changed == dict.fromkeys(changed, 0), (changed, changed_tasks(result.stdout))
 
 
 def test_the_installed_collection_runs_by_its_fqcn(tmp_path):
@@ -37,4 +37,4 @@ def test_the_installed_collection_runs_by_its_fqcn(tmp_path):
     listed = run("ansible-galaxy", "collection", "list", "distweb.infra", env={"ANSIBLE_COLLECTIONS_PATH": str(collections)})
     assert str(collections / "ansible_collections") in listed.stdout, listed.stdout
     changed = changed_per_host(result.stdout)
-    assert changed == {"lb1": 0, "server1": 0, "server2": 0, "server3": 0}, changed
+    assert changed == {"lb1": 0, "server1": 0, "server2": 0, "server3": 0}, (changed, changed_tasks(result.stdout))

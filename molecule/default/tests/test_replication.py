@@ -20,6 +20,7 @@ from conftest import (
     PRIMARY,
     assert_replicates_over_verified_tls,
     changed_per_host,
+    changed_tasks,
     rows,
     sql,
 )
@@ -165,7 +166,7 @@ def test_a_second_run_changes_nothing(added_replica):
     assert result.returncode == 0, result.stdout[-3000:]
     changed = changed_per_host(result.stdout)
     assert set(changed) == ALL_HOSTS, changed
-    assert changed == dict.fromkeys(changed, 0), changed
+    assert changed == dict.fromkeys(changed, 0), (changed, changed_tasks(result.stdout))
 
 
 def test_check_mode_on_the_grown_cluster_reports_no_change(added_replica):
@@ -173,7 +174,7 @@ def test_check_mode_on_the_grown_cluster_reports_no_change(added_replica):
     assert result.returncode == 0, result.stdout[-3000:]
     changed = changed_per_host(result.stdout)
     assert set(changed) == ALL_HOSTS, changed
-    assert changed == dict.fromkeys(changed, 0), changed
+    assert changed == dict.fromkeys(changed, 0), (changed, changed_tasks(result.stdout))
 
 
 def _module_on_server3(extra, *flags):
