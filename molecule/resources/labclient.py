@@ -508,7 +508,8 @@ class SplitBrainSampler:
     def primaries(self, moment):
         """The nodes acting as primary at ``moment``, by each view: SQL
         (writable), health endpoint (200 on /primary), routers (nodes a
-        router sends writes to, unless known to be read-only then). A node
+        router sends writes to, unless known to be read-only or no primary
+        by their health endpoint then). A node
         counts only when its readings on both sides of the moment say so:
         the sources are read one after another, so a node fenced a few
         milliseconds before another was promoted (a switchover) is not taken
@@ -521,9 +522,14 @@ class SplitBrainSampler:
         for router in self.routers:
             before, after = self._around("routers", router, moment)
             routed.update(set(before or ()) & set(after or ()))
-        # A router pointing at a node that is read-only costs failed writes,
-        # not a second primary: only the others count.
-        seen["routers"] = sorted(n for n in routed if False not in self._around("sql", n, moment))
+        # A router pointing at a node that is read-only, or that its own
+        # health endpoint reports as no primary (with lossless semi-sync: no
+        # semi-sync replica, so no commit there can be acknowledged), costs
+        # failed writes, not a second primary: only the others count. That
+        # is a router whose state is stale by its checks' fall time: the
+        # router of a node that has just woken up or started again.
+        seen["routers"] = sorted(n for n in routed
+                                 if False not in self._around("sql", n, moment) + self._around("http", n, moment))
         return seen
 
     @property
