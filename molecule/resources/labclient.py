@@ -521,13 +521,17 @@ class SplitBrainSampler:
         routed = set()
         for router in self.routers:
             before, after = self._around("routers", router, moment)
-            routed.update(set(before or ()) & set(after or ()))
+            targets = set(before or ()) & set(after or ())
+            # A node's own router is stale by its checks' fall time once the
+            # node wakes up or starts again (it was frozen or down with it):
+            # it counts only while the node is seen writable on both sides.
+            if router in targets and self._around("sql", router, moment) != (True, True):
+                targets.discard(router)
+            routed.update(targets)
         # A router pointing at a node that is read-only, or that its own
         # health endpoint reports as no primary (with lossless semi-sync: no
         # semi-sync replica, so no commit there can be acknowledged), costs
-        # failed writes, not a second primary: only the others count. That
-        # is a router whose state is stale by its checks' fall time: the
-        # router of a node that has just woken up or started again.
+        # failed writes, not a second primary: only the others count.
         seen["routers"] = sorted(n for n in routed
                                  if False not in self._around("sql", n, moment) + self._around("http", n, moment))
         return seen
@@ -669,7 +673,9 @@ def router_states(routers=ROUTERS):
     """{router: {backend: {server: status}}} of every app server's database
     router, for comparing before and after an operation."""
     return {
-        router: {backend: {server: row["status"] for server, row in
+        # the status word only: "UP 1/2" is UP with a check failed, noise
+        # of the checks rather than a change of state
+        router: {backend: {server: (row["status"].split() or [""])[0] for server, row in
                            haproxy_servers(router, backend, admin_socket=ROUTER_SOCKET).items()}
                  for backend in ("mysql_primary", "mysql_replicas")}
         for router in routers
