@@ -736,6 +736,24 @@ def playbook(*args, env=None):
     return run("ansible-playbook", "-i", str(INVENTORY), *args, env=env)
 
 
+def changed_tasks(output):
+    """The tasks a run reported changed, as "TASK [...]: changed: [host]"
+    lines, each with the diff lines printed for it (--diff): what an
+    assertion on changed_per_host should show when it fails."""
+    found, task, diff = [], "", []
+    for line in output.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task, diff = line.rstrip(" *"), []
+        elif line.startswith("changed: "):
+            found += [f"{task}: {line}"] + ["    " + d for d in diff]
+            diff = []
+        elif line.startswith(("ok: ", "skipping: ", "included: ")):
+            diff = []
+        elif line.startswith(("---", "+++", "@@", "-", "+")):
+            diff.append(line)
+    return "\n".join(found[:200])
+
+
 def table_checksum(primary, replicas, database="foobar"):
     """Run pt-table-checksum on ``primary`` against the replicas it sees
     (SHOW SLAVE HOSTS) and return (tool exit code, report, rows of the

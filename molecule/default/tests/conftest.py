@@ -78,24 +78,6 @@ def changed_per_host(output):
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", recap, re.M)}
 
 
-def changed_tasks(output):
-    """The tasks a run reported changed, as "TASK [...]: changed: [host]"
-    lines, each with the diff lines printed for it (--diff): what an
-    assertion on changed_per_host should show when it fails."""
-    found, task, diff = [], "", []
-    for line in output.splitlines():
-        if line.startswith(("TASK [", "RUNNING HANDLER [")):
-            task, diff = line.rstrip(" *"), []
-        elif line.startswith("changed: "):
-            found += [f"{task}: {line}"] + ["    " + d for d in diff]
-            diff = []
-        elif line.startswith(("ok: ", "skipping: ", "included: ")):
-            diff = []
-        elif line.startswith(("---", "+++", "@@", "-", "+")):
-            diff.append(line)
-    return "\n".join(found[:200])
-
-
 def lab_db_nodes():
     """The lab's database nodes that run now (server4 too once test_replication added it)."""
     names = subprocess.run(["docker", "ps", "--format", "{{.Names}}"], capture_output=True, text=True, check=True)

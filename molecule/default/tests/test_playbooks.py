@@ -1,8 +1,8 @@
 """The playbook itself on the converged lab: check mode tells the truth, and
 the built, installed collection runs by its FQCN and changes nothing."""
 
-from conftest import changed_per_host, changed_tasks
-from labclient import INVENTORY, PROJECT, playbook, run
+from conftest import changed_per_host
+from labclient import INVENTORY, PROJECT, changed_tasks, playbook, run
 
 
 def test_check_mode_on_the_converged_lab_reports_no_change():

@@ -20,7 +20,6 @@ from conftest import (
     PRIMARY,
     assert_replicates_over_verified_tls,
     changed_per_host,
-    changed_tasks,
     rows,
     sql,
 )
@@ -30,6 +29,7 @@ from labclient import (
     PROJECT,
     WriteLoad,
     assert_stored_once,
+    changed_tasks,
     container,
     docker,
     lab_secret,
