@@ -605,6 +605,16 @@ def test_a_hung_primary_is_failed_over(paused, sampler):
     sampler.assert_covered(paused["hung"], paused["finished"], live=REPLICAS, what="the failover of a hung primary")
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "open (issue 14 note): a reachable router puts the frozen primary in maint at once, but HAProxy keeps "
+    "1-2 of its sessions to the frozen node counted past mysql_cluster_router_timeout, so the run reports "
+    "those routers as not fenced"))
+def test_the_reachable_routers_shut_the_hung_primarys_sessions_down(paused):
+    out = flat(paused["result"])
+    assert re.search(rf"Fenced {OLD_PRIMARY} \(maint, sessions shut down\) at the database routers of: "
+                     r"(server[23], )?server[23]", out), output(paused["result"])
+
+
 def test_the_woken_old_primary_fenced_itself_and_lost_nothing(paused, sampler):
     new = paused["new"]
     # at most one node acknowledged writes at any moment, the wake included
