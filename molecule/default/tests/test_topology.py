@@ -27,7 +27,9 @@ from labclient import SITE, lab_secret, playbook, secrets_dir, session, slave_st
 
 
 def test_every_server_answers_in_equal_shares():
-    wait_for(lambda: set(haproxy_server_states().values()) == {"UP"}, what="all backends UP")
+    # A server still in its slow start (after an earlier test's restart) takes a
+    # smaller share by design; equal shares are the rule once every one is at full weight.
+    wait_for(lambda: all(at_full_weight(name) for name in SERVERS), what="all backends UP at full weight")
     statuses, counts = served_by(30)
     assert statuses == [200] * 30
     assert counts == {name: 10 for name in SERVERS}
