@@ -8,6 +8,7 @@ import bisect
 import hashlib
 import os
 import pathlib
+import re
 import secrets
 import subprocess
 import threading
@@ -734,6 +735,13 @@ def run(*args, env=None, timeout=1200):
 def playbook(*args, env=None):
     """ansible-playbook against the scenario's (or the lab's) inventory."""
     return run("ansible-playbook", "-i", str(INVENTORY), *args, env=env)
+
+
+def recap(output):
+    """{host: {"ok": n, "changed": n, "failed": n, ...}} of a run's PLAY RECAP."""
+    text = output[output.index("PLAY RECAP"):]
+    return {host: {key: int(n) for key, n in re.findall(r"(\w+)=(\d+)", counts)}
+            for host, counts in re.findall(r"^(\S+)\s+:\s+(.*)$", text, re.M)}
 
 
 def changed_tasks(output):

@@ -10,7 +10,7 @@ import sys
 import testinfra
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "resources"))
-from labclient import INVENTORY, LAB, SITE, haproxy_servers, session, slave_status  # noqa: E402 (after the path is set)
+from labclient import INVENTORY, LAB, SITE, haproxy_servers, recap, session, slave_status  # noqa: E402 (after the path is set)
 
 # test_replication.py adds server4 through this file and removes it when
 # done; a run killed half-way leaves it in Molecule's inventory, which
@@ -74,8 +74,7 @@ def at_full_weight(name):
 
 def changed_per_host(output):
     """{host: changed count} from a play recap."""
-    recap = output[output.index("PLAY RECAP"):]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", recap, re.M)}
+    return {host: counts["changed"] for host, counts in recap(output).items()}
 
 
 def lab_db_nodes():

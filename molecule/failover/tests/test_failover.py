@@ -48,6 +48,7 @@ from labclient import (
     node_address,
     node_sql,
     playbook,
+    recap,
     replication_state,
     router_states,
     run,
@@ -72,13 +73,6 @@ def flat(result):
     """The whole output with whitespace collapsed: the YAML callback folds
     long messages over several lines."""
     return " ".join((result.stdout + result.stderr).split())
-
-
-def recap(result):
-    """{host: {"ok": n, "changed": n, "failed": n, ...}} of a playbook run's PLAY RECAP."""
-    text = result.stdout[result.stdout.index("PLAY RECAP"):]
-    return {host: {key: int(n) for key, n in re.findall(r"(\w+)=(\d+)", counts)}
-            for host, counts in re.findall(r"^(\S+)\s+:\s+(.*)$", text, re.M)}
 
 
 def everything():
@@ -254,7 +248,7 @@ def test_site_yml_refuses_the_stale_inventory_on_every_host(failover, came_back)
     assert stale.returncode != 0
     assert "the live cluster disagrees" in flat(stale), output(stale)
     assert f"{failover['new']} is writable" in flat(stale)
-    counts = recap(stale)
+    counts = recap(stale.stdout)
     assert set(HOSTS) <= set(counts), counts
     assert {host: counts[host]["changed"] for host in HOSTS} == dict.fromkeys(HOSTS, 0), counts
     assert changes(before, everything()) == []
@@ -321,7 +315,7 @@ def test_site_yml_changes_nothing_after_the_round_trip(switched_back):
     # roles do: a run of site.yml finds nothing to change
     result = playbook("site.yml")
     assert result.returncode == 0, output(result)
-    counts = recap(result)
+    counts = recap(result.stdout)
     assert set(HOSTS) <= set(counts), counts
     assert {host: c["changed"] for host, c in counts.items()} == dict.fromkeys(counts, 0), counts
 
