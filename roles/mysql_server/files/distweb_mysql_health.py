@@ -51,12 +51,20 @@ how an old primary woken after a failover (a paused VM or container) stops
 at once. It logs in as guard_user over the local socket, without a password
 (MariaDB unix_socket authentication of the OS user the service runs as).
 
+The repair (a background thread, on when ``repair`` is true) checks every
+repair_interval seconds whether this node is a replica whose SQL thread
+stopped because a crash left gtid_slave_pos behind its own binary log (a
+DDL's GTID is recorded after the DDL commits, not with it). It then moves
+gtid_slave_pos to what the binary log proves applied and starts replication
+again, and writes one line to stderr. It touches no other error; see
+crash_repair_position for the proof and its limit.
+
 Configuration: a JSON file named by $DISTWEB_MYSQL_HEALTH_CONFIG, keys of
 DEFAULTS below: {"socket", "user", "password", "bind", "port", "max_lag",
 "timeout", "require_semi_sync", "guard", "guard_user", "guard_interval",
 "peers" (["host:port", ...] of the other nodes' endpoints), "names" (what
 replicas call this node in Master_Host), "peer_timeout",
-"peer_cache"}.
+"peer_cache", "repair", "repair_interval"}.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -89,7 +97,13 @@ DEFAULTS = {
     'names': [],
     'peer_timeout': 1.0,
     'peer_cache': 1.0,
+    'repair': True,
+    'repair_interval': 1.0,
 }
+
+# The replica's SQL thread stopped on a GTID that its own binary log already
+# holds (MariaDB's ER_GTID_STRICT_OUT_OF_ORDER): see crash_repair_position.
+ER_GTID_STRICT_OUT_OF_ORDER = 1950
 
 # Source-side semi-sync names: MariaDB (and MySQL before 8.0.26), then MySQL 8.
 SEMI_SYNC_ENABLED = ('rpl_semi_sync_master_enabled', 'rpl_semi_sync_source_enabled')
@@ -151,6 +165,14 @@ def read_semi_sync(cur):
     }
 
 
+def _last_error(status, errno_column, error_column):
+    """'error <n>: <text>' from SHOW SLAVE STATUS, or None when there is none."""
+    errno = int(status.get(errno_column) or 0)
+    if not errno:
+        return None
+    return 'error %d: %s' % (errno, status.get(error_column) or '')
+
+
 def read_state(config, connect=None):
     """The node's role as a dict. ``connect`` makes a DB-API connection
     (tests pass a fake one)."""
@@ -172,11 +194,17 @@ def read_state(config, connect=None):
                 'io_running': status.get('Slave_IO_Running'),
                 'sql_running': status.get('Slave_SQL_Running'),
                 'lag': status.get('Seconds_Behind_Master'),
+                'io_error': _last_error(status, 'Last_IO_Errno', 'Last_IO_Error'),
+                'sql_error': _last_error(status, 'Last_SQL_Errno', 'Last_SQL_Error'),
             }
         semi_sync = read_semi_sync(cur)
     finally:
         conn.close()
     return {'read_only': read_only, 'replica': replica, 'semi_sync': semi_sync}
+
+
+def _because(error):
+    return ' (%s)' % error if error else ''
 
 
 def judge(path, state, max_lag, require_semi_sync=False, source_is_primary=None, elsewhere=None):
@@ -221,10 +249,11 @@ def judge(path, state, max_lag, require_semi_sync=False, source_is_primary=None,
     replica = state['replica']
     if replica is None:
         return 503, 'read-only but not replicating'
-    if replica['io_running'] != 'Yes':
-        return 503, 'not connected to its source (IO thread: %s)' % replica['io_running']
     if replica['sql_running'] != 'Yes':
-        return 503, 'the SQL thread does not run'
+        return 503, 'the SQL thread does not run%s' % _because(replica.get('sql_error'))
+    if replica['io_running'] != 'Yes':
+        return 503, 'not connected to its source (IO thread: %s)%s' % (replica['io_running'],
+                                                                        _because(replica.get('io_error')))
     if replica['lag'] is not None and int(replica['lag']) > max_lag:
         return 503, '%s s behind its primary (more than %s s)' % (replica['lag'], max_lag)
     if source_is_primary is None:
@@ -403,6 +432,32 @@ def fence(cur, attempts=3):
     return False, killed, error
 
 
+def _local_admin_connection(config, connect=None):
+    """The guard's account over the local socket. No password: unix_socket
+    authentication of the service's OS user."""
+    if connect is None:
+        import pymysql
+        connect = pymysql.connect
+    return connect(unix_socket=config['socket'], user=config['guard_user'], password='',
+                   connect_timeout=config['timeout'], read_timeout=config['timeout'] + 2, autocommit=True)
+
+
+def _run_every(worker, interval, name, stop=None):
+    """worker.check() every interval seconds until stop is set; each kind of
+    error is logged once, not at every round."""
+    stop = stop or threading.Event()
+    while not stop.is_set():
+        try:
+            worker.check()
+            worker._last_error = None
+        except Exception as exc:  # the server restarts, a peer misbehaves: try again
+            message = str(exc)
+            if message != worker._last_error:
+                worker.log('distweb-mysql-health %s: %s' % (name, message))
+            worker._last_error = message
+        stop.wait(interval)
+
+
 class Guard(object):
     """Fences this node when it is writable, has no semi-sync replica and
     another node answers /primary 200. Never un-fences."""
@@ -415,19 +470,9 @@ class Guard(object):
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self._last_error = None
 
-    def _connection(self):
-        connect = self.connect
-        if connect is None:
-            import pymysql
-            connect = pymysql.connect
-        # No password: unix_socket authentication of the service's OS user.
-        return connect(unix_socket=self.config['socket'], user=self.config['guard_user'], password='',
-                       connect_timeout=self.config['timeout'], read_timeout=self.config['timeout'] + 2,
-                       autocommit=True)
-
     def check(self):
         """One round. Returns what it found or did, in words."""
-        conn = self._connection()
+        conn = _local_admin_connection(self.config, self.connect)
         try:
             cur = conn.cursor()
             if read_read_only(cur):
@@ -451,17 +496,112 @@ class Guard(object):
             conn.close()
 
     def run(self, stop=None):
-        stop = stop or threading.Event()
-        while not stop.is_set():
-            try:
-                self.check()
-                self._last_error = None
-            except Exception as exc:  # the server restarts, a peer misbehaves: try again
-                message = str(exc)
-                if message != self._last_error:  # once per kind, not twice a second
-                    self.log('distweb-mysql-health guard: %s' % message)
-                self._last_error = message
-            stop.wait(self.config['guard_interval'])
+        _run_every(self, self.config['guard_interval'], 'guard', stop)
+
+
+def parse_gtid_position(text):
+    """A MariaDB GTID position ('0-1-100,1-2-7') as {domain: (server_id, seq_no)}."""
+    position = {}
+    for part in str(text or '').replace(' ', '').split(','):
+        if not part:
+            continue
+        domain, server_id, seq_no = (int(number) for number in part.split('-'))
+        position[domain] = (server_id, seq_no)
+    return position
+
+
+def format_gtid_position(position):
+    return ','.join('%d-%d-%d' % (domain, server_id, seq_no)
+                    for domain, (server_id, seq_no) in sorted(position.items()))
+
+
+def crash_repair_position(binlog_pos, slave_pos, own_server_id):
+    """The gtid_slave_pos that a replica must have after a crash, or None
+    when nothing is to be repaired or it cannot be repaired safely.
+
+    A replica binlogs what it applies (log_slave_updates) and, with
+    sync_binlog=1, its binary log is what crash recovery keeps: a
+    transaction in the binary log is applied, one that is not is rolled
+    back. mysql.gtid_slave_pos follows a DML transaction atomically, but a
+    DDL is recorded there after it commits, so a crash in between leaves a
+    DDL binlogged and applied whose GTID gtid_slave_pos lacks. The replica
+    then asks its source for that GTID again and its SQL thread stops (GTID
+    strict mode: the binary log already has it) before applying anything.
+
+    Per domain, when the binary log is ahead of gtid_slave_pos with a GTID
+    that another server wrote (it came by replication; this node writes no
+    GTID of its own while it is a replica), gtid_slave_pos takes the binary
+    log's GTID. The source proves the rest when the replica reconnects: it
+    serves the new position only if the GTID is in its own binary log, else
+    the IO thread stops with an error that names it. A binary log ahead
+    with a GTID of this node's own server_id is a write made here (an old
+    primary): no repair, that needs a rejoin or a rebuild."""
+    binlog = parse_gtid_position(binlog_pos)
+    repaired = parse_gtid_position(slave_pos)
+    changed = False
+    for domain, (server_id, seq_no) in binlog.items():
+        recorded = repaired.get(domain)
+        if recorded is not None and seq_no <= recorded[1]:
+            continue
+        if int(server_id) == int(own_server_id):
+            return None
+        repaired[domain] = (server_id, seq_no)
+        changed = True
+    return format_gtid_position(repaired) if changed else None
+
+
+class Repair(object):
+    """Restarts replication on a replica whose SQL thread stopped because a
+    crash left gtid_slave_pos behind its binary log (crash_repair_position).
+    Touches nothing else: any other error stays for status.yml, the /replica
+    endpoint and the MySQLReplicationStopped alert to report."""
+
+    def __init__(self, config, connect=None, log=None):
+        self.config = config
+        self.connect = connect
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._last_error = None
+        self._refused = None
+
+    def check(self):
+        """One round. Returns what it found or did, in words."""
+        conn = _local_admin_connection(self.config, self.connect)
+        try:
+            cur = conn.cursor()
+            if not read_read_only(cur):
+                return 'writable: not a replica'
+            cur.execute('SHOW SLAVE STATUS')
+            row = cur.fetchone()
+            if row is None:
+                return 'not replicating'
+            status = dict(zip([d[0] for d in cur.description], row))
+            if status.get('Slave_SQL_Running') == 'Yes' or \
+                    int(status.get('Last_SQL_Errno') or 0) != ER_GTID_STRICT_OUT_OF_ORDER:
+                self._refused = None
+                return 'nothing to repair'
+            cur.execute('SELECT @@global.gtid_binlog_pos, @@global.gtid_slave_pos, @@global.server_id')
+            binlog_pos, slave_pos, server_id = cur.fetchone()
+            repaired = crash_repair_position(binlog_pos, slave_pos, server_id)
+            if repaired is None:
+                reason = ('the SQL thread stopped on a GTID its binary log holds, but the binary log (%s) is not '
+                          'ahead of gtid_slave_pos (%s) with replicated transactions only: not repaired; rejoin '
+                          'or rebuild this replica' % (binlog_pos, slave_pos))
+                if reason != self._refused:
+                    self.log('distweb-mysql-health repair: %s' % reason)
+                self._refused = reason
+                return 'refused'
+            cur.execute('STOP SLAVE')
+            cur.execute('SET GLOBAL gtid_slave_pos = %s', (repaired,))
+            cur.execute('START SLAVE')
+            self.log('distweb-mysql-health repair: REPAIRED replication after a crash: gtid_slave_pos %s -> %s '
+                     '(the binary log holds those transactions: they were applied before the crash)'
+                     % (slave_pos, repaired))
+            return 'repaired'
+        finally:
+            conn.close()
+
+    def run(self, stop=None):
+        _run_every(self, self.config['repair_interval'], 'repair', stop)
 
 
 def make_handler(config, connect=None, probe=None):
@@ -510,6 +650,9 @@ def main():
     if config['guard']:
         guard = Guard(config, probe=probe)
         threading.Thread(target=guard.run, name='guard', daemon=True).start()
+    if config['repair']:
+        repair = Repair(config)
+        threading.Thread(target=repair.run, name='repair', daemon=True).start()
     server = ThreadingHTTPServer((config['bind'], int(config['port'])), make_handler(config, probe=probe))
     server.daemon_threads = True
     try:

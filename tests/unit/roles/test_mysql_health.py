@@ -151,6 +151,10 @@ class FakeServer:
         self.hung = set()
         self.self_kills = []
         self._next_id = 100
+        self.server_id = 12
+        self.gtid_binlog_pos = ""
+        self.gtid_slave_pos = ""
+        self.sql_thread_starts = 0
 
     def set_clients(self, clients, flavor="mariadb"):
         role = "master" if flavor == "mariadb" else "source"
@@ -175,9 +179,9 @@ class FakeCursor:
     def _answer(self, rows, columns=("Variable_name", "Value")):
         self.description, self._rows = [(c,) for c in columns], list(rows)
 
-    def execute(self, sql):
+    def execute(self, sql, args=None):
         server = self.server
-        server.statements.append(sql)
+        server.statements.append(sql if args is None else (sql, args))
         if sql == "SELECT @@global.read_only":
             self._answer([(1 if server.read_only else 0,)], ["@@global.read_only"])
         elif sql == "SHOW SLAVE STATUS":
@@ -211,6 +215,20 @@ class FakeCursor:
                 raise pymysql.err.InternalError(1094, "Unknown thread id: %d" % thread_id)
             server.killed.append(thread_id)
             self._answer([])
+        elif sql == "SELECT @@global.gtid_binlog_pos, @@global.gtid_slave_pos, @@global.server_id":
+            self._answer([(server.gtid_binlog_pos, server.gtid_slave_pos, server.server_id)], ["a", "b", "c"])
+        elif sql == "STOP SLAVE":
+            server.slave_status = dict(server.slave_status, Slave_IO_Running="No", Slave_SQL_Running="No")
+            self._answer([])
+        elif sql == "SET GLOBAL gtid_slave_pos = %s":
+            assert server.slave_status["Slave_SQL_Running"] == "No", "gtid_slave_pos is set only when stopped"
+            server.gtid_slave_pos = args[0]
+            self._answer([])
+        elif sql == "START SLAVE":
+            server.sql_thread_starts += 1
+            server.slave_status = dict(server.slave_status, Slave_IO_Running="Yes", Slave_SQL_Running="Yes",
+                                       Last_SQL_Errno=0, Last_SQL_Error="")
+            self._answer([])
         else:
             raise AssertionError("unexpected statement: %s" % sql)
 
@@ -242,7 +260,8 @@ def test_read_state_of_a_replica():
     server = FakeServer(read_only=True, clients=0, slave_status=SLAVE_STATUS)
     config = dict(health.DEFAULTS)
     assert health.read_state(config, server.connect) == {
-        "read_only": True, "replica": {"source": "db1", "io_running": "Yes", "sql_running": "Yes", "lag": 3},
+        "read_only": True, "replica": {"source": "db1", "io_running": "Yes", "sql_running": "Yes", "lag": 3,
+                                       "io_error": None, "sql_error": None},
         "semi_sync": {"enabled": True, "clients": 0, "active": True}}
     login = server.logins[0]
     assert login["unix_socket"] == config["socket"] and login["user"] == "monitor"
@@ -606,14 +625,18 @@ def test_main_starts_the_guard_only_when_configured(monkeypatch, tmp_path, guard
             raise KeyboardInterrupt
 
     monkeypatch.setattr(health, "Guard", FakeGuard)
+    monkeypatch.setattr(health, "Repair", lambda config: FakeGuard(config, probe="repair"))
     monkeypatch.setattr(health, "ThreadingHTTPServer", FakeHTTPServer)
     health.main()
     for thread in threading.enumerate():
-        if thread.name == "guard":
+        if thread.name in ("guard", "repair"):
             thread.join(5)
-    assert len(started) == (1 if guard_on else 0)
+    # the repair runs whatever the guard does (it is on by default)
+    assert sorted(started, key=str).count("repair") == 1
+    guards = [probe for probe in started if probe != "repair"]
+    assert len(guards) == (1 if guard_on else 0)
     if guard_on:
-        assert isinstance(started[0], health.PrimaryProbe)
+        assert isinstance(guards[0], health.PrimaryProbe)
 
 
 # ------------------------------------------------------------- over HTTP
@@ -725,3 +748,94 @@ def test_config_template_names_every_other_node_as_a_peer():
 def test_config_template_requires_semi_sync_only_when_lossless(semi_sync, lossless):
     config = render_config("server1", HOSTVARS, mysql_server_semi_sync=semi_sync, mysql_server_lossless=lossless)
     assert config["require_semi_sync"] is False and config["guard"] is False
+
+
+# ------------------------------------------------------------ crash repair
+
+OUT_OF_ORDER = {"Master_Host": "db1", "Slave_IO_Running": "Yes", "Slave_SQL_Running": "No",
+                "Seconds_Behind_Master": None, "Last_SQL_Errno": 1950,
+                "Last_SQL_Error": "An attempt was made to binlog GTID 0-11-101 which would create an out-of-order "
+                                  "sequence number with existing GTID 0-11-101, and gtid strict mode is enabled",
+                "Last_IO_Errno": 0, "Last_IO_Error": ""}
+
+
+@pytest.mark.parametrize("binlog, slave, expected", [
+    # a DDL binlogged and applied, its GTID not yet in gtid_slave_pos
+    ("0-11-101", "0-11-100", "0-11-101"),
+    # several domains: only the one behind moves
+    ("0-11-101,1-11-7", "0-11-100,1-11-7", "0-11-101,1-11-7"),
+    # a domain gtid_slave_pos has never seen
+    ("0-11-5", "", "0-11-5"),
+    # the failover's new primary wrote the last GTID: still replicated
+    ("0-13-204", "0-11-200", "0-13-204"),
+    # nothing is behind
+    ("0-11-100", "0-11-100", None),
+    ("0-11-99", "0-11-100", None),
+    ("", "0-11-100", None),
+    # this node wrote it itself (an old primary): a rejoin or rebuild, not a repair
+    ("0-12-101", "0-11-100", None),
+    ("0-11-101,1-12-3", "0-11-100", None),
+])
+def test_crash_repair_position(binlog, slave, expected):
+    assert health.crash_repair_position(binlog, slave, 12) == expected
+
+
+def make_repair(server):
+    lines = []
+    config = dict(health.DEFAULTS)
+    return health.Repair(config, connect=server.connect, log=lines.append), lines
+
+
+def test_a_replica_stopped_by_a_crash_after_a_ddl_is_repaired_and_started():
+    server = FakeServer(read_only=True, slave_status=dict(OUT_OF_ORDER))
+    server.gtid_binlog_pos, server.gtid_slave_pos = "0-11-101", "0-11-100"
+    repair, lines = make_repair(server)
+    assert repair.check() == "repaired"
+    assert server.gtid_slave_pos == "0-11-101" and server.sql_thread_starts == 1
+    changes = [s for s in server.statements if not (isinstance(s, str) and s.startswith(("SELECT", "SHOW")))]
+    assert changes == ["STOP SLAVE", ("SET GLOBAL gtid_slave_pos = %s", ("0-11-101",)), "START SLAVE"]
+    assert lines == ["distweb-mysql-health repair: REPAIRED replication after a crash: gtid_slave_pos 0-11-100 -> "
+                     "0-11-101 (the binary log holds those transactions: they were applied before the crash)"]
+    login = server.logins[0]
+    assert (login["user"], login["password"]) == ("distweb-health", "")
+    # running again: nothing more to do
+    assert repair.check() == "nothing to repair" and server.sql_thread_starts == 1
+
+
+@pytest.mark.parametrize("status", [
+    dict(OUT_OF_ORDER, Last_SQL_Errno=1062, Last_SQL_Error="Duplicate entry '5' for key 'PRIMARY'"),
+    dict(OUT_OF_ORDER, Slave_SQL_Running="Yes"),  # the error is old, the thread runs
+    dict(OUT_OF_ORDER, Last_SQL_Errno=0, Last_SQL_Error=""),  # stopped by hand (a failover, an operator)
+])
+def test_the_repair_touches_no_other_stop(status):
+    server = FakeServer(read_only=True, slave_status=status)
+    server.gtid_binlog_pos, server.gtid_slave_pos = "0-11-101", "0-11-100"
+    repair, lines = make_repair(server)
+    assert repair.check() == "nothing to repair"
+    assert server.gtid_slave_pos == "0-11-100" and lines == []
+    assert all(s in ("SELECT @@global.read_only", "SHOW SLAVE STATUS") for s in server.statements)
+
+
+def test_the_repair_leaves_a_writable_node_alone():
+    server = FakeServer(read_only=False, slave_status=dict(OUT_OF_ORDER))
+    repair, lines = make_repair(server)
+    assert repair.check() == "writable: not a replica"
+    assert server.statements == ["SELECT @@global.read_only"]
+
+
+def test_a_replica_holding_its_own_writes_is_refused_and_said_once():
+    server = FakeServer(read_only=True, slave_status=dict(OUT_OF_ORDER))
+    server.gtid_binlog_pos, server.gtid_slave_pos = "0-12-101", "0-11-100"  # 12 is this node
+    repair, lines = make_repair(server)
+    assert repair.check() == "refused"
+    assert repair.check() == "refused"
+    assert server.gtid_slave_pos == "0-11-100" and server.sql_thread_starts == 0
+    assert len(lines) == 1 and "not repaired; rejoin or rebuild this replica" in lines[0]
+    assert "0-12-101" in lines[0]
+
+
+def test_a_stopped_replica_says_why():
+    state = health.read_state(dict(health.DEFAULTS), FakeServer(read_only=True, slave_status=OUT_OF_ORDER).connect)
+    code, reason = health.judge("/replica", state, 30, True, source_ok)
+    assert code == 503
+    assert reason.startswith("the SQL thread does not run (error 1950: An attempt was made to binlog GTID 0-11-101")
