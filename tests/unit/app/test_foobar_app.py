@@ -88,11 +88,6 @@ class FakeCursor:
             raise pymysql.err.OperationalError(2013, "Lost connection to server during query")
         if sql == "SELECT 1":
             self.result = [(1,)]
-        elif sql == foobar_app.TABLE_EXISTS_SQL:
-            self.result = [(1 if node.has_table else 0,)]
-        elif sql.startswith("CREATE TABLE IF NOT EXISTS records"):
-            node.has_table = True
-            self.result = []
         elif sql.startswith("INSERT INTO records"):
             if node.insert_error:
                 raise node.insert_error
@@ -231,7 +226,6 @@ def db(monkeypatch, config_file):
     fake = FakeDB()
     monkeypatch.setattr(foobar_app.pymysql, "connect", fake.connect)
     monkeypatch.setattr(foobar_app, "CONFIG", foobar_app.ConfigStore())
-    monkeypatch.setattr(foobar_app, "_SCHEMA_READY", set())
     # Deterministic replica choice: in the configured order.
     monkeypatch.setattr(foobar_app, "replica_order", list)
     # Writes that wrote nothing are retried: briefly, in tests.
@@ -392,32 +386,20 @@ def test_post_inserts_on_the_primary(db):
     assert conn.closed
 
 
-def test_schema_is_created_once_per_process(db):
+def test_a_missing_table_is_an_error_that_names_the_deploy_and_no_ddl_is_issued(db):
+    # The schema belongs to the deploy (mysql_primary_databases' tables): the
+    # app never creates it, so no DDL ever reaches a replica from here.
     db["db1:3306"].has_table = False
-    for value in ("a", "b", "c"):
-        assert call("POST", "/api/records", body={"value": value}).code == 201
-    creates = db["db1:3306"].sql("CREATE TABLE")
-    assert len(creates) == 1
-    assert "ENGINE=InnoDB" in creates[0][0]
-    assert "TIMESTAMP(6)" in creates[0][0]
-    # Never on a replica.
-    assert db["db2:3306"].statements == []
-
-
-def test_an_existing_table_is_not_created_again(db):
-    # No DDL reaches the binlog when the table is there: the check is a SELECT.
-    for value in ("a", "b"):
-        assert call("POST", "/api/records", body={"value": value}).code == 201
-    assert db["db1:3306"].sql("CREATE TABLE") == []
-    assert len(db["db1:3306"].sql(foobar_app.TABLE_EXISTS_SQL)) == 1
-
-
-def test_schema_is_recreated_if_the_table_disappears(db):
-    assert call("POST", "/api/records", body={"value": "a"}).code == 201
-    db["db1:3306"].has_table = False
+    resp = call("POST", "/api/records", body={"value": "a"})
+    assert resp.code == 503
+    assert resp.json()["error"] == foobar_app.MISSING_TABLE_MESSAGE
+    assert "site.yml" in foobar_app.MISSING_TABLE_MESSAGE
+    # one attempt: a missing table is not a primary that is briefly away
+    assert len(db["db1:3306"].sql("INSERT")) == 1
+    db["db1:3306"].has_table = True
     assert call("POST", "/api/records", body={"value": "b"}).code == 201
-    assert len(db["db1:3306"].sql("CREATE TABLE")) == 1
-    assert len(db["db1:3306"].sql(foobar_app.TABLE_EXISTS_SQL)) == 2
+    for node in ("db1:3306", "db2:3306", "db3:3307"):
+        assert [s for s in db[node].statements if s[0].split()[0].upper() in ("CREATE", "ALTER", "DROP")] == []
 
 
 @pytest.mark.parametrize("body,message", [
@@ -760,9 +742,6 @@ def test_failover_moves_writes_without_a_restart(db, config_file):
     call("POST", "/api/records", body={"value": "after"})
     assert [s[1][0] for s in db["db1:3306"].sql("INSERT")] == ["before"]
     assert [s[1][0] for s in db["db2:3306"].sql("INSERT")] == ["after"]
-    # The new primary gets its schema check too (its table exists: no DDL).
-    assert len(db["db2:3306"].sql(foobar_app.TABLE_EXISTS_SQL)) == 1
-    assert db["db2:3306"].sql("CREATE TABLE") == []
 
 
 def test_config_is_parsed_only_when_it_changes(db, config_file, monkeypatch):

@@ -89,20 +89,12 @@ ER_READ_ONLY = (1290, 1836)
 WRITE_RETRY_SECONDS = 3.0
 WRITE_RETRY_PAUSE = 0.1
 
-SCHEMA_SQL = (
-    "CREATE TABLE IF NOT EXISTS records ("
-    "id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-    "value VARCHAR(255) NOT NULL, "
-    "server VARCHAR(255) NOT NULL, "
-    "created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"
-    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
-)
-# Asked before SCHEMA_SQL: MariaDB binlogs CREATE TABLE IF NOT EXISTS even
-# when the table is there, so every new process would put a DDL in the
-# binlog for each replica to apply (a DDL is not crash-safe on a replica).
-TABLE_EXISTS_SQL = (
-    "SELECT COUNT(*) FROM information_schema.tables "
-    "WHERE table_schema = DATABASE() AND table_name = 'records'"
+# The schema belongs to the deploy (mysql_primary_databases' tables, created
+# once on the primary): this process issues no DDL. A missing table is an
+# error that says so, never something created by the first request.
+MISSING_TABLE_MESSAGE = (
+    "the records table is missing: the deploy creates it (run site.yml; "
+    "mysql_primary_databases lists its definition)"
 )
 INSERT_SQL = "INSERT INTO records (value, server) VALUES (%s, %s)"
 SELECT_ONE_SQL = "SELECT id, value, server, created_at FROM records WHERE id = %s"
@@ -377,22 +369,6 @@ def check_nodes(settings, nodes):
     return {node: results.get(node, False) for node in unique}
 
 
-_SCHEMA_READY = set()
-
-
-def ensure_schema(conn, settings, node):
-    """Make sure the records table exists, once per process (and per primary
-    address); it is created only when it is missing."""
-    key = (node.host, node.port, settings.db_name)
-    if key in _SCHEMA_READY:
-        return
-    with conn.cursor() as cur:
-        cur.execute(TABLE_EXISTS_SQL)
-        if not cur.fetchone()[0]:
-            cur.execute(SCHEMA_SQL)
-    _SCHEMA_READY.add(key)
-
-
 def insert_record(settings, value):
     """Insert on the primary; return (id, gtid). Raises DatabaseUnavailable.
 
@@ -425,20 +401,14 @@ def _insert_once(settings, node, value):
             conn = connect(settings, node)
         except DB_ERRORS as exc:
             raise _NotWritten() from exc
-        ensure_schema(conn, settings, node)
-        try:
-            record_id = _insert(conn, settings, value)
-        except pymysql.MySQLError as exc:
-            if _error_code(exc) != ER_NO_SUCH_TABLE:
-                raise
-            # The table went away since this process created it: create it again.
-            _SCHEMA_READY.discard((node.host, node.port, settings.db_name))
-            ensure_schema(conn, settings, node)
-            record_id = _insert(conn, settings, value)
+        record_id = _insert(conn, settings, value)
         return record_id, _last_gtid(conn)
     except DB_ERRORS as exc:
         if _error_code(exc) in ER_READ_ONLY:
             raise _NotWritten() from exc
+        if _error_code(exc) == ER_NO_SUCH_TABLE:
+            LOG.error("write to primary %s failed: %s", node.label, MISSING_TABLE_MESSAGE)
+            raise DatabaseUnavailable(MISSING_TABLE_MESSAGE) from exc
         LOG.error("write to primary %s failed: %s", node.label, exc)
         raise DatabaseUnavailable("the primary database is unavailable") from exc
     finally:
