@@ -8,6 +8,7 @@ import bisect
 import hashlib
 import os
 import pathlib
+import random
 import re
 import secrets
 import subprocess
@@ -709,6 +710,183 @@ def wait_for_gtid(name, gtid, timeout=60):
     """Wait until a node has applied ``gtid`` (MASTER_GTID_WAIT); True if so."""
     result = node_sql(name, f"SELECT MASTER_GTID_WAIT('{gtid}', {int(timeout)})")
     return bool(result) and result[0][0] == "0"
+
+
+def primary_position(primary):
+    return node_sql(primary, "SELECT @@global.gtid_binlog_pos")[0][0]
+
+
+def replicating(name):
+    """Both replication threads of a node run."""
+    status = slave_status(name)
+    return (status.get("Slave_IO_Running"), status.get("Slave_SQL_Running")) == ("Yes", "Yes")
+
+
+def wait_until_caught_up(name, primary, timeout=90):
+    """Wait until replica ``name`` runs both threads and has applied what
+    ``primary`` has now; else an AssertionError with its replication errors."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if replicating(name) and wait_for_gtid(name, primary_position(primary), timeout=5):
+            return
+        time.sleep(0.5)
+    status = slave_status(name)
+    raise AssertionError(f"{name} does not replicate again: IO {status.get('Slave_IO_Running')} "
+                         f"({status.get('Last_IO_Error')}), SQL {status.get('Slave_SQL_Running')} "
+                         f"({status.get('Last_SQL_Error')})")
+
+
+def repairs_logged(name):
+    """The health endpoint's crash-repair lines in a node's journal since
+    its container last started."""
+    out = docker("exec", container(name), "journalctl", "-b", "-u", "distweb-mysql-health", "--no-pager", "-o", "cat",
+                 check=False).stdout
+    return [line for line in out.splitlines() if "repair: REPAIRED" in line]
+
+
+class SchemaChanges:
+    """DDL on the primary now and then, as real traffic has it: create a
+    table, add a column to it, drop the one before (tables
+    ``<database>.<prefix><run>_<n>``, a run of its own each time); every
+    statement the primary acknowledged is logged with its GTID in ``done``.
+    ``one()`` runs the next one at once; as a context manager it runs one
+    every ``interval`` seconds in a thread, bounded in count and time."""
+
+    def __init__(self, primary, database="foobar", prefix="crash_ddl_", interval=1.5, max_seconds=900,
+                 max_statements=900):
+        self.primary, self.database, self.prefix = primary, database, prefix
+        self.interval, self.max_seconds, self.max_statements = interval, max_seconds, max_statements
+        self.run_id = secrets.token_hex(3)
+        self.done, self.errors = [], []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._n = 3  # the first table is number 1: "drop the one before" names table 0, never created
+
+    def _table(self, k):
+        return f"{self.database}.{self.prefix}{self.run_id}_{k}"
+
+    def one(self):
+        """Run the next DDL now; return its GTID."""
+        with self._lock:
+            n = self._n
+            self._n += 1
+            k = n // 3
+            statement = (f"CREATE TABLE {self._table(k)} (id INT PRIMARY KEY, note VARCHAR(20))",
+                         f"ALTER TABLE {self._table(k)} ADD COLUMN extra INT",
+                         f"DROP TABLE IF EXISTS {self._table(k - 1)}")[n % 3]
+            conn = admin_connect(self.primary, timeout=10)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(statement)
+                    cur.execute("SELECT @@last_gtid")
+                    gtid = cur.fetchone()[0]
+            finally:
+                conn.close()
+            self.done.append((statement, gtid))
+            return gtid
+
+    def schema(self, name):
+        """This run's DDL tables and their columns on node ``name``."""
+        return node_sql(name, "SELECT table_name, GROUP_CONCAT(column_name ORDER BY ordinal_position) "
+                              f"FROM information_schema.columns WHERE table_schema = '{self.database}' "
+                              f"AND table_name LIKE '{self.prefix}{self.run_id}%' GROUP BY table_name "
+                              "ORDER BY table_name")
+
+    def _run(self):
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline and self._n < self.max_statements:
+            try:
+                self.one()
+            except Exception as exc:  # noqa: BLE001 - logged, the caller asserts on it
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+KILL_MOMENTS = ("during the writes", "right after a DDL", "right after its restart", "inside a large transaction")
+BULK_TABLE = "foobar.crash_bulk"
+
+
+def prepare_crash_rounds(primary):
+    """The table crash rounds fill with large transactions."""
+    node_sql(primary, f"CREATE TABLE IF NOT EXISTS {BULK_TABLE} "
+                      "(id BIGINT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(40)) ENGINE=InnoDB")
+
+
+def _bulk_insert(primary, rows):
+    """One large transaction on the primary: ``rows`` rows in one INSERT."""
+    conn = admin_connect(primary, timeout=120)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {BULK_TABLE} (note) SELECT CONCAT('bulk-', seq) FROM seq_1_to_{int(rows)}")
+    finally:
+        conn.close()
+
+
+def crash_round(name, moment, primary, changes, randomly=random, bulk_rows=100000):
+    """Kill replica ``name``'s container (SIGKILL to every process in it) at
+    ``moment`` (one of KILL_MOMENTS), start it and wait until it replicates
+    again by itself and has caught up. Returns {"kills", "seconds" (from
+    the start to caught up), "repairs" (crash repairs its health endpoint
+    logged), "error" (None, or why it does not replicate)}."""
+    kills = 1
+    if moment == "during the writes":
+        time.sleep(randomly.uniform(0.1, 2.0))
+        docker("kill", container(name))
+    elif moment == "right after a DDL":
+        gtid = changes.one()
+        wait_for(lambda: wait_for_gtid(name, gtid, timeout=1), 30, interval=0, what=f"the DDL {gtid} on {name}")
+        docker("kill", container(name))
+    elif moment == "right after its restart":
+        docker("kill", container(name))
+        start_node(name)
+        time.sleep(randomly.uniform(0.0, 0.5))
+        docker("kill", container(name))
+        kills = 2
+    elif moment == "inside a large transaction":
+        bulk = threading.Thread(target=_bulk_insert, args=(primary, bulk_rows), daemon=True)
+        bulk.start()
+        time.sleep(randomly.uniform(0.3, 1.5))
+        docker("kill", container(name))
+        bulk.join(120)
+    else:
+        raise ValueError(f"unknown moment {moment!r}: one of {KILL_MOMENTS}")
+    started = time.monotonic()
+    start_node(name)
+    error = None
+    try:
+        wait_until_caught_up(name, primary)
+    except AssertionError as exc:
+        error = str(exc)
+    return {"kills": kills, "seconds": round(time.monotonic() - started, 1), "repairs": len(repairs_logged(name)),
+            "error": error}
+
+
+def first_apply_seconds(primary, name):
+    """Seconds from a commit on the primary until replica ``name`` has
+    applied it (MASTER_GTID_WAIT on a connection opened beforehand)."""
+    source, replica = admin_connect(primary, timeout=10), admin_connect(name, timeout=40)
+    try:
+        with source.cursor() as cur:
+            cur.execute(f"INSERT INTO {BULK_TABLE} (note) VALUES ('first after restart')")
+            committed = time.monotonic()
+            cur.execute("SELECT @@last_gtid")
+            gtid = cur.fetchone()[0]
+        with replica.cursor() as cur:
+            cur.execute("SELECT MASTER_GTID_WAIT(%s, 30)", (gtid,))
+            assert int(cur.fetchone()[0]) == 0, f"{name} did not apply {gtid} in 30 s"
+        return round(time.monotonic() - committed, 3)
+    finally:
+        source.close()
+        replica.close()
 
 
 PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or pathlib.Path(__file__).resolve().parents[2])
