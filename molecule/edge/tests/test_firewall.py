@@ -53,7 +53,7 @@ def test_a_web_server_does_not_answer_http_from_outside(server):
 
 
 @pytest.mark.parametrize("server", SERVERS)
-@pytest.mark.parametrize("port", [3306, 9201])
+@pytest.mark.parametrize("port", [3306, 9201, 4444])
 def test_a_database_node_does_not_answer_from_outside(server, port):
     assert_dropped(server, port)
 
