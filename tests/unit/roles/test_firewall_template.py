@@ -161,6 +161,15 @@ def test_web_app_and_database_node_gets_the_union_of_its_tiers():
     assert '# exporters: from the monitoring hosts: no sources, nobody is accepted' in render('server1')
 
 
+def test_the_seed_stream_port_is_open_between_database_nodes_only():
+    # server1 accepts a replica seed from server2 alone: not from itself, the
+    # load balancers, the app servers as such or the control node
+    seed = [line for line in rules(render('server1')) if 'tcp dport 4444' in line]
+    assert seed == ['ip saddr { 10.0.0.12 } tcp dport 4444 accept comment '
+                    '"database: a replica seed streamed from another database node"']
+    assert 'dport 4444' not in render('lb1')
+
+
 def test_every_host_gets_ssh_from_the_admin_networks_and_the_basics():
     for host in ADDRESSES:
         lines = rules(render(host))
