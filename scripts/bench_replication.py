@@ -41,6 +41,7 @@ from labclient import (  # noqa: E402 (after the path is set)
     container,
     crash_round,
     docker,
+    drop_writer,
     first_apply_seconds,
     prepare_crash_rounds,
     stored_counts,
@@ -107,6 +108,7 @@ def main():
     first = restarts(args.primary, replicas[0], args.restarts)
     print(f"killing the replicas' containers in {args.rounds} rounds (seed {args.seed})", flush=True)
     results, load, changes, missing = kill_loop(args.primary, replicas, args.rounds, args.seed)
+    drop_writer(args.primary)
     broken = [r for r in results if r["error"]]
     rows = [
         ("first transaction applied after a restart", spread(first)),

@@ -775,7 +775,7 @@ class SchemaChanges:
             statement = (f"CREATE TABLE {self._table(k)} (id INT PRIMARY KEY, note VARCHAR(20))",
                          f"ALTER TABLE {self._table(k)} ADD COLUMN extra INT",
                          f"DROP TABLE IF EXISTS {self._table(k - 1)}")[n % 3]
-            conn = admin_connect(self.primary, timeout=10)
+            conn = writer_connect(self.primary, self.primary)
             try:
                 with conn.cursor() as cur:
                     cur.execute(statement)
@@ -811,6 +811,29 @@ class SchemaChanges:
         self._thread.join(timeout=60)
 
 
+_WRITER = {}
+
+
+def writer_connect(name, primary, timeout=10):
+    """A connection to node ``name`` as a test account that may change
+    foobar's schema and rows (the lab's administrative account has no data
+    privileges). The account is made on ``primary`` the first time (it
+    reaches the replicas by replication); drop_writer removes it."""
+    if primary not in _WRITER:
+        password = secrets.token_hex(16)
+        node_sql(primary, f"CREATE OR REPLACE USER 'crashtest'@'%' IDENTIFIED BY '{password}'; "
+                          "GRANT ALL ON foobar.* TO 'crashtest'@'%'")
+        _WRITER[primary] = password
+    return pymysql.connect(host=node_address(name), user="crashtest", password=_WRITER[primary], database="foobar",
+                           ssl={"ca": str(secrets_dir() / "pki" / "ca.crt")}, ssl_verify_identity=False,
+                           connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout, autocommit=True)
+
+
+def drop_writer(primary):
+    node_sql(primary, "DROP USER IF EXISTS 'crashtest'@'%'")
+    _WRITER.pop(primary, None)
+
+
 KILL_MOMENTS = ("during the writes", "right after a DDL", "right after its restart", "inside a large transaction")
 BULK_TABLE = "foobar.crash_bulk"
 
@@ -823,7 +846,7 @@ def prepare_crash_rounds(primary):
 
 def _bulk_insert(primary, rows):
     """One large transaction on the primary: ``rows`` rows in one INSERT."""
-    conn = admin_connect(primary, timeout=120)
+    conn = writer_connect(primary, primary, timeout=120)
     try:
         with conn.cursor() as cur:
             cur.execute(f"INSERT INTO {BULK_TABLE} (note) SELECT CONCAT('bulk-', seq) FROM seq_1_to_{int(rows)}")
@@ -873,7 +896,7 @@ def crash_round(name, moment, primary, changes, randomly=random, bulk_rows=10000
 def first_apply_seconds(primary, name):
     """Seconds from a commit on the primary until replica ``name`` has
     applied it (MASTER_GTID_WAIT on a connection opened beforehand)."""
-    source, replica = admin_connect(primary, timeout=10), admin_connect(name, timeout=40)
+    source, replica = writer_connect(primary, primary), admin_connect(name, timeout=40)
     try:
         with source.cursor() as cur:
             cur.execute(f"INSERT INTO {BULK_TABLE} (note) VALUES ('first after restart')")

@@ -32,6 +32,7 @@ from labclient import (
     WriteLoad,
     assert_stored_once,
     crash_round,
+    drop_writer,
     first_apply_seconds,
     node_sql,
     prepare_crash_rounds,
@@ -55,6 +56,8 @@ def healthy_lab():
     prepare_crash_rounds(PRIMARY)
     for name in REPLICAS:
         wait_until_caught_up(name, PRIMARY)
+    yield
+    drop_writer(PRIMARY)
 
 
 def test_a_replica_a_crash_left_behind_its_binary_log_repairs_itself(healthy_lab):
