@@ -737,9 +737,9 @@ def wait_until_caught_up(name, primary, timeout=90):
 
 
 def repairs_logged(name):
-    """The health endpoint's crash-repair lines in a node's journal since
-    its container last started."""
-    out = docker("exec", container(name), "journalctl", "-b", "-u", "distweb-mysql-health", "--no-pager", "-o", "cat",
+    """The health endpoint's crash-repair lines in a node's journal (kept
+    across the container's restarts; a container has no boot of its own)."""
+    out = docker("exec", container(name), "journalctl", "-u", "distweb-mysql-health", "--no-pager", "-o", "cat",
                  check=False).stdout
     return [line for line in out.splitlines() if "repair: REPAIRED" in line]
 
@@ -859,8 +859,8 @@ def crash_round(name, moment, primary, changes, randomly=random, bulk_rows=10000
     ``moment`` (one of KILL_MOMENTS), start it and wait until it replicates
     again by itself and has caught up. Returns {"kills", "seconds" (from
     the start to caught up), "repairs" (crash repairs its health endpoint
-    logged), "error" (None, or why it does not replicate)}."""
-    kills = 1
+    logged in the round), "error" (None, or why it does not replicate)}."""
+    kills, repairs_before = 1, len(repairs_logged(name))
     if moment == "during the writes":
         time.sleep(randomly.uniform(0.1, 2.0))
         docker("kill", container(name))
@@ -889,8 +889,8 @@ def crash_round(name, moment, primary, changes, randomly=random, bulk_rows=10000
         wait_until_caught_up(name, primary)
     except AssertionError as exc:
         error = str(exc)
-    return {"kills": kills, "seconds": round(time.monotonic() - started, 1), "repairs": len(repairs_logged(name)),
-            "error": error}
+    return {"kills": kills, "seconds": round(time.monotonic() - started, 1),
+            "repairs": len(repairs_logged(name)) - repairs_before, "error": error}
 
 
 def first_apply_seconds(primary, name):
