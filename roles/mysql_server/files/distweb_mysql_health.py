@@ -252,8 +252,8 @@ def judge(path, state, max_lag, require_semi_sync=False, source_is_primary=None,
     if replica['sql_running'] != 'Yes':
         return 503, 'the SQL thread does not run%s' % _because(replica.get('sql_error'))
     if replica['io_running'] != 'Yes':
-        return 503, 'not connected to its source (IO thread: %s)%s' % (replica['io_running'],
-                                                                        _because(replica.get('io_error')))
+        return 503, 'not connected to its source (IO thread: %s)%s' % (
+            replica['io_running'], _because(replica.get('io_error')))
     if replica['lag'] is not None and int(replica['lag']) > max_lag:
         return 503, '%s s behind its primary (more than %s s)' % (replica['lag'], max_lag)
     if source_is_primary is None:
