@@ -101,7 +101,7 @@ def added_replica():
 
 def _replicated_values(name):
     """The load's values in ``name``'s binary log. A seeded replica's binary
-    log starts empty (RESET MASTER, the snapshot loaded with it off), so it
+    log starts empty (RESET MASTER once the copy is in place), so it
     holds exactly what the node replicated after the snapshot."""
     directory = os.path.dirname(rows(name, "SELECT @@global.log_bin_basename")[0][0])
     files = [f"{directory}/{row[0]}" for row in rows(name, "SHOW BINARY LOGS")]
@@ -113,17 +113,19 @@ def test_the_new_replica_was_seeded_while_writes_flowed(added_replica):
     load, converge = added_replica["load"], added_replica["converge"]
     out = converge.stdout
     assert "Seed from a consistent snapshot of the primary" in out
-    assert re.search(r"Dump the primary at a consistent GTID position\] \*+\nchanged: \[server4", out), out[-3000:]
+    # the default seed: a physical copy streamed from the primary straight to server4
+    assert re.search(r"Stream a copy of the source straight to this replica\] \*+\nchanged: \[server4 -> server1", out), \
+        out[-3000:]
     assert load.failed == 0, f"{load.failed} writes failed while the replica joined: {load.errors[:5]}"
-    # The seeding window, from the task lines as they arrived: the dump
+    # The seeding window, from the task lines as they arrived: the copy
     # began (the snapshot is taken in it) ... replication was started.
-    dump_began, _dump_ended = task_started(converge, "Dump the primary at a consistent GTID position")
+    dump_began, _dump_ended = task_started(converge, "Stream a copy of the source straight to this replica")
     replication_began, replication_started = task_started(converge, "Replicate from the primary with GTID", after=dump_began)
     acknowledged = [t for t, ok in load.attempts if ok]
     before = sum(1 for t in acknowledged if t < dump_began)
     during = sum(1 for t in acknowledged if dump_began <= t <= replication_began)
     after = sum(1 for t in acknowledged if t > replication_started)
-    window = f"{before} acknowledged before the dump, {during} while seeding ({replication_began - dump_began:.1f} s), {after} after"
+    window = f"{before} acknowledged before the copy, {during} while seeding ({replication_began - dump_began:.1f} s), {after} after"
     assert before > 0 and after > 0, window
     assert during >= 10, window
     # On the servers' side: some acknowledged writes reached server4 in the
