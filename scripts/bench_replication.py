@@ -35,10 +35,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "molecule" / "resources"))
 from labclient import (  # noqa: E402 (after the path is set)
     DB_NODES,
-    KILL_MOMENTS,
     SchemaChanges,
     WriteLoad,
     container,
+    crash_plan,
     crash_round,
     docker,
     drop_writer,
@@ -70,8 +70,7 @@ def kill_loop(primary, replicas, rounds, seed):
     results = []
     with WriteLoad(max_seconds=1800) as load, SchemaChanges(primary) as changes:
         wait_for(lambda: len(load.acknowledged) >= 20, 60, what="the write load to flow")
-        for n in range(rounds):
-            name, moment = replicas[n % len(replicas)], KILL_MOMENTS[(n // len(replicas)) % len(KILL_MOMENTS)]
+        for n, (name, moment) in enumerate(crash_plan(replicas, rounds)):
             result = dict(crash_round(name, moment, primary, changes, randomly), name=name, moment=moment)
             results.append(result)
             print(f"  round {n + 1}: {name} killed {moment}: "

@@ -838,6 +838,13 @@ KILL_MOMENTS = ("during the writes", "right after a DDL", "right after its resta
 BULK_TABLE = "foobar.crash_bulk"
 
 
+def crash_plan(replicas, rounds):
+    """(replica, moment) of each crash round: the replicas in turn, each
+    moment of KILL_MOMENTS for every replica before the next moment."""
+    return [(replicas[n % len(replicas)], KILL_MOMENTS[(n // len(replicas)) % len(KILL_MOMENTS)])
+            for n in range(rounds)]
+
+
 def prepare_crash_rounds(primary):
     """The table crash rounds fill with large transactions."""
     node_sql(primary, f"CREATE TABLE IF NOT EXISTS {BULK_TABLE} "

@@ -27,10 +27,10 @@ import pytest
 from labclient import (
     BULK_TABLE,
     DB_NODES,
-    KILL_MOMENTS,
     SchemaChanges,
     WriteLoad,
     assert_stored_once,
+    crash_plan,
     crash_round,
     drop_writer,
     first_apply_seconds,
@@ -88,8 +88,7 @@ def test_replicas_killed_at_any_moment_replicate_again(healthy_lab):
     randomly = random.Random(seed)
     with WriteLoad(max_seconds=1800) as load, SchemaChanges(PRIMARY) as changes:
         wait_for(lambda: len(load.acknowledged) >= 20, 60, what="the write load to flow")
-        for n in range(ROUNDS):
-            name, moment = REPLICAS[n % len(REPLICAS)], KILL_MOMENTS[(n // len(REPLICAS)) % len(KILL_MOMENTS)]
+        for name, moment in crash_plan(REPLICAS, ROUNDS):
             result = crash_round(name, moment, PRIMARY, changes, randomly)
             rounds.append(dict(result, name=name, moment=moment))
             if result["error"]:
