@@ -31,25 +31,27 @@ import re
 import time
 
 import pytest
-import yaml
 from labclient import (
     DB_NODES,
     INVENTORY,
     ROUTERS,
-    SplitBrainSampler,
     WriteLoad,
     assert_stored_once,
     container,
+    container_running,
     docker,
     drop_traffic,
+    flat,
     heal,
     lab_secret,
     missing_values,
     node_address,
     node_sql,
+    output,
     playbook,
     recap,
     replication_state,
+    restore_lab,
     router_states,
     run,
     slave_status,
@@ -63,16 +65,6 @@ from labclient import (
 OLD_PRIMARY = "server1"
 REPLICAS = [n for n in DB_NODES if n != OLD_PRIMARY]
 HOSTS = ("lb1", "server1", "server2", "server3")
-
-
-def output(result):
-    return result.stdout[-6000:] + result.stderr[-3000:]
-
-
-def flat(result):
-    """The whole output with whitespace collapsed: the YAML callback folds
-    long messages over several lines."""
-    return " ".join((result.stdout + result.stderr).split())
 
 
 def everything():
@@ -95,17 +87,6 @@ def changes(before, after, ignore=()):
 
 def semi_sync_status(name):
     return node_sql(name, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_status'")[0][1]
-
-
-@pytest.fixture(scope="module")
-def sampler():
-    with SplitBrainSampler() as s:
-        wait_for(lambda: len(s.rounds) > 5 and all(
-            v is not None for kind in ("sql", "http", "routers") for v in s.rounds[-1][1][kind].values()),
-            60, what="the sampler to read every node and router")
-        yield s
-    assert not s.expired, "the sampler reached its time limit before the tests ended"
-    assert s.split_brain_rounds() == [], f"more than one primary at once: {s.split_brain_rounds()[:5]}"
 
 
 def control_node_address():
@@ -419,78 +400,6 @@ def test_a_diverged_node_is_refused_and_rebuilt(switched_back):
 # The network lies (issue 14). Each case starts from server1 as the primary,
 # as the inventory says, and puts the lab back that way afterwards.
 # ---------------------------------------------------------------------------
-
-def inventory_naming(primary, tmp_path_factory):
-    """A copy of the scenario's inventory naming ``primary`` the primary
-    (db_primary) and the other nodes replicas: what an operator updates
-    after a failover, so that rebuild_replica.yml seeds from the live
-    primary."""
-    work = tmp_path_factory.mktemp("inventory")
-    for entry in INVENTORY.iterdir():
-        if entry.name == "hosts" or entry.is_dir():
-            continue
-        (work / entry.name).write_text(entry.read_text())
-    (work / "group_vars").symlink_to((INVENTORY / "group_vars").resolve())
-    hosts = yaml.safe_load((INVENTORY / "hosts").read_text())
-    groups = hosts["all"]["children"]["dbservers"]["children"]
-    groups["db_primary"]["hosts"] = {primary: None}
-    groups["db_replicas"]["hosts"] = {n: None for n in DB_NODES if n != primary}
-    (work / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    return work
-
-
-def bring_back(node, primary, tmp_path_factory):
-    """Make ``node`` (started, read-only or not) a replica of ``primary``:
-    rejoin.yml, or, when it refuses a diverged node, rebuild_replica.yml
-    against an inventory naming the live primary."""
-    result = playbook("playbooks/rejoin.yml", "-e", f"mysql_cluster_rejoin_node={node}")
-    if result.returncode != 0:
-        assert "rebuild_replica" in flat(result), output(result)
-        inventory = inventory_naming(primary, tmp_path_factory)
-        rebuilt = run("ansible-playbook", "-i", str(inventory), "playbooks/rebuild_replica.yml",
-                      "-e", f"rebuild_replica_host={node}")
-        assert rebuilt.returncode == 0, output(rebuilt)
-        result = playbook("playbooks/rejoin.yml", "-e", f"mysql_cluster_rejoin_node={node}")
-    assert result.returncode == 0, output(result)
-    position = node_sql(primary, "SELECT @@gtid_binlog_pos")[0][0]
-    assert wait_for_gtid(node, position), f"{node} did not catch up to {position}"
-
-
-def restore_lab(tmp_path_factory):
-    """Put the lab back as the inventory has it after a case: every
-    container running, every node other than the live primary a healthy
-    replica of it (rejoin, or rebuild when it diverged), then the primary
-    switched back to server1. Called at the start of each case, as pytest
-    tears module fixtures down only at the end of the module."""
-    for name in DB_NODES:
-        if not container_running(name):
-            start_node(name)
-    writable = writable_nodes()
-    if len(writable) > 1:  # a woken old primary that did not fence itself
-        writable = [n for n in writable
-                    if any(slave_status(r).get("Master_Host") == container(n) for r in DB_NODES if r != n)]
-    assert len(writable) == 1, f"cannot tell the live primary: writable {writable_nodes()}"
-    primary = writable[0]
-    for name in DB_NODES:
-        if name == primary:
-            continue
-        status = slave_status(name)
-        healthy = (status.get("Master_Host") == container(primary)
-                   and (status.get("Slave_IO_Running"), status.get("Slave_SQL_Running")) == ("Yes", "Yes"))
-        if not healthy:
-            bring_back(name, primary, tmp_path_factory)
-    if primary != OLD_PRIMARY:
-        result = playbook("playbooks/switchover.yml", "-e", f"mysql_cluster_switchover_target={OLD_PRIMARY}")
-        assert result.returncode == 0, output(result)
-    assert writable_nodes() == [OLD_PRIMARY]
-    for name in REPLICAS:
-        wait_for(lambda n=name: slave_status(n).get("Slave_IO_Running") == "Yes", 60, what=f"{name} to replicate")
-
-
-def container_running(name):
-    found = docker("inspect", "-f", "{{.State.Running}}", container(name), check=False)
-    return found.stdout.strip() == "true" if found.returncode == 0 else None
-
 
 def semi_sync(name):
     """(source side enabled, status, clients) of a node."""

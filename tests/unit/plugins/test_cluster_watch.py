@@ -1,0 +1,243 @@
+"""The automatic failover's decisions (extensions/eda/plugins/event_source/
+cluster_watch.py): when the primary is dead and when it only looks dead
+from the automation host, the hold that allows one failover, the operator's
+switch, and the alerts. Observations are made up; no database."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+PLUGIN = ROOT / "extensions" / "eda" / "plugins" / "event_source" / "cluster_watch.py"
+spec = importlib.util.spec_from_file_location("cluster_watch", PLUGIN)
+watch_mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(watch_mod)
+
+NAMES = ["db1", "db2", "db3"]
+
+
+def signs(n, io="Yes"):
+    return {"io_thread": io, "gtid_received": "0-1-%d" % n, "read_position": "bin.1:%d" % n, "heartbeats": n}
+
+
+def primary():
+    return {"reachable": True, "read_only": False, "source": None, "io_thread": "No", "sql_thread": "No",
+            "signs": None}
+
+
+def replica(n, source="db1", io="Yes"):
+    return {"reachable": True, "read_only": True, "source": source, "io_thread": io, "sql_thread": "Yes",
+            "signs": signs(n, io)}
+
+
+DOWN = {"reachable": False}
+
+
+class Clock(object):
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def setup(tmp_path):
+    clock = Clock()
+    config = dict(watch_mod.DEFAULTS, nodes=[{"name": n, "host": n} for n in NAMES], state_dir=str(tmp_path),
+                  checks=3, heartbeat_window=3.0, period=600.0)
+    return watch_mod.Watch(config, clock=clock), clock, tmp_path
+
+
+def run(watch, clock, rounds, make, step=0.5):
+    """``rounds`` observations, ``make(i)`` giving each, ``step`` s apart;
+    every event."""
+    events = []
+    for i in range(rounds):
+        clock.t += step
+        events.extend(watch.step(make(i)))
+    return events
+
+
+def healthy(i):
+    return {"db1": primary(), "db2": replica(i), "db3": replica(i)}
+
+
+def actions(events):
+    return [(e["distweb"]["verdict"], e["distweb"]["action"]) for e in events]
+
+
+def test_a_healthy_cluster_is_one_event_and_no_action(setup):
+    watch, clock, _ = setup
+    events = run(watch, clock, 10, healthy)
+    assert actions(events) == [("healthy", "none")]
+    assert events[0]["distweb"]["primary"] == "db1"
+    assert events[0]["distweb"]["armed"] is True
+
+
+def test_a_dead_primary_is_failed_over_once_and_held(setup):
+    watch, clock, tmp = setup
+    run(watch, clock, 4, healthy)
+    last_heard = clock.t
+    # db1 gone for everyone: the replicas' IO threads stop hearing anything
+    events = run(watch, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
+                                              "db3": replica(3, io="Connecting")})
+    failovers = [e for e in events if e["distweb"]["action"] == "failover"]
+    assert len(failovers) == 1
+    assert failovers[0]["distweb"]["primary"] == "db1"
+    hold = json.loads((tmp / "hold.json").read_text())
+    assert hold["primary"] == "db1"
+    # not before a whole heartbeat window without a word from db1
+    assert failovers[0]["distweb"]["time"] - last_heard >= 3.0
+    # listening before that, quietly: no alert for a primary about to be failed over
+    assert [v for v, a in actions(events)] == ["degraded", "suspect", "primary_dead"]
+
+
+def test_a_primary_that_replicas_still_hear_is_never_failed_over(setup):
+    watch, clock, tmp = setup
+    run(watch, clock, 4, healthy)
+    # only the automation host lost db1: the replicas keep receiving
+    events = run(watch, clock, 40, lambda i: {"db1": DOWN, "db2": replica(10 + i), "db3": replica(10 + i)})
+    assert ("primary_unreachable", "alert") in actions(events)
+    assert all(a != "failover" for _, a in actions(events))
+    assert "still hear it" in events[-1]["distweb"]["reason"]
+    assert not (tmp / "hold.json").exists()
+
+
+def test_one_replica_still_hearing_is_enough_to_refuse(setup):
+    watch, clock, _ = setup
+    run(watch, clock, 4, healthy)
+    events = run(watch, clock, 40, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"), "db3": replica(10 + i)})
+    assert all(a != "failover" for _, a in actions(events))
+
+
+def test_connected_but_silent_counts_as_lost(setup):
+    """A hung primary: the IO thread still says Yes until slave_net_timeout,
+    but nothing moves."""
+    watch, clock, _ = setup
+    run(watch, clock, 4, healthy)
+    events = run(watch, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3), "db3": replica(3)})
+    assert ("primary_dead", "failover") in actions(events)
+
+
+def test_an_isolated_automation_host_only_alerts(setup):
+    watch, clock, tmp = setup
+    run(watch, clock, 4, healthy)
+    events = run(watch, clock, 40, lambda i: {"db1": DOWN, "db2": DOWN, "db3": DOWN})
+    assert actions(events) == [("isolated", "alert")]
+    assert not (tmp / "hold.json").exists()
+
+
+def test_a_blip_shorter_than_the_checks_changes_nothing(setup):
+    watch, clock, _ = setup
+    run(watch, clock, 4, healthy)
+    events = run(watch, clock, 2, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
+                                             "db3": replica(3, io="Connecting")})
+    events += run(watch, clock, 10, healthy)
+    assert all(a == "none" for _, a in actions(events))
+
+
+def test_while_held_a_second_dead_primary_is_an_alert(setup):
+    watch, clock, tmp = setup
+    run(watch, clock, 4, healthy)
+    run(watch, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
+                                     "db3": replica(3, io="Connecting")})
+    # the failover made db2 the primary; db1 rejoined: healthy again, within the period
+    run(watch, clock, 10, lambda i: {"db2": primary(), "db1": replica(100 + i, "db2"), "db3": replica(100 + i, "db2")})
+    assert (tmp / "hold.json").exists()
+    events = run(watch, clock, 20, lambda i: {"db2": DOWN, "db1": replica(3, "db2", "Connecting"),
+                                              "db3": replica(3, "db2", "Connecting")})
+    assert ("primary_dead", "alert") in actions(events)
+    assert all(a != "failover" for _, a in actions(events))
+    assert "held since the automatic failover of db1" in [e for e in events if e["distweb"]["action"] == "alert"][0][
+        "distweb"]["reason"]
+
+
+def test_the_hold_is_released_once_healthy_after_the_period(setup):
+    watch, clock, tmp = setup
+    run(watch, clock, 4, healthy)
+    run(watch, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
+                                     "db3": replica(3, io="Connecting")})
+    clock.t += 600
+    events = run(watch, clock, 2, lambda i: {"db2": primary(), "db1": replica(100 + i, "db2"),
+                                             "db3": replica(100 + i, "db2")})
+    assert ("rearmed", "alert") in actions(events)
+    assert not (tmp / "hold.json").exists()
+    events = run(watch, clock, 20, lambda i: {"db2": DOWN, "db1": replica(3, "db2", "Connecting"),
+                                              "db3": replica(3, "db2", "Connecting")})
+    assert ("primary_dead", "failover") in actions(events)
+
+
+def test_a_restarted_watch_reads_the_hold_and_does_not_fire_again(setup):
+    watch, clock, tmp = setup
+    run(watch, clock, 4, healthy)
+    run(watch, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
+                                     "db3": replica(3, io="Connecting")})
+    again = watch_mod.Watch(dict(watch.config), clock=clock)
+    events = run(again, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
+                                              "db3": replica(3, io="Connecting")})
+    assert all(a != "failover" for _, a in actions(events))
+
+
+def test_disarmed_by_the_operator_only_alerts(setup):
+    watch, clock, tmp = setup
+    (tmp / "disarmed").write_text("maintenance until 18:00 (alice)\n")
+    run(watch, clock, 4, healthy)
+    events = run(watch, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
+                                              "db3": replica(3, io="Connecting")})
+    alerts = [e["distweb"] for e in events if e["distweb"]["action"] == "alert"]
+    assert [a["verdict"] for a in alerts] == ["primary_dead"]
+    assert "maintenance until 18:00 (alice)" in alerts[0]["reason"]
+    assert alerts[0]["armed"] is False
+    assert not (tmp / "hold.json").exists()
+
+
+def test_two_writable_nodes_are_an_alert(setup):
+    watch, clock, _ = setup
+    events = run(watch, clock, 3, lambda i: {"db1": primary(), "db2": primary(), "db3": replica(i)})
+    assert actions(events) == [("degraded", "none"), ("two_primaries", "alert")]
+
+
+def test_a_woken_old_primary_writable_for_one_reading_is_no_alert(setup):
+    """Seen on the lab: unpaused after its failover, the old primary reads
+    writable once before its guard fences it."""
+    watch, clock, _ = setup
+    run(watch, clock, 4, lambda i: {"db2": primary(), "db1": DOWN, "db3": replica(i, "db2")})
+    events = run(watch, clock, 1, lambda i: {"db2": primary(), "db1": primary(), "db3": replica(10, "db2")})
+    events += run(watch, clock, 4, lambda i: {"db2": primary(), "db1": replica(0, None, "No"),
+                                              "db3": replica(11 + i, "db2")})
+    assert all(a == "none" for _, a in actions(events)), actions(events)
+
+
+def test_a_replica_of_another_source_does_not_speak_for_the_primary(setup):
+    """Only the replicas of the primary are asked whether they hear it."""
+    watch, clock, _ = setup
+    run(watch, clock, 4, healthy)
+    events = run(watch, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
+                                              "db3": replica(10 + i, source="elsewhere")})
+    assert ("primary_dead", "failover") in actions(events)
+
+
+def test_bad_settings_are_refused(tmp_path):
+    path = tmp_path / "watch.json"
+    path.write_text(json.dumps({"nodes": [], "checks": 0, "state_dir": ""}))
+    with pytest.raises(ValueError) as err:
+        watch_mod.load_config(str(path))
+    assert "nodes" in str(err.value) and "checks" in str(err.value) and "state_dir" in str(err.value)
+
+
+def test_the_same_node_dying_again_after_healing_is_a_new_incident(setup):
+    """Held after db1's failover; db1 rejoined and was made the primary
+    again by hand; it dies again within the period: an alert, not silence."""
+    watch, clock, tmp = setup
+    run(watch, clock, 4, healthy)
+    run(watch, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
+                                     "db3": replica(3, io="Connecting")})
+    run(watch, clock, 10, lambda i: healthy(100 + i))
+    assert json.loads((tmp / "hold.json").read_text())["healthy_at"] > 0
+    events = run(watch, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
+                                              "db3": replica(3, io="Connecting")})
+    assert [a for _, a in actions(events) if a != "none"] == ["alert"]
+    assert ("primary_dead", "alert") in actions(events)
