@@ -58,8 +58,12 @@ def session():
     return s
 
 
+# The failover lab's automation host (inventories/lab-failover).
+AUTOMATION_HOSTS = {"automation1": 31}
+
+
 def node_address(name):
-    return f"{SUBNET}.{DB_NODES[name]}"
+    return f"{SUBNET}.{DB_NODES[name] if name in DB_NODES else AUTOMATION_HOSTS[name]}"
 
 
 def container(name):
@@ -1075,6 +1079,9 @@ def restore_lab(tmp_path_factory, home="server1"):
         if not container_running(name):
             start_node(name)
     writable = writable_nodes()
+    if not writable:  # a primary that restarted read-only
+        make_primary_again(home)
+        writable = writable_nodes()
     if len(writable) > 1:  # a woken old primary that did not fence itself
         writable = [n for n in writable
                     if any(slave_status(r).get("Master_Host") == container(n) for r in DB_NODES if r != n)]
@@ -1096,6 +1103,36 @@ def restore_lab(tmp_path_factory, home="server1"):
         wait_for(lambda n=name: slave_status(n).get("Slave_IO_Running") == "Yes", 60, what=f"{name} to replicate")
 
 
+def make_primary_again(name):
+    """What site.yml's mysql_primary role does to a primary that restarted
+    (read-only, the semi-sync source side off, as every node starts), done
+    directly over SQL as the lab's administrative account: semi-sync source
+    on, then writable. Only for a node its replicas still replicate from."""
+    sources = {slave_status(n).get("Master_Host") for n in DB_NODES if n != name}
+    assert sources == {container(name)}, f"the replicas replicate from {sources}, not {name}"
+    conn = admin_connect(name, timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET GLOBAL rpl_semi_sync_master_enabled = ON")
+            cur.execute("SET GLOBAL read_only = OFF")
+    finally:
+        conn.close()
+
+
 def container_running(name):
     found = docker("inspect", "-f", "{{.State.Running}}", container(name), check=False)
     return found.stdout.strip() == "true" if found.returncode == 0 else None
+
+
+def sampling(allowed=()):
+    """A started SplitBrainSampler; when it ends, no round with two
+    primaries in any view, outside the ``allowed`` (start, end) windows
+    (a list the caller may fill while it runs)."""
+    with SplitBrainSampler() as s:
+        wait_for(lambda: len(s.rounds) > 5 and all(
+            v is not None for kind in ("sql", "http", "routers") for v in s.rounds[-1][1][kind].values()),
+            60, what="the sampler to read every node and router")
+        yield s
+    assert not s.expired, "the sampler reached its time limit before the tests ended"
+    split = [r for r in s.split_brain_rounds() if not any(start <= r[0] <= end for start, end in allowed)]
+    assert split == [], f"more than one primary at once: {split[:5]}"

@@ -22,14 +22,14 @@ def signs(n, io="Yes"):
     return {"io_thread": io, "gtid_received": "0-1-%d" % n, "read_position": "bin.1:%d" % n, "heartbeats": n}
 
 
-def primary():
-    return {"reachable": True, "read_only": False, "source": None, "io_thread": "No", "sql_thread": "No",
-            "signs": None}
+def primary(read_only=False, uptime=86400):
+    return {"reachable": True, "read_only": read_only, "source": None, "io_thread": "No", "sql_thread": "No",
+            "signs": None, "uptime": uptime}
 
 
 def replica(n, source="db1", io="Yes"):
     return {"reachable": True, "read_only": True, "source": source, "io_thread": io, "sql_thread": "Yes",
-            "signs": signs(n, io)}
+            "signs": signs(n, io), "uptime": 86400}
 
 
 DOWN = {"reachable": False}
@@ -241,3 +241,27 @@ def test_the_same_node_dying_again_after_healing_is_a_new_incident(setup):
                                               "db3": replica(3, io="Connecting")})
     assert [a for _, a in actions(events) if a != "none"] == ["alert"]
     assert ("primary_dead", "alert") in actions(events)
+
+
+def test_a_restarted_primary_that_came_back_read_only_is_an_alert(setup):
+    """Every node starts read-only: a restarted primary takes no write until
+    an operator makes it the primary again; the watch says so, once."""
+    watch, clock, tmp = setup
+    run(watch, clock, 4, healthy)
+    events = run(watch, clock, 10, lambda i: {"db1": primary(read_only=True, uptime=3 + i), "db2": replica(10 + i),
+                                              "db3": replica(10 + i)})
+    assert [a for v, a in actions(events)] == ["none", "alert"], actions(events)
+    assert actions(events)[-1] == ("primary_restarted", "alert")
+    assert "site.yml" in events[-1]["distweb"]["reason"]
+    assert not (tmp / "hold.json").exists()
+
+
+def test_a_long_running_primary_read_only_for_a_moment_is_no_failover(setup):
+    """A switchover makes the old primary read-only before the new one is
+    writable; that node has not restarted."""
+    watch, clock, tmp = setup
+    run(watch, clock, 4, healthy)
+    events = run(watch, clock, 10, lambda i: {"db1": primary(read_only=True), "db2": replica(10 + i),
+                                              "db3": replica(10 + i)})
+    assert all(a == "none" for _, a in actions(events)), actions(events)
+    assert not (tmp / "hold.json").exists()

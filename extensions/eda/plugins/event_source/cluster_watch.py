@@ -100,10 +100,12 @@ from ansible_collections.distweb.infra.plugins.module_utils.mysql_connection imp
 from ansible_collections.distweb.infra.plugins.module_utils.mysql_server import MySQLServer  # noqa: E402
 
 DEFAULTS = dict(interval=0.5, checks=3, heartbeat_window=3.0, period=3600.0, timeout=1.0,
-                realert_after=300.0, health_port=9201)
+                realert_after=300.0, health_port=9201, restart_window=300.0)
+# The verdicts a failover answers (once per hold, when armed).
+FAILING = ('primary_dead',)
 HOLD_FILE = 'hold.json'
 DISARMED_FILE = 'disarmed'
-ALERTING = ('isolated', 'two_primaries', 'primary_unreachable', 'primary_dead', 'rearmed', 'no_primary')
+ALERTING = ('isolated', 'two_primaries', 'primary_unreachable', 'primary_restarted', 'rearmed', 'no_primary')
 
 
 def load_config(path):
@@ -133,18 +135,23 @@ class Judge(object):
     {reachable, read_only, source (a node name or None), io_thread,
     sql_thread, signs (``MySQLServer.source_signs()``)}, and returns
     {verdict, primary, reason}. Verdicts: healthy, degraded, no_primary,
+    primary_restarted (it answers, read-only as every node starts, it
+    started less than restart_window seconds ago, and no node is writable,
+    for ``checks`` readings: an alert),
     two_primaries, isolated, suspect (the primary cannot be reached and its
     replicas heard it within the heartbeat window: listening, for up to two
     windows), primary_unreachable (they still hear it after that),
     primary_dead."""
 
-    def __init__(self, names, checks, heartbeat_window):
+    def __init__(self, names, checks, heartbeat_window, restart_window=300.0):
         self.names = list(names)
+        self.restart_window = float(restart_window)
         self.checks = int(checks)
         self.window = float(heartbeat_window)
         self.failures = dict((name, 0) for name in self.names)
         self.lost_since = {}
         self.split_rounds = 0
+        self.restarted_rounds = 0
         self.last_heard = {}
         self.signs = {}
         self.primary = None
@@ -208,6 +215,18 @@ class Judge(object):
                                  'replicas (%s) has heard it for %.1f s' % (
                                      primary, self.failures[primary], ', '.join(replicas), self.window))
         if primary not in writable:
+            restarted = (not writable and seen.get(primary, {}).get('read_only')
+                         and (seen[primary].get('uptime') or 0) < self.restart_window)
+            self.restarted_rounds = self.restarted_rounds + 1 if restarted else 0
+            if self.restarted_rounds >= self.checks:
+                # every node starts read-only, the semi-sync source side off:
+                # a primary that restarted takes no write until an operator
+                # makes it the primary again (the failover refuses it: its
+                # semi-sync state before the restart cannot be read)
+                return self._verdict('primary_restarted', '%s restarted %s s ago and came back read-only, as every '
+                                     'node starts, and no other node is writable: no node takes writes. Make it the '
+                                     'writable primary again with site.yml (its mysql_primary role)'
+                                     % (primary, seen[primary].get('uptime')))
             return self._verdict('degraded', '%s is read-only or unreadable, and no other node is writable' % primary)
         lagging = [n for n in self.names if n != primary and not (
             seen.get(n, {}).get('reachable') and seen[n].get('source') == primary
@@ -227,7 +246,7 @@ class Watch(object):
     def __init__(self, config, judge=None, clock=time.time):
         self.config = config
         self.judge = judge or Judge([n['name'] for n in config['nodes']], config['checks'],
-                                    config['heartbeat_window'])
+                                    config['heartbeat_window'], config['restart_window'])
         self.clock = clock
         self.state_dir = config['state_dir']
         self.last = None
@@ -277,16 +296,16 @@ class Watch(object):
                                            % (self.config['period'], hold.get('primary'))), 'alert', t, seen, True))
             hold = None
         armed = hold is None and disarmed is None
-        if verdict['verdict'] == 'primary_dead' and armed:
+        if verdict['verdict'] in FAILING and armed:
             self._write_hold({'primary': verdict['primary'], 'at': t, 'reason': verdict['reason']})
             events.append(self._event(verdict, 'failover', t, seen, True))
-        elif (verdict['verdict'] == 'primary_dead' and hold and hold.get('primary') == verdict['primary']
+        elif (verdict['verdict'] in FAILING and hold and hold.get('primary') == verdict['primary']
               and not hold.get('healthy_at')):
             # the failover fired for this very incident (running, done or
             # refused: the failover playbook reports which)
-            if self.last != 'primary_dead':
+            if self.last != verdict['verdict']:
                 events.append(self._event(verdict, 'none', t, seen, armed))
-        elif verdict['verdict'] == 'primary_dead':
+        elif verdict['verdict'] in FAILING:
             why = disarmed or 'held since the automatic failover of %s at %s; re-armed when the cluster is healthy ' \
                 'and %s s have passed, or by playbooks/automation.yml' % (
                     hold.get('primary'), time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(float(hold.get('at', 0)))),
@@ -345,10 +364,11 @@ class Observer(object):
         try:
             server = self._server(node)
             read_only = server.server_info()['read_only']
+            uptime = server.query_one("SHOW GLOBAL STATUS LIKE 'Uptime'") or {}
             status = server.replica_status()
             replicating = bool(status.get('source_host'))
             signs = server.source_signs() if replicating else None
-            return {'reachable': True, 'read_only': read_only,
+            return {'reachable': True, 'read_only': read_only, 'uptime': int(uptime.get('Value') or 0),
                     'source': self.names.get(status.get('source_host'), status.get('source_host')) if replicating else None,
                     'io_thread': status.get('io_thread'), 'sql_thread': status.get('sql_thread'), 'signs': signs}
         except (MySQLError, OSError, ValueError) as exc:
@@ -401,6 +421,11 @@ async def main(queue, args):
         started = time.monotonic()
         seen = await loop.run_in_executor(None, observer.observe)
         for event in watch.step(seen):
+            # one line per event in the service's journal
+            found = event['distweb']
+            sys.stderr.write('distweb cluster_watch: %s (%s) primary=%s armed=%s: %s\n' % (
+                found['verdict'], found['action'], found['primary'], found['armed'], found['reason']))
+            sys.stderr.flush()
             await queue.put(event)
         await asyncio.sleep(max(0.0, float(config['interval']) - (time.monotonic() - started)))
 
