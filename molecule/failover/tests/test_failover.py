@@ -33,12 +33,10 @@ import time
 import pytest
 from labclient import (
     DB_NODES,
-    INVENTORY,
     ROUTERS,
     WriteLoad,
     assert_stored_once,
     container,
-    container_running,
     docker,
     drop_traffic,
     flat,
@@ -53,7 +51,6 @@ from labclient import (
     replication_state,
     restore_lab,
     router_states,
-    run,
     slave_status,
     start_node,
     table_checksum,

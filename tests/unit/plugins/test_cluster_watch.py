@@ -70,7 +70,7 @@ def actions(events):
 
 
 def test_a_healthy_cluster_is_one_event_and_no_action(setup):
-    watch, clock, _ = setup
+    watch, clock, _tmp = setup
     events = run(watch, clock, 10, healthy)
     assert actions(events) == [("healthy", "none")]
     assert events[0]["distweb"]["primary"] == "db1"
@@ -101,22 +101,22 @@ def test_a_primary_that_replicas_still_hear_is_never_failed_over(setup):
     # only the automation host lost db1: the replicas keep receiving
     events = run(watch, clock, 40, lambda i: {"db1": DOWN, "db2": replica(10 + i), "db3": replica(10 + i)})
     assert ("primary_unreachable", "alert") in actions(events)
-    assert all(a != "failover" for _, a in actions(events))
+    assert all(a != "failover" for _verdict, a in actions(events))
     assert "still hear it" in events[-1]["distweb"]["reason"]
     assert not (tmp / "hold.json").exists()
 
 
 def test_one_replica_still_hearing_is_enough_to_refuse(setup):
-    watch, clock, _ = setup
+    watch, clock, _tmp = setup
     run(watch, clock, 4, healthy)
     events = run(watch, clock, 40, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"), "db3": replica(10 + i)})
-    assert all(a != "failover" for _, a in actions(events))
+    assert all(a != "failover" for _verdict, a in actions(events))
 
 
 def test_connected_but_silent_counts_as_lost(setup):
     """A hung primary: the IO thread still says Yes until slave_net_timeout,
     but nothing moves."""
-    watch, clock, _ = setup
+    watch, clock, _tmp = setup
     run(watch, clock, 4, healthy)
     events = run(watch, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3), "db3": replica(3)})
     assert ("primary_dead", "failover") in actions(events)
@@ -131,12 +131,12 @@ def test_an_isolated_automation_host_only_alerts(setup):
 
 
 def test_a_blip_shorter_than_the_checks_changes_nothing(setup):
-    watch, clock, _ = setup
+    watch, clock, _tmp = setup
     run(watch, clock, 4, healthy)
     events = run(watch, clock, 2, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
                                              "db3": replica(3, io="Connecting")})
     events += run(watch, clock, 10, healthy)
-    assert all(a == "none" for _, a in actions(events))
+    assert all(a == "none" for _verdict, a in actions(events))
 
 
 def test_while_held_a_second_dead_primary_is_an_alert(setup):
@@ -150,7 +150,7 @@ def test_while_held_a_second_dead_primary_is_an_alert(setup):
     events = run(watch, clock, 20, lambda i: {"db2": DOWN, "db1": replica(3, "db2", "Connecting"),
                                               "db3": replica(3, "db2", "Connecting")})
     assert ("primary_dead", "alert") in actions(events)
-    assert all(a != "failover" for _, a in actions(events))
+    assert all(a != "failover" for _verdict, a in actions(events))
     assert "held since the automatic failover of db1" in [e for e in events if e["distweb"]["action"] == "alert"][0][
         "distweb"]["reason"]
 
@@ -178,7 +178,7 @@ def test_a_restarted_watch_reads_the_hold_and_does_not_fire_again(setup):
     again = watch_mod.Watch(dict(watch.config), clock=clock)
     events = run(again, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
                                               "db3": replica(3, io="Connecting")})
-    assert all(a != "failover" for _, a in actions(events))
+    assert all(a != "failover" for _verdict, a in actions(events))
 
 
 def test_disarmed_by_the_operator_only_alerts(setup):
@@ -195,7 +195,7 @@ def test_disarmed_by_the_operator_only_alerts(setup):
 
 
 def test_two_writable_nodes_are_an_alert(setup):
-    watch, clock, _ = setup
+    watch, clock, _tmp = setup
     events = run(watch, clock, 3, lambda i: {"db1": primary(), "db2": primary(), "db3": replica(i)})
     assert actions(events) == [("degraded", "none"), ("two_primaries", "alert")]
 
@@ -203,17 +203,17 @@ def test_two_writable_nodes_are_an_alert(setup):
 def test_a_woken_old_primary_writable_for_one_reading_is_no_alert(setup):
     """Seen on the lab: unpaused after its failover, the old primary reads
     writable once before its guard fences it."""
-    watch, clock, _ = setup
+    watch, clock, _tmp = setup
     run(watch, clock, 4, lambda i: {"db2": primary(), "db1": DOWN, "db3": replica(i, "db2")})
     events = run(watch, clock, 1, lambda i: {"db2": primary(), "db1": primary(), "db3": replica(10, "db2")})
     events += run(watch, clock, 4, lambda i: {"db2": primary(), "db1": replica(0, None, "No"),
                                               "db3": replica(11 + i, "db2")})
-    assert all(a == "none" for _, a in actions(events)), actions(events)
+    assert all(a == "none" for _verdict, a in actions(events)), actions(events)
 
 
 def test_a_replica_of_another_source_does_not_speak_for_the_primary(setup):
     """Only the replicas of the primary are asked whether they hear it."""
-    watch, clock, _ = setup
+    watch, clock, _tmp = setup
     run(watch, clock, 4, healthy)
     events = run(watch, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
                                               "db3": replica(10 + i, source="elsewhere")})
@@ -239,7 +239,7 @@ def test_the_same_node_dying_again_after_healing_is_a_new_incident(setup):
     assert json.loads((tmp / "hold.json").read_text())["healthy_at"] > 0
     events = run(watch, clock, 20, lambda i: {"db1": DOWN, "db2": replica(3, io="Connecting"),
                                               "db3": replica(3, io="Connecting")})
-    assert [a for _, a in actions(events) if a != "none"] == ["alert"]
+    assert [a for _verdict, a in actions(events) if a != "none"] == ["alert"]
     assert ("primary_dead", "alert") in actions(events)
 
 
@@ -263,5 +263,5 @@ def test_a_long_running_primary_read_only_for_a_moment_is_no_failover(setup):
     run(watch, clock, 4, healthy)
     events = run(watch, clock, 10, lambda i: {"db1": primary(read_only=True), "db2": replica(10 + i),
                                               "db3": replica(10 + i)})
-    assert all(a == "none" for _, a in actions(events)), actions(events)
+    assert all(a == "none" for _verdict, a in actions(events)), actions(events)
     assert not (tmp / "hold.json").exists()

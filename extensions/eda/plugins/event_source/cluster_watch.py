@@ -36,6 +36,16 @@ or by the operator (playbooks/automation.yml removes the file).
 """
 
 from __future__ import (absolute_import, division, print_function)
+
+import asyncio
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
 __metaclass__ = type
 
 DOCUMENTATION = r'''
@@ -69,15 +79,6 @@ EXAMPLES = r'''
         run_playbook:
           name: distweb.infra.auto_failover
 '''
-
-import asyncio
-import json
-import os
-import sys
-import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 
 def _import_collection():
