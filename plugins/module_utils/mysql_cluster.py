@@ -167,6 +167,10 @@ class ClusterNode(object):
         # error number of a failed login the server answered (access
         # denied, too many connections, ...): the node is up
         self.refused_code = None
+        # (monotonic seconds, source_signs()) read right after the login
+        self.first_signs = None
+        # this node's own login timeout, instead of connect_timeout
+        self.connect_timeout = None
 
     @classmethod
     def from_options(cls, options):
@@ -200,6 +204,8 @@ class ClusterNode(object):
     def connect(self, params):
         """Log in with the cluster login options; False (and ``error``)
         when the node cannot be reached."""
+        if self.connect_timeout:
+            params = dict(params, connect_timeout=self.connect_timeout)
         conn, error, code = mysql_connect_node(node_login_params(params, self.host, self.port), what=self.name)
         if conn is None:
             self.error = error
@@ -460,6 +466,29 @@ class ClusterOperations(object):
         return shown
 
 
+def at_once(nodes, step):
+    """Run ``step(node)`` for each of ``nodes``, one thread each, and wait
+    for all: {node name: the exception it raised, or None}. For steps that
+    may each wait out a timeout (a dead or hung node), so that the run
+    waits once, not once per node; the caller acts on the exceptions in its
+    own thread."""
+    raised = {}
+
+    def run(node):
+        try:
+            step(node)
+            raised[node.name] = None
+        except Exception as exc:  # pylint: disable=broad-except
+            raised[node.name] = exc
+
+    threads = [threading.Thread(target=run, args=(node,)) for node in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return raised
+
+
 class WholeClusterOperations(ClusterOperations):
     """A run acting on every node of O(nodes) (failover, switchover): the
     nodes by name, the plan in words, the killed sessions, the warnings and
@@ -479,25 +508,24 @@ class WholeClusterOperations(ClusterOperations):
         for phase in phases:
             self.phases[phase] = 0.0
 
-    def connect_all(self):
-        """Log in to every node at once, one thread each, so that the
-        slowest node (dead or hung: each login is bounded by
-        connect_timeout) costs its own timeout once, not once per node in
-        turn. Fails, changing nothing, when a node refused the login: a node
-        that answers is not unreachable."""
-        errors = []
+    def connect_all(self, signs=False):
+        """Log in to every node at once (``at_once``), so that the slowest
+        node (dead or hung: each login is bounded by connect_timeout) costs
+        its own timeout once, not once per node in turn. With ``signs``,
+        each node that answers is read at once for ``first_signs`` (seconds
+        since start, ``source_signs()``), the first reading of what it hears
+        from its source, taken while the slower logins still wait. Fails,
+        changing nothing, when a node refused the login: a node that answers
+        is not unreachable."""
 
         def connect(node):
-            try:
-                node.connect(self.params)
-            except Exception as exc:  # pylint: disable=broad-except
-                errors.append(exc)  # raised again below, in the module's own thread
+            if node.connect(self.params) and signs:
+                try:
+                    node.first_signs = (monotonic(), node.server.source_signs())
+                except MySQLError:
+                    node.first_signs = None  # read again later; read_node reports what is wrong
 
-        threads = [threading.Thread(target=connect, args=(node,)) for node in self.nodes]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = [exc for exc in at_once(self.nodes, connect).values() if exc is not None]
         if errors:
             raise errors[0]
         refused = [node for node in self.nodes if node.refused_code]
@@ -506,11 +534,12 @@ class WholeClusterOperations(ClusterOperations):
                       % (', '.join(node.name for node in refused), '; '.join(node.error for node in refused)))
 
     # -- the phases of a run ---------------------------------------------------
-    def log_in(self):
-        """Log in to every node (``connect_all``) and check the privileges
-        of the login on those that answered: fails, changing nothing, when
-        a node refused the login or the login lacks a privilege."""
-        self.connect_all()
+    def log_in(self, signs=False):
+        """Log in to every node (``connect_all``, ``signs`` passed on) and
+        check the privileges of the login on those that answered: fails,
+        changing nothing, when a node refused the login or the login lacks a
+        privilege."""
+        self.connect_all(signs=signs)
         self.require_privileges(self.nodes)
 
     def read_node(self, node):

@@ -127,10 +127,30 @@ options:
         binlog position, heartbeats) before anything is changed; if one of
         them hears it, the failover is refused (the primary is alive, only
         this node's view of it is cut).
+      - The window starts at each replica's first reading, taken right
+        after its login, so it runs while the login to an unreachable old
+        primary waits out O(connect_timeout); it costs what it exceeds that
+        wait by.
       - Keep it above two replication heartbeat periods
         (O(replication_heartbeat_period)). V(0) turns the check off.
     type: float
     default: 2.5
+  presumed_unreachable:
+    description:
+      - Nodes found unreachable moments ago (by the plan, RV(unreachable)).
+        Their login gets O(presumed_unreachable_timeout) instead of
+        O(connect_timeout), so that a dead or hung old primary does not cost
+        the whole timeout a second time. One that came back still answers in
+        that time on a local network, and is fenced.
+    type: list
+    elements: str
+    default: []
+  presumed_unreachable_timeout:
+    description:
+      - Seconds the login to a node of O(presumed_unreachable) may take,
+        the server's greeting included.
+    type: float
+    default: 0.5
   catchup_timeout:
     description:
       - Seconds to wait for the chosen replica to apply what it received
@@ -170,9 +190,11 @@ notes:
     C(SYSTEM_VARIABLES_ADMIN), C(CONNECTION_ADMIN) and C(REPLICATION_SLAVE_ADMIN)."
   - An unreachable old primary cannot be fenced. The collection's servers start
     read-only, so a crashed primary that restarts takes no writes; one that is
-    only cut off from the control node may still take them (the module warns).
-  - Nodes are connected to one after the other; an unreachable one costs up to
-    O(connect_timeout) seconds. Only a node that cannot be connected to (or
+    only cut off from the control node is still heard by its replicas, and the
+    failover is refused (O(liveness_window)).
+  - Every node is logged in to at once; an unreachable one costs up to
+    O(connect_timeout) seconds once (O(presumed_unreachable_timeout) for a
+    node named in O(presumed_unreachable)). Only a node that cannot be connected to (or
     stops answering) counts as unreachable; a node that refuses the login
     (wrong password, missing grant, too many connections) fails the module
     before anything changes, as it is up and could still take writes.
@@ -244,6 +266,14 @@ new_primary:
   returned: always
   type: str
   sample: server2
+unreachable:
+  description:
+    - Names of the nodes that could not be logged in to (or stopped
+      answering while they were first read).
+  returned: always
+  type: list
+  elements: str
+  sample: [server1]
 repointed:
   description: Names of the replicas now replicating from the new primary (in check mode, that would be).
   returned: always
@@ -395,6 +425,7 @@ from ansible_collections.distweb.infra.plugins.module_utils.mysql_connection imp
 from ansible_collections.distweb.infra.plugins.module_utils.mysql_server import monotonic, pause
 from ansible_collections.distweb.infra.plugins.module_utils.mysql_cluster import (
     WholeClusterOperations,
+    at_once,
     check_cluster_params,
     check_node_options,
     cluster_node_options,
@@ -417,6 +448,8 @@ def argument_spec():
         allow_data_loss=dict(type='bool', default=False),
         allow_live_primary=dict(type='bool', default=False),
         liveness_window=dict(type='float', default=2.5),
+        presumed_unreachable=dict(type='list', elements='str', default=[]),
+        presumed_unreachable_timeout=dict(type='float', default=0.5),
         catchup_timeout=dict(type='int', default=30),
         kill_client_sessions=dict(type='bool', default=True),
     )
@@ -430,6 +463,12 @@ def check_params(module):
     for option in ('primary', 'preferred_candidate'):
         if p[option] is not None and p[option] not in names:
             problems.append('%s %s is not the name of one of the nodes (%s)' % (option, p[option], ', '.join(names)))
+    for name in p['presumed_unreachable']:
+        if name not in names:
+            problems.append('presumed_unreachable names %s, which is not one of the nodes (%s)'
+                            % (name, ', '.join(names)))
+    if p['presumed_unreachable_timeout'] <= 0:
+        problems.append('presumed_unreachable_timeout must be more than 0 seconds')
     if p['catchup_timeout'] < 0:
         problems.append('catchup_timeout must not be negative')
     if p['liveness_window'] < 0:
@@ -449,7 +488,10 @@ class Failover(WholeClusterOperations):
         self.promoted = False
         self.io_stopped = []  # nodes whose IO thread this run stopped
         self.result = dict(changed=False, old_primary=None, new_primary=None, repointed=[], repoint_failed=[],
-                           excluded=[], lost_gtids='', candidate_position='', notes=[], killed_sessions=0)
+                           excluded=[], lost_gtids='', candidate_position='', notes=[], killed_sessions=0,
+                           unreachable=[])
+        for name in self.params['presumed_unreachable']:
+            self.by_name[name].connect_timeout = self.params['presumed_unreachable_timeout']
 
     # -- reading -------------------------------------------------------------
     def read_states(self, order=None, before=None):
@@ -579,12 +621,26 @@ class Failover(WholeClusterOperations):
                    if s['reachable'] and s['name'] != old_name and topology.source_is(s, old_state)]
         if not watched:
             return
-        first = dict((node.name, node.server.source_signs()) for node in watched)
-        deadline = monotonic() + window
-        heard = {}
-        while not heard and monotonic() < deadline:
+        # The first reading of each replica: the one taken right after its
+        # login (connect_all), while the login to the old primary still
+        # waited out its timeout, so that the window overlaps that wait; or
+        # one taken now. Each replica is listened to for the whole window
+        # from its first reading, and read at least once more.
+        first = {}
+        read_at = []
+        for node in watched:
+            if node.first_signs is not None:
+                read_at.append(node.first_signs[0])
+                first[node.name] = node.first_signs[1]
+            else:
+                read_at.append(monotonic())
+                first[node.name] = node.server.source_signs()
+        deadline = max(read_at) + window
+        while True:
             pause(min(0.25, max(0.0, deadline - monotonic())))
             heard = topology.heard_from(first, dict((node.name, node.server.source_signs()) for node in watched))
+            if heard or monotonic() >= deadline:
+                break
         self.result['heard_from_old_primary'] = heard
         if not heard:
             return
@@ -629,19 +685,23 @@ class Failover(WholeClusterOperations):
         """Stop the IO threads of the replicas ``names`` of the old
         primary (those running in ``before_by_name``), so that they neither
         receive nor acknowledge anything more from it."""
-        for name in names:
-            node = self.by_name[name]
-            state = before_by_name[name]
-            if not node.reachable or (state.get('io_thread') or 'No').lower() == 'no':
-                continue
-            try:
-                self.stop_io(node)
+        # At once: a replica whose IO thread waits on a hung primary takes
+        # seconds to stop (the server signals the thread again every 2 s).
+        nodes = [self.by_name[name] for name in names
+                 if self.by_name[name].reachable
+                 and (before_by_name[name].get('io_thread') or 'No').lower() != 'no']
+        raised = at_once(nodes, self.stop_io)
+        for node in nodes:
+            exc = raised[node.name]
+            if exc is None:
                 self.io_stopped.append(node)
-            except MySQLError as exc:
-                if not is_connection_error(exc):
-                    self.refuse('Refusing to fail over: stopping the IO thread of %s failed: %s'
-                                % (name, format_mysql_error(exc)))
-                node.lost(exc)
+                continue
+            if not isinstance(exc, MySQLError):
+                raise exc
+            if not is_connection_error(exc):
+                self.refuse('Refusing to fail over: stopping the IO thread of %s failed: %s'
+                            % (node.name, format_mysql_error(exc)))
+            node.lost(exc)
 
     def keep_excluded_stopped(self, repoint, candidate):
         """The replicas left out of the failover (not in ``repoint``) keep
@@ -675,8 +735,9 @@ class Failover(WholeClusterOperations):
     def run(self):
         p = self.params
         since = monotonic()
-        self.log_in()
+        self.log_in(signs=p['liveness_window'] > 0)
         before = self.read_states()
+        self.result['unreachable'] = [node.name for node in self.nodes if not node.reachable]
         since = self.timed('connect', since)
 
         plan = topology.plan_failover(before, primary=p['primary'], preferred=p['preferred_candidate'],

@@ -978,6 +978,120 @@ def test_a_dead_primary_is_heard_by_nobody(env):
     assert result['new_primary'] in ('server2', 'server3')
 
 
+def slow_old_primary_login(monkeypatch, cluster, seconds, name='server1'):
+    """The login to ``name`` fails after ``seconds`` on the fake clock, and
+    only once the other nodes have logged in and taken their first
+    reading (as a login that waits out its timeout does)."""
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql_cluster
+    real_connect = mysql_cluster.ClusterNode.connect
+    others_read = threading.Event()
+    readings = []
+    real_signs = mysql_cluster.MySQLServer.source_signs
+
+    def source_signs(server):
+        signs = real_signs(server)
+        readings.append(server)
+        if len(readings) >= len(cluster.nodes()) - 1:
+            others_read.set()
+        return signs
+
+    def connect(node, params):
+        if node.name != name:
+            return real_connect(node, params)
+        assert others_read.wait(10), 'the other nodes were not read while this login waited'
+        cluster.clock.now += seconds
+        return real_connect(node, params)
+
+    monkeypatch.setattr(mysql_cluster.MySQLServer, 'source_signs', source_signs)
+    monkeypatch.setattr(mysql_cluster.ClusterNode, 'connect', connect)
+
+
+def test_the_liveness_window_runs_while_the_old_primary_login_waits(env, monkeypatch):
+    # the replicas are first read as they log in; a 2 s login to the dead
+    # old primary leaves 0.5 s of the 2.5 s window to listen
+    cluster = env.cluster
+    cluster.down('server1')
+    slow_old_primary_login(monkeypatch, cluster, 2.0)
+    result = ok(env.run(primary='server1', liveness_window=2.5))
+    assert result['heard_from_old_primary'] == {}
+    assert result['phases']['listen'] == pytest.approx(0.5, abs=0.01)
+    assert result['new_primary'] in ('server2', 'server3')
+
+
+def test_a_login_slower_than_the_window_still_listens_once_more(env, monkeypatch):
+    # the window is over by the time the old primary's login gave up: the
+    # replicas are read once more, and a primary they still hear is not
+    # failed over
+    cluster = live_primary_cluster(env)
+    slow_old_primary_login(monkeypatch, cluster, 5.0)
+    result = failed(env.run(primary='server1', liveness_window=2.5), 'alive for its replicas', 'Nothing was changed')
+    assert result['phases']['listen'] == pytest.approx(0.0, abs=0.01)
+    assert cluster.changes() == []
+
+
+def test_the_io_threads_are_stopped_at_once(env, monkeypatch):
+    # each STOP SLAVE IO_THREAD waits for a replica whose IO thread hangs on
+    # the old primary; the two wait together, not one after the other
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql_cluster
+    cluster = env.cluster
+    cluster.down('server1')
+    both = threading.Barrier(2, timeout=10)
+    real_stop = mysql_cluster.WholeClusterOperations.stop_io
+
+    def stop_io(operation, node):
+        both.wait()  # breaks (and fails the run) unless both stop at once
+        return real_stop(operation, node)
+
+    monkeypatch.setattr(mysql_cluster.WholeClusterOperations, 'stop_io', stop_io)
+    result = ok(env.run(primary='server1'))
+    assert not both.broken
+    assert result['new_primary'] in ('server2', 'server3')
+
+
+def test_a_node_presumed_unreachable_gets_a_short_login(env, monkeypatch):
+    cluster = env.cluster
+    cluster.down('server1')
+    timeouts = {}
+    real_connect = cluster.net.connect
+
+    def connect(**kwargs):
+        timeouts[kwargs['host']] = kwargs['connect_timeout']
+        return real_connect(**kwargs)
+
+    monkeypatch.setattr(mysql_failover_connection().pymysql, 'connect', connect)
+    plan = ok(env.run(check_mode=True, primary='server1', connect_timeout=2))
+    assert plan['unreachable'] == ['server1']
+    assert set(timeouts.values()) == {2}
+    timeouts.clear()
+    result = ok(env.run(primary='server1', connect_timeout=2, presumed_unreachable=plan['unreachable']))
+    hosts = dict((n['name'], n['host']) for n in cluster.nodes())
+    assert timeouts[hosts['server1']] == 0.5
+    assert timeouts[hosts['server2']] == 2 and timeouts[hosts['server3']] == 2
+    assert result['unreachable'] == ['server1'] and result['new_primary'] in ('server2', 'server3')
+
+
+def mysql_failover_connection():
+    from ansible_collections.distweb.infra.plugins.module_utils import mysql_connection
+    return mysql_connection
+
+
+def test_a_node_presumed_unreachable_that_answers_is_fenced(env):
+    # back in time for the short login: it is read and fenced as usual
+    cluster = env.cluster
+    result = ok(env.run(primary='server1', presumed_unreachable=['server1']))
+    assert result['unreachable'] == []
+    assert cluster['server1'].read_only is True
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(presumed_unreachable=['server9']), 'presumed_unreachable names server9, which is not one of the nodes'),
+    (dict(presumed_unreachable_timeout=0), 'presumed_unreachable_timeout must be more than 0 seconds'),
+])
+def test_bad_presumed_unreachable_options_are_refused(env, overrides, message):
+    failed(env.run(**overrides), message)
+    assert env.cluster.changes() == []
+
+
 def test_a_negative_liveness_window_is_refused(env):
     failed(env.run(liveness_window=-1), 'liveness_window must not be negative')
     assert env.cluster.changes() == []
