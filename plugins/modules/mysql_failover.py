@@ -137,7 +137,7 @@ options:
     default: 2.5
   presumed_unreachable:
     description:
-      - Nodes found unreachable moments ago (by the plan, RV(unreachable)).
+      - Nodes found unreachable moments ago (by the plan, RV(unreachable_nodes)).
         Their login gets O(presumed_unreachable_timeout) instead of
         O(connect_timeout), so that a dead or hung old primary does not cost
         the whole timeout a second time. One that came back still answers in
@@ -266,7 +266,7 @@ new_primary:
   returned: always
   type: str
   sample: server2
-unreachable:
+unreachable_nodes:
   description:
     - Names of the nodes that could not be logged in to (or stopped
       answering while they were first read).
@@ -489,7 +489,7 @@ class Failover(WholeClusterOperations):
         self.io_stopped = []  # nodes whose IO thread this run stopped
         self.result = dict(changed=False, old_primary=None, new_primary=None, repointed=[], repoint_failed=[],
                            excluded=[], lost_gtids='', candidate_position='', notes=[], killed_sessions=0,
-                           unreachable=[])
+                           unreachable_nodes=[])
         for name in self.params['presumed_unreachable']:
             self.by_name[name].connect_timeout = self.params['presumed_unreachable_timeout']
 
@@ -737,7 +737,7 @@ class Failover(WholeClusterOperations):
         since = monotonic()
         self.log_in(signs=p['liveness_window'] > 0)
         before = self.read_states()
-        self.result['unreachable'] = [node.name for node in self.nodes if not node.reachable]
+        self.result['unreachable_nodes'] = [node.name for node in self.nodes if not node.reachable]
         since = self.timed('connect', since)
 
         plan = topology.plan_failover(before, primary=p['primary'], preferred=p['preferred_candidate'],

@@ -522,6 +522,19 @@ def module_exit(monkeypatch):
     return AnsibleExitJson, AnsibleFailJson
 
 
+# Keys of a module's result that Ansible's executor reads as the task's fate
+# (a truthy "unreachable" marks the host unreachable, "skipped" the task
+# skipped), whatever the module meant by them.
+RESERVED_RESULT_KEYS = ('unreachable', 'skipped')
+
+
+def reserved_keys_absent(result):
+    """``result``, after checking that it holds none of RESERVED_RESULT_KEYS."""
+    clash = [key for key in RESERVED_RESULT_KEYS if key in result]
+    assert not clash, 'the result has %s, which Ansible reads as the task\'s fate' % ', '.join(clash)
+    return result
+
+
 @pytest.fixture
 def run_main(module_exit):
     """run_main(main, args, check_mode=False, diff=False) -> result dict
@@ -538,10 +551,8 @@ def run_main(module_exit):
         with patch_module_args(args):
             try:
                 main()
-            except exit_exc as exc:
-                return exc.args[0]
-            except fail_exc as exc:
-                return exc.args[0]
+            except (exit_exc, fail_exc) as exc:
+                return reserved_keys_absent(exc.args[0])
         raise AssertionError('the module returned without exit_json or fail_json')
 
     return run

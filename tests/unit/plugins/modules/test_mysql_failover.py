@@ -1060,14 +1060,14 @@ def test_a_node_presumed_unreachable_gets_a_short_login(env, monkeypatch):
 
     monkeypatch.setattr(mysql_failover_connection().pymysql, 'connect', connect)
     plan = ok(env.run(check_mode=True, primary='server1', connect_timeout=2))
-    assert plan['unreachable'] == ['server1']
+    assert plan['unreachable_nodes'] == ['server1']
     assert set(timeouts.values()) == {2}
     timeouts.clear()
-    result = ok(env.run(primary='server1', connect_timeout=2, presumed_unreachable=plan['unreachable']))
+    result = ok(env.run(primary='server1', connect_timeout=2, presumed_unreachable=plan['unreachable_nodes']))
     hosts = dict((n['name'], n['host']) for n in cluster.nodes())
     assert timeouts[hosts['server1']] == 0.5
     assert timeouts[hosts['server2']] == 2 and timeouts[hosts['server3']] == 2
-    assert result['unreachable'] == ['server1'] and result['new_primary'] in ('server2', 'server3')
+    assert result['unreachable_nodes'] == ['server1'] and result['new_primary'] in ('server2', 'server3')
 
 
 def mysql_failover_connection():
@@ -1079,7 +1079,7 @@ def test_a_node_presumed_unreachable_that_answers_is_fenced(env):
     # back in time for the short login: it is read and fenced as usual
     cluster = env.cluster
     result = ok(env.run(primary='server1', presumed_unreachable=['server1']))
-    assert result['unreachable'] == []
+    assert result['unreachable_nodes'] == []
     assert cluster['server1'].read_only is True
 
 
