@@ -60,7 +60,8 @@ def main():
     else:
         answer = answers.get(mode, {'changed': False, 'msg': 'no answer for this call'})
     with open(os.environ['DISTWEB_STUB_LOG'], 'a') as f:
-        kept = dict((k, module.params.get(k)) for k in ('liveness_window', 'target') if k in module.params)
+        kept = dict((k, module.params.get(k)) for k in ('liveness_window', 'target', 'presumed_unreachable')
+                    if k in module.params)
         f.write(json.dumps(dict(module=NAME, mode=mode, **kept)) + '\\n')
     answer = dict(answer)
     if answer.pop('failed', False):
@@ -71,7 +72,7 @@ if __name__ == '__main__':
 '''
 
 PLAN = {'changed': True, 'old_primary': 's1', 'new_primary': 's2', 'msg': 'Would promote s2 (old primary s1)',
-        'plan': ['fence s1', 'promote s2']}
+        'plan': ['fence s1', 'promote s2'], 'unreachable_nodes': ['s1']}
 PROMOTED = {'changed': True, 'old_primary': 's1', 'new_primary': 's2', 'msg': 'Promoted s2', 'plan': []}
 NOTHING_TO_DO = {'changed': False, 'old_primary': 's1', 'new_primary': 's2', 'msg': 's2 is the primary already'}
 
@@ -181,8 +182,16 @@ def unreachable_required(s):
 
 
 def unreachable_lossless(s):
-    # a window shorter than any fence: the failover listens again
-    s.run('failover', '-e', 'mysql_cluster_liveness_window=0.001')
+    # a window shorter than any fence (over two heartbeats of 0.4 ms): the
+    # failover listens again
+    s.run('failover', '-e', json.dumps(dict(mysql_cluster_liveness_window=0.001,
+                                            mysql_cluster_replication_heartbeat_period=0.0004)))
+
+
+def short_window(s):
+    # a window that a live primary's heartbeats may not fill
+    s.run('failover', '-e', json.dumps(dict(mysql_cluster_liveness_window=0.6,
+                                            mysql_cluster_replication_heartbeat_period=0.5)))
 
 
 def check_mode(s):
@@ -206,6 +215,7 @@ SCENARIOS = {
     'unreachable_lossless': (unreachable_lossless, dict(mysql_failover={'check': PLAN, 'real': PROMOTED}),
                              dict(unreachable_router=True)),
     'check_mode': (check_mode, dict(mysql_failover={'check': PLAN}), {}),
+    'short_window': (short_window, dict(mysql_failover={'check': PLAN, 'real': PROMOTED}), {}),
     'rejoin': (rejoin, dict(
         # s1 woke up writable next to s2; s2 is the one its replicas follow
         mysql_replication_info={'127.0.0.11': dict(read_only=False, replicas=[]),
@@ -269,6 +279,8 @@ def test_the_old_primary_is_fenced_on_every_router_before_the_failover(scenarios
     assert 'Fenced s1 (maint, sessions shut down) at the database routers of: r1, r2; not fenced: none' in first['out']
     # the plan listened less than a window before: the failover does not listen again
     assert [str(c['liveness_window']) for c in calls(first)] == ['600', '0']
+    # and gives the node the plan could not reach a short login
+    assert [c.get('presumed_unreachable') for c in calls(first)] == [None, ['s1']]
 
 
 def test_a_second_failover_touches_no_router(scenarios):
@@ -346,3 +358,11 @@ def test_a_switchover_makes_its_target_ready_first_and_switches_to_it(scenarios)
     assert s.admin('r1', 's2') == 0
     assert run['changes'] == {'r1': ['set server mysql_primary/s2 state ready'], 'r2': []}
     assert 's2 is ready in the database routers of: r1, r2' in run['out']
+
+
+def test_a_liveness_window_under_two_heartbeats_stops_before_anything(scenarios):
+    s = scenarios['short_window']
+    run = s.runs[0]
+    assert run['rc'] != 0
+    assert calls(run) == [] and run['changes'] == {'r1': [], 'r2': []}
+    assert 'mysql_cluster_liveness_window (0.6 s) must be at least two heartbeat periods' in run['out']
