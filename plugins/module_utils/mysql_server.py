@@ -503,6 +503,16 @@ class MySQLServer(object):
         row = self.query_one(self.dialect.connection_id_sql) or {}
         return _to_int(list(row.values())[0]) if row else None
 
+    def replica_io_threads(self):
+        """Connection ids of this replica's IO (receiver) threads."""
+        ids = []
+        for row in self.query(self.dialect.replica_io_threads_sql):
+            lower = dict((str(k).lower(), v) for k, v in row.items())
+            thread_id = _to_int(lower.get('id'))
+            if thread_id is not None:
+                ids.append(thread_id)
+        return ids
+
     def client_sessions(self):
         """Sessions of clients (``{id, user, host, command}``): every thread
         of SHOW PROCESSLIST except this connection, the server's own threads

@@ -691,10 +691,12 @@ class Failover(WholeClusterOperations):
                  if self.by_name[name].reachable
                  and (before_by_name[name].get('io_thread') or 'No').lower() != 'no']
         raised = at_once(nodes, self.stop_io)
+        # every thread stopped is known (and put back by a refusal) before
+        # any failure is acted on
+        self.io_stopped.extend(node for node in nodes if raised[node.name] is None)
         for node in nodes:
             exc = raised[node.name]
             if exc is None:
-                self.io_stopped.append(node)
                 continue
             if not isinstance(exc, MySQLError):
                 raise exc

@@ -774,6 +774,10 @@ CLUSTER_UUIDS = {
 
 _READ_ONLY_RE = re.compile(r'(?i)^SET GLOBAL (super_read_only|read_only) = ([01])$')
 _KILL_RE = re.compile(r'(?i)^KILL CONNECTION (\d+)$')
+_IO_THREADS_RE = re.compile(r"(?i)^SELECT (?:ID|PROCESSLIST_ID) AS id FROM "
+                            r"(?:information_schema\.PROCESSLIST WHERE COMMAND = 'Slave_IO'|performance_schema\.threads )")
+# the connection id of a fake replica's IO thread
+IO_THREAD_ID = 900
 _SEMI_SOURCE_RE = re.compile(r'(?i)^SET GLOBAL (rpl_semi_sync_(?:master|source)_enabled) = (ON|OFF|1|0)$')
 
 # MariaDB error numbers the fake produces
@@ -881,6 +885,7 @@ class FakeClusterServer(FakeInfoServer):
              'Time': 0, 'State': 'starting', 'Info': 'SHOW PROCESSLIST'},
         ]
         self.killed = []
+        self.io_killed = 0  # kills of the IO thread's connection
         self.session_vars = {}
         # (regex, callable(server, sql)) run after a matching statement
         self.after = []
@@ -1304,6 +1309,7 @@ class FakeClusterServer(FakeInfoServer):
         if upper.startswith('SHOW GLOBAL STATUS'):
             self.refresh_semi_sync()
         mine = (_READ_ONLY_RE.match(text) or _KILL_RE.match(text) or _SEMI_SOURCE_RE.match(text)
+                or _IO_THREADS_RE.match(text)
                 or upper.startswith('SET SESSION ')
                 or upper in ('SHOW PROCESSLIST', 'SELECT CONNECTION_ID() AS ID', 'STOP SLAVE IO_THREAD',
                              'START SLAVE IO_THREAD', 'STOP REPLICA IO_THREAD', 'START REPLICA IO_THREAD')
@@ -1351,7 +1357,17 @@ class FakeClusterServer(FakeInfoServer):
             else:
                 self.read_only = value
             return []
+        if _IO_THREADS_RE.match(text):
+            assert ('information_schema' in text) == self.mariadb, text
+            running = bool(self.status) and self.status.get(self.io_col) == 'Yes'
+            return [{'id': IO_THREAD_ID}] if running else []
         match = _KILL_RE.match(text)
+        if match and int(match.group(1)) == IO_THREAD_ID:
+            if not (self.status and self.status.get(self.io_col) == 'Yes'):
+                raise pymysql.err.InternalError(1094, 'Unknown thread id: %d' % IO_THREAD_ID)
+            # the IO thread's connection is cut: it reconnects (still running)
+            self.io_killed += 1
+            return []
         if match:
             thread_id = int(match.group(1))
             rows = [row for row in self.processlist if row['Id'] == thread_id]

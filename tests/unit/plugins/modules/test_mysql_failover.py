@@ -1092,6 +1092,49 @@ def test_bad_presumed_unreachable_options_are_refused(env, overrides, message):
     assert env.cluster.changes() == []
 
 
+def hung(cluster, name='server1'):
+    """The node hangs: logins to it time out, and its replicas' IO threads
+    stay connected (``Yes``) but hear nothing more from it."""
+    cut_from_control_node(cluster, name)
+    cluster[name].alive = False
+
+
+@pytest.mark.parametrize('flavor', ['mariadb', 'mysql'])
+def test_each_io_thread_connection_is_killed_before_its_stop(env, flavor):
+    # a thread waiting for a hung source ignores STOP for seconds; KILL of
+    # its connection wakes it at once
+    cluster = env.setup(flavor)
+    hung(cluster)
+    stop = 'STOP SLAVE IO_THREAD' if flavor == 'mariadb' else 'STOP REPLICA IO_THREAD'
+    result = ok(env.run(primary='server1'))
+    for name in ('server2', 'server3'):
+        order(cluster, (name, r'^KILL CONNECTION 900$'), (name, '^%s$' % stop))
+        assert cluster[name].io_killed == 1
+    assert result['new_primary'] in ('server2', 'server3')
+
+
+def test_an_io_thread_gone_before_its_kill_is_no_error(env):
+    cluster = env.cluster
+    hung(cluster)
+    cluster['server2'].errors[r'^KILL CONNECTION 900$'] = pymysql.err.InternalError(1094, 'Unknown thread id: 900')
+    result = ok(env.run(primary='server1'))
+    assert cluster.index('server2', r'^STOP SLAVE IO_THREAD$') is not None
+    assert result['new_primary'] in ('server2', 'server3')
+
+
+def test_a_refused_kill_of_an_io_thread_refuses_the_failover(env):
+    cluster = env.cluster
+    hung(cluster)
+    cluster['server2'].errors[r'^KILL CONNECTION 900$'] = pymysql.err.OperationalError(
+        1095, 'You are not owner of thread 900')
+    result = failed(env.run(primary='server1'), 'Refusing to fail over: stopping the IO thread of server2 failed',
+                    'not owner of thread 900')
+    # server3's IO thread (stopped at the same time) is started again
+    order(cluster, ('server3', r'^STOP SLAVE IO_THREAD$'), ('server3', r'^START SLAVE IO_THREAD$'))
+    assert 'Put back: the IO threads of server3 were started again' in result['msg']
+    assert result['new_primary'] is None
+
+
 def test_a_negative_liveness_window_is_refused(env):
     failed(env.run(liveness_window=-1), 'liveness_window must not be negative')
     assert env.cluster.changes() == []
