@@ -162,8 +162,9 @@ class Scenario(object):
 
 
 def failover_twice(s):
-    # a window far longer than the fence takes: the plan's listen is fresh
-    s.run('failover', '-e', 'mysql_cluster_liveness_window=600')
+    # a listen that stays good far longer than the fence takes: the plan's
+    # listen is fresh
+    s.run('failover', '-e', 'mysql_cluster_liveness_max_age=600')
     s.run('failover', mysql_failover={'check': NOTHING_TO_DO})
 
 
@@ -182,10 +183,8 @@ def unreachable_required(s):
 
 
 def unreachable_lossless(s):
-    # a window shorter than any fence (over two heartbeats of 0.4 ms): the
-    # failover listens again
-    s.run('failover', '-e', json.dumps(dict(mysql_cluster_liveness_window=0.001,
-                                            mysql_cluster_replication_heartbeat_period=0.0004)))
+    # a listen good for less than any fence takes: the failover listens again
+    s.run('failover', '-e', 'mysql_cluster_liveness_max_age=0.001')
 
 
 def short_window(s):
@@ -278,7 +277,7 @@ def test_the_old_primary_is_fenced_on_every_router_before_the_failover(scenarios
         assert s.admin(router, 's1') == FMAINT and s.admin(router, 's2') == 0
     assert 'Fenced s1 (maint, sessions shut down) at the database routers of: r1, r2; not fenced: none' in first['out']
     # the plan listened less than a window before: the failover does not listen again
-    assert [str(c['liveness_window']) for c in calls(first)] == ['600', '0']
+    assert [str(c['liveness_window']) for c in calls(first)] == ['1.2', '0']
     # and gives the node the plan could not reach a short login
     assert [c.get('presumed_unreachable') for c in calls(first)] == [None, ['s1']]
 
@@ -328,7 +327,7 @@ def test_with_lossless_semi_sync_it_goes_on_naming_the_unreachable_router(scenar
     assert s.admin('r1', 's1') == FMAINT and s.admin('r2', 's1') == FMAINT
     assert 'not fenced: r3' in run['out'] and 'WARNING: the database routers of r3 could not be fenced' in run['out']
     # the fence took longer than the window: the failover listens again
-    assert [str(c['liveness_window']) for c in calls(run)] == ['0.001', '0.001']
+    assert [str(c['liveness_window']) for c in calls(run)] == ['1.2', '1.2']
 
 
 def test_check_mode_changes_no_router_and_says_which_it_would_fence(scenarios):
