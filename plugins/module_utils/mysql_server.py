@@ -504,14 +504,14 @@ class MySQLServer(object):
         return _to_int(list(row.values())[0]) if row else None
 
     def replica_io_threads(self):
-        """Connection ids of this replica's IO (receiver) threads."""
-        ids = []
+        """{connection id: state} of this replica's IO (receiver) threads."""
+        threads = {}
         for row in self.query(self.dialect.replica_io_threads_sql):
             lower = dict((str(k).lower(), v) for k, v in row.items())
             thread_id = _to_int(lower.get('id'))
             if thread_id is not None:
-                ids.append(thread_id)
-        return ids
+                threads[thread_id] = _text(lower.get('state')) or ''
+        return threads
 
     def client_sessions(self):
         """Sessions of clients (``{id, user, host, command}``): every thread
