@@ -19,8 +19,10 @@ description:
     (1) fence the old primary if it can be reached: C(SET GLOBAL read_only=1)
     (MySQL C(super_read_only=1)), then kill its client sessions (not the
     replication threads serving the replicas);
-    (2) stop the IO threads of its replicas (C(STOP SLAVE IO_THREAD) /
-    C(STOP REPLICA IO_THREAD)), so that the received positions stop moving;
+    (2) stop the IO threads of its replicas, all at once (C(STOP SLAVE IO_THREAD) /
+    C(STOP REPLICA IO_THREAD), each once C(KILL) has closed its connection to the
+    old primary: a thread waiting on a hung source otherwise takes 2 s to stop),
+    so that the received positions stop moving;
     (3) collect every node's GTID positions and replication state;
     (4) decide (see below), and refuse by failing without promoting anything;
     (5) wait on the chosen replica with C(MASTER_GTID_WAIT)
@@ -386,7 +388,8 @@ plan:
   elements: str
   sample:
     - "fence server1: SET GLOBAL read_only = 1, then kill its client sessions"
-    - "stop the IO threads of server2, server3: STOP SLAVE IO_THREAD"
+    - "stop the IO threads of server2, server3: STOP SLAVE IO_THREAD, each once KILL has closed its connection to
+      server1"
     - "wait up to 30 s until server2 has applied 0-1-1042 (MASTER_GTID_WAIT)"
     - "promote server2: STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0"
     - "re-point server3 to server2:3306: STOP SLAVE; CHANGE MASTER TO MASTER_HOST='server2', ...; START SLAVE"
@@ -523,8 +526,8 @@ class Failover(WholeClusterOperations):
             text.append('the old primary %s is unreachable: it cannot be fenced' % old.name)
         stop = [name for name in plan['stop_io'] if self.by_name[name].reachable]
         if stop:
-            text.append('stop the IO threads of %s: %s' % (', '.join(stop),
-                                                           self.by_name[stop[0]].dialect.stop_replica_io_sql))
+            text.append('stop the IO threads of %s: %s, each once KILL has closed its connection to %s'
+                        % (', '.join(stop), self.by_name[stop[0]].dialect.stop_replica_io_sql, old.name))
         text.append('collect the GTID positions and replication state of every reachable node')
         candidate = self.by_name[plan['candidate']]
         dialect = candidate.dialect
