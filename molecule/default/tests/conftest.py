@@ -6,11 +6,12 @@ import pathlib
 import re
 import subprocess
 import sys
+import time
 
 import testinfra
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "resources"))
-from labclient import INVENTORY, LAB, SITE, haproxy_servers, recap, session, slave_status  # noqa: E402 (after the path is set)
+from labclient import INVENTORY, LAB, SITE, haproxy_servers, recap, session, slave_status, wait_for  # noqa: E402 (after the path is set)
 
 # test_replication.py adds server4 through this file and removes it when
 # done; a run killed half-way leaves it in Molecule's inventory, which
@@ -70,6 +71,23 @@ def at_full_weight(name):
     """The server is UP on lb1 and out of its slow start (no throttle)."""
     row = haproxy_servers("lb1").get(name, {})
     return row.get("status") == "UP" and row.get("throttle", "") == ""
+
+
+# haproxy_slowstart, in seconds, as the role's defaults set it for the lab
+SLOWSTART = int(re.search(r"^haproxy_slowstart:\s*(\d+)s\s*$",
+                          (pathlib.Path(__file__).resolve().parents[3] / "roles/haproxy/defaults/main.yml").read_text(),
+                          re.M).group(1))
+
+
+def back_at_full_weight(name):
+    """Wait until the server is UP on lb1 again, then until its slow start
+    is surely over. HAProxy can list a server that has just come UP with no
+    throttle before its slow start begins (a CI run read that and then saw
+    it take 4 of 30 requests), so the whole slow start is waited out after
+    the first UP reading, and the throttle checked after it."""
+    wait_for(lambda: haproxy_servers("lb1").get(name, {}).get("status") == "UP", what=f"{name} UP again")
+    time.sleep(SLOWSTART + 1)
+    wait_for(lambda: at_full_weight(name), what=f"{name} at full weight")
 
 
 def changed_per_host(output):

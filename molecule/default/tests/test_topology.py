@@ -15,6 +15,7 @@ from conftest import (
     SERVERS,
     assert_replicates_over_verified_tls,
     at_full_weight,
+    back_at_full_weight,
     get,
     haproxy_server_states,
     lab_host,
@@ -64,7 +65,7 @@ def test_a_stopped_nginx_loses_no_request_and_gets_its_share_back():
     finally:
         victim.run_expect([0], "systemctl start nginx")
     # Back, then out of its slow start (haproxy_slowstart) at full weight.
-    wait_for(lambda: at_full_weight("server2"), what="server2 UP again at full weight")
+    back_at_full_weight("server2")
     statuses, counts = served_by(30)
     assert statuses == [200] * 30
     assert counts == {name: 10 for name in SERVERS}
