@@ -15,6 +15,7 @@ import yaml
 
 from ansible_collections.distweb.infra.plugins.doc_fragments import mysql_cluster
 
+from ansible_collections.distweb.infra.plugins.module_utils import mysql_connection
 from ansible_collections.distweb.infra.plugins.modules import mysql_failover
 from ansible_collections.distweb.infra.tests.unit.plugins.results import failed, ok
 
@@ -1058,7 +1059,7 @@ def test_a_node_presumed_unreachable_gets_a_short_login(env, monkeypatch):
         timeouts[kwargs['host']] = kwargs['connect_timeout']
         return real_connect(**kwargs)
 
-    monkeypatch.setattr(mysql_failover_connection().pymysql, 'connect', connect)
+    monkeypatch.setattr(mysql_connection.pymysql, 'connect', connect)
     plan = ok(env.run(check_mode=True, primary='server1', connect_timeout=2))
     assert plan['unreachable_nodes'] == ['server1']
     assert set(timeouts.values()) == {2}
@@ -1068,11 +1069,6 @@ def test_a_node_presumed_unreachable_gets_a_short_login(env, monkeypatch):
     assert timeouts[hosts['server1']] == 0.5
     assert timeouts[hosts['server2']] == 2 and timeouts[hosts['server3']] == 2
     assert result['unreachable_nodes'] == ['server1'] and result['new_primary'] in ('server2', 'server3')
-
-
-def mysql_failover_connection():
-    from ansible_collections.distweb.infra.plugins.module_utils import mysql_connection
-    return mysql_connection
 
 
 def test_a_node_presumed_unreachable_that_answers_is_fenced(env):
