@@ -153,6 +153,23 @@ options:
         the server's greeting included.
     type: float
     default: 0.5
+  routers_fenced:
+    description:
+      - Whether the caller has already taken the old primary out of the
+        application's database routers (or there are none).
+      - V(false), the routers are to fence it afterwards. Then fail over in this
+        run only when nothing a router may still send the old primary can be
+        acknowledged, that is when it cannot be reached from here and the
+        cluster's settings prove lossless semi-sync (RV(semi_sync) from
+        V(settings)). Such a primary acknowledges no commit once its
+        replicas' IO threads are stopped, which step (2) does before the
+        promotion. Otherwise change nothing and return
+        RV(routers_fence_first=true) with the plan, for the caller to fence
+        the routers and run the module again. This spares a dead or hung
+        primary a second run, and keeps the routers' fence out of the write
+        outage.
+    type: bool
+    default: true
   catchup_timeout:
     description:
       - Seconds to wait for the chosen replica to apply what it received
@@ -201,7 +218,8 @@ notes:
     (wrong password, missing grant, too many connections) fails the module
     before anything changes, as it is up and could still take writes.
   - Moving the application's writes to the new primary (the local DB routers)
-    is not done here.
+    is not done here; O(routers_fenced) says whether that may follow the
+    promotion.
 seealso:
   - module: distweb.infra.mysql_switchover
   - module: distweb.infra.mysql_rejoin
@@ -268,6 +286,23 @@ new_primary:
   returned: always
   type: str
   sample: server2
+promoted:
+  description:
+    - Whether this run promoted a node (also in a failure after the
+      promotion, when nothing is undone).
+  returned: always
+  type: bool
+  sample: true
+routers_fence_first:
+  description:
+    - With O(routers_fenced=false), whether the database routers must fence
+      the old primary before a failover (it can be reached, or lossless
+      semi-sync does not stand for it); then nothing was changed and the
+      module is to be run again once they have. With V(false) the routers may
+      fence it after the promotion (in check mode, would).
+  returned: when O(routers_fenced=false) and there is a failover to do
+  type: bool
+  sample: false
 unreachable_nodes:
   description:
     - Names of the nodes that could not be logged in to (or stopped
@@ -453,6 +488,7 @@ def argument_spec():
         liveness_window=dict(type='float', default=2.5),
         presumed_unreachable=dict(type='list', elements='str', default=[]),
         presumed_unreachable_timeout=dict(type='float', default=0.5),
+        routers_fenced=dict(type='bool', default=True),
         catchup_timeout=dict(type='int', default=30),
         kill_client_sessions=dict(type='bool', default=True),
     )
@@ -495,6 +531,10 @@ class Failover(WholeClusterOperations):
                            unreachable_nodes=[])
         for name in self.params['presumed_unreachable']:
             self.by_name[name].connect_timeout = self.params['presumed_unreachable_timeout']
+
+    def finish(self, **kwargs):
+        self.result['promoted'] = self.promoted
+        return super(Failover, self).finish(**kwargs)
 
     # -- reading -------------------------------------------------------------
     def read_states(self, order=None, before=None):
@@ -549,6 +589,11 @@ class Failover(WholeClusterOperations):
                             'old primary (%s)' % (entry['name'], entry['reason']))
             else:
                 text.append('leave %s as it is: %s' % (entry['name'], entry['reason']))
+        if not self.params['routers_fenced']:
+            why = self.routers_fence_first(plan)
+            text.append('the database routers fence %s %s' % (
+                old.name, 'before the promotion: %s' % why if why else
+                'after the promotion: it acknowledges nothing once its replicas\' IO threads are stopped'))
         if old.reachable:
             text.append('%s stays read-only; bring it back with distweb.infra.mysql_rejoin' % old.name)
         if not settled:
@@ -659,6 +704,20 @@ class Failover(WholeClusterOperations):
                   'allow_live_primary. Nothing was changed.' % (old_name, old.error, what),
                   heard_from_old_primary=heard)
 
+    def routers_fence_first(self, plan):
+        """Why the database routers must fence the old primary of ``plan``
+        before the promotion, or None when they may do it after: it cannot
+        be reached, and lossless semi-sync by the settings stands for it, so
+        it acknowledges nothing once its replicas' IO threads are stopped
+        (step 2), whichever router sends it a write."""
+        old = self.by_name[plan['old_primary']]
+        semi = plan['semi_sync'] or {}
+        if old.reachable:
+            return 'it answers here, and may acknowledge writes until it is fenced'
+        if not (semi.get('active') and semi.get('source') == 'settings'):
+            return 'lossless semi-sync does not stand for it: %s' % (semi.get('reason') or 'not known')
+        return None
+
     # -- the steps -----------------------------------------------------------
     def fence_old_primary(self, old, state):
         """Make a reachable old primary (``state``: as read before) refuse
@@ -756,14 +815,22 @@ class Failover(WholeClusterOperations):
                       semi_sync=plan['semi_sync'])
         self.listen(plan['old_primary'], before)
         since = self.timed('listen', since)
+        fence_first = None
+        if not p['routers_fenced']:
+            fence_first = self.routers_fence_first(plan)
+            self.result['routers_fence_first'] = fence_first is not None
         self.plan_text = self.describe(plan, before, settled=False)
-        if self.module.check_mode:
+        if self.module.check_mode or fence_first:
             since = self.timed('decide', since)
-            return self.finish(changed=True, new_primary=plan['candidate'], repointed=plan['repoint'],
-                               candidate_position=plan['wait_position'], semi_sync=plan['semi_sync'],
-                               msg='Would promote %s (old primary %s)%s' % (
-                                   plan['candidate'], plan['old_primary'],
-                                   '; would re-point %s' % ', '.join(plan['repoint']) if plan['repoint'] else ''))
+            msg = 'Would promote %s (old primary %s)%s' % (
+                plan['candidate'], plan['old_primary'],
+                '; would re-point %s' % ', '.join(plan['repoint']) if plan['repoint'] else '')
+            if fence_first and not self.module.check_mode:
+                msg += ', once the database routers have fenced %s (%s). Nothing was changed' % (
+                    plan['old_primary'], fence_first)
+            return self.finish(changed=self.module.check_mode, new_primary=plan['candidate'],
+                               repointed=plan['repoint'], candidate_position=plan['wait_position'],
+                               semi_sync=plan['semi_sync'], msg=msg)
 
         old = self.by_name[plan['old_primary']]
         before_by_name = dict((s['name'], s) for s in before)
@@ -792,6 +859,10 @@ class Failover(WholeClusterOperations):
         since = self.timed('decide', since)
         if plan['action'] != topology.FAILOVER:
             self.refuse('Refusing to fail over: %s' % plan['reason'])
+        fence_first = None if p['routers_fenced'] else self.routers_fence_first(plan)
+        if fence_first:
+            self.refuse('Refusing to fail over before the database routers have fenced %s: %s, which the first '
+                        'reading did not show. Run it again' % (old.name, fence_first))
         self.plan_text = self.describe(plan, after, settled=True)
         candidate = self.by_name[plan['candidate']]
         self.result.update(candidate_position=plan['wait_position'])

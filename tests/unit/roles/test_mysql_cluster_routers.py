@@ -58,9 +58,12 @@ def main():
     if NAME == 'mysql_replication_info':
         answer = answers.get(module.params['login_host'], {})
     else:
-        answer = answers.get(mode, {'changed': False, 'msg': 'no answer for this call'})
+        # a failover's first run (routers_fenced false) may have its own answer
+        first = '_first' if module.params.get('routers_fenced') is False else ''
+        answer = answers.get(mode + first, answers.get(mode, {'changed': False, 'msg': 'no answer for this call'}))
     with open(os.environ['DISTWEB_STUB_LOG'], 'a') as f:
-        kept = dict((k, module.params.get(k)) for k in ('liveness_window', 'target', 'presumed_unreachable')
+        kept = dict((k, module.params.get(k)) for k in ('liveness_window', 'target', 'presumed_unreachable',
+                                                       'routers_fenced')
                     if k in module.params)
         f.write(json.dumps(dict(module=NAME, mode=mode, **kept)) + '\\n')
     answer = dict(answer)
@@ -74,6 +77,14 @@ if __name__ == '__main__':
 PLAN = {'changed': True, 'old_primary': 's1', 'new_primary': 's2', 'msg': 'Would promote s2 (old primary s1)',
         'plan': ['fence s1', 'promote s2'], 'unreachable_nodes': ['s1']}
 PROMOTED = {'changed': True, 'old_primary': 's1', 'new_primary': 's2', 'msg': 'Promoted s2', 'plan': []}
+# the first run, when the routers must fence the old primary first
+FENCE_FIRST = {'changed': False, 'routers_fence_first': True, 'old_primary': 's1', 'new_primary': 's2',
+               'unreachable_nodes': ['s1'], 'plan': ['fence s1', 'promote s2'],
+               'msg': 'Would promote s2 (old primary s1), once the database routers have fenced s1. Nothing was changed'}
+# the first run, when the routers may follow: it failed over
+LOSSLESS = {'active': True, 'source': 'settings', 'reason': 'set up for lossless semi-sync'}
+FOLLOWED = {'changed': True, 'promoted': True, 'routers_fence_first': False, 'old_primary': 's1', 'new_primary': 's2',
+            'unreachable_nodes': ['s1'], 'semi_sync': LOSSLESS, 'msg': 'Promoted s2 (old primary s1)', 'plan': []}
 NOTHING_TO_DO = {'changed': False, 'old_primary': 's1', 'new_primary': 's2', 'msg': 's2 is the primary already'}
 
 
@@ -165,17 +176,31 @@ def failover_twice(s):
     # a listen that stays good far longer than the fence takes: the plan's
     # listen is fresh
     s.run('failover', '-e', 'mysql_cluster_liveness_max_age=600')
-    s.run('failover', mysql_failover={'check': NOTHING_TO_DO})
+    s.run('failover', mysql_failover={'real_first': NOTHING_TO_DO})
 
 
 def refusal(s):
-    s.run('failover', mysql_failover={'check': PLAN, 'real': dict(
+    s.run('failover', mysql_failover={'real_first': FENCE_FIRST, 'real': dict(
         failed=True, changed=False, msg='Refusing to fail over: a reason. Nothing was changed.')})
 
 
 def promotion_failed(s):
-    s.run('failover', mysql_failover={'check': PLAN, 'real': dict(
+    s.run('failover', mysql_failover={'real_first': FENCE_FIRST, 'real': dict(
         failed=True, changed=True, new_primary=None, msg='Promoting s2 failed: a reason. Finish by hand.')})
+
+
+def routers_follow(s):
+    s.run('failover', '-e', 'mysql_cluster_liveness_max_age=600')
+
+
+def routers_follow_failed(s):
+    s.run('failover', mysql_failover={'real_first': dict(
+        failed=True, changed=True, promoted=True, old_primary='s1', new_primary=None, semi_sync=LOSSLESS,
+        msg='Promoting s2 failed: a reason. Finish by hand.')})
+
+
+def routers_follow_check(s):
+    s.run('failover', '--check')
 
 
 def unreachable_required(s):
@@ -206,12 +231,16 @@ def switchover(s):
 
 
 SCENARIOS = {
-    'failover_twice': (failover_twice, dict(mysql_failover={'check': PLAN, 'real': PROMOTED}), {}),
+    'failover_twice': (failover_twice, dict(mysql_failover={'real_first': FENCE_FIRST, 'real': PROMOTED}), {}),
+    'routers_follow': (routers_follow, dict(mysql_failover={'real_first': FOLLOWED}), {}),
+    'routers_follow_failed': (routers_follow_failed, {}, {}),
+    'routers_follow_check': (routers_follow_check, dict(mysql_failover={'check': dict(
+        PLAN, routers_fence_first=False, semi_sync=LOSSLESS)}), {}),
     'refusal': (refusal, {}, dict(states={('r2', 's1'): FDRAIN})),
     'promotion_failed': (promotion_failed, {}, {}),
     'unreachable_required': (unreachable_required, dict(mysql_failover={'check': PLAN, 'real': PROMOTED}),
                              dict(unreachable_router=True)),
-    'unreachable_lossless': (unreachable_lossless, dict(mysql_failover={'check': PLAN, 'real': PROMOTED}),
+    'unreachable_lossless': (unreachable_lossless, dict(mysql_failover={'real_first': FENCE_FIRST, 'real': PROMOTED}),
                              dict(unreachable_router=True)),
     'check_mode': (check_mode, dict(mysql_failover={'check': PLAN}), {}),
     'short_window': (short_window, dict(mysql_failover={'check': PLAN, 'real': PROMOTED}), {}),
@@ -266,11 +295,18 @@ def calls(run, mode=None):
     return [c for c in run['calls'] if c['module'] != 'mysql_replication_info' and (mode is None or c['mode'] == mode)]
 
 
+def runs(run):
+    """Each call of a cluster module: check or real, and for the failover
+    whether it was its first run (the routers not fenced yet)."""
+    return [c['mode'] + ('/first' if c.get('routers_fenced') is False else '') for c in calls(run)]
+
+
 def test_the_old_primary_is_fenced_on_every_router_before_the_failover(scenarios):
     s = scenarios['failover_twice']
     first = s.runs[0]
     assert first['rc'] == 0, first['out']
-    assert [c['mode'] for c in calls(first)] == ['check', 'real']
+    # the first run said the routers must fence first, and changed nothing
+    assert runs(first) == ['real/first', 'real']
     for router in ('r1', 'r2'):
         assert first['changes'][router] == ['set server mysql_primary/s1 state maint',
                                             'shutdown sessions server mysql_primary/s1']
@@ -285,7 +321,7 @@ def test_the_old_primary_is_fenced_on_every_router_before_the_failover(scenarios
 def test_a_second_failover_touches_no_router(scenarios):
     second = scenarios['failover_twice'].runs[1]
     assert second['rc'] == 0, second['out']
-    assert [c['mode'] for c in calls(second)] == ['check']
+    assert runs(second) == ['real/first']
     assert second['changes'] == {'r1': [], 'r2': []}
     assert re.search(r'localhost : ok=\d+ changed=0 unreachable=0 failed=0', second['out'])
     assert 's2 is the primary already' in second['out']
@@ -295,7 +331,7 @@ def test_a_refused_failover_puts_each_router_back_as_it_was(scenarios):
     s = scenarios['refusal']
     run = s.runs[0]
     assert run['rc'] != 0
-    assert [c['mode'] for c in calls(run)] == ['check', 'real']
+    assert runs(run) == ['real/first', 'real']
     assert s.admin('r1', 's1') == 0 and s.admin('r2', 's1') == FDRAIN
     assert run['changes']['r2'][-1] == 'set server mysql_primary/s1 state drain'
     assert 'Refusing to fail over: a reason. Nothing was changed. Routers put back: r1, r2' in run['out']
@@ -313,7 +349,8 @@ def test_without_lossless_semi_sync_an_unreachable_router_makes_it_refuse(scenar
     s = scenarios['unreachable_required']
     run = s.runs[0]
     assert run['rc'] != 0
-    assert [c['mode'] for c in calls(run)] == ['check']
+    # the fence is required: the first run only plans
+    assert runs(run) == ['check/first']
     assert s.admin('r1', 's1') == 0 and s.admin('r2', 's1') == 0
     assert 'Refusing to fail over: the database routers of r3 could not be fenced' in run['out']
     assert 'Routers put back: r1, r2' in run['out']
@@ -323,7 +360,7 @@ def test_with_lossless_semi_sync_it_goes_on_naming_the_unreachable_router(scenar
     s = scenarios['unreachable_lossless']
     run = s.runs[0]
     assert run['rc'] == 0, run['out']
-    assert [c['mode'] for c in calls(run)] == ['check', 'real']
+    assert runs(run) == ['real/first', 'real']
     assert s.admin('r1', 's1') == FMAINT and s.admin('r2', 's1') == FMAINT
     assert 'not fenced: r3' in run['out'] and 'WARNING: the database routers of r3 could not be fenced' in run['out']
     # the fence took longer than the window: the failover listens again
@@ -334,11 +371,49 @@ def test_check_mode_changes_no_router_and_says_which_it_would_fence(scenarios):
     s = scenarios['check_mode']
     run = s.runs[0]
     assert run['rc'] == 0, run['out']
-    assert [c['mode'] for c in calls(run)] == ['check']
+    assert runs(run) == ['check/first']
     assert run['changes'] == {'r1': [], 'r2': []}
     assert s.admin('r1', 's1') == 0 and s.admin('r2', 's1') == 0
     assert 'Would fence s1 (maint, sessions shut down) at the database routers of: r1, r2' in run['out']
     assert 'Would promote s2 (old primary s1)' in run['out']
+
+
+def test_when_the_routers_may_follow_one_run_fails_over_and_they_fence_after_it(scenarios):
+    s = scenarios['routers_follow']
+    run = s.runs[0]
+    assert run['rc'] == 0, run['out']
+    assert runs(run) == ['real/first']
+    for router in ('r1', 'r2'):
+        assert run['changes'][router] == ['set server mysql_primary/s1 state maint',
+                                          'shutdown sessions server mysql_primary/s1']
+        assert s.admin(router, 's1') == FMAINT and s.admin(router, 's2') == 0
+    assert re.search(r'Fail over when the routers may follow, else plan \(changing nothing\)\] \*+ changed: ',
+                     run['out']), run['out']
+    assert 'Fenced s1 (maint, sessions shut down, their end not waited for: it is unreachable and lossless ' \
+           'semi-sync leaves it nothing to acknowledge, after the promotion) at the database routers of: r1, r2; ' \
+           'not fenced: none' in run['out']
+    assert 'Promoted s2 (old primary s1)' in run['out']
+
+
+def test_when_the_routers_were_to_follow_a_failed_promotion_they_fence_all_the_same(scenarios):
+    s = scenarios['routers_follow_failed']
+    run = s.runs[0]
+    assert run['rc'] != 0
+    assert runs(run) == ['real/first']
+    assert s.admin('r1', 's1') == FMAINT and s.admin('r2', 's1') == FMAINT
+    assert 'Promoting s2 failed: a reason. Finish by hand. The old primary s1 stays fenced at the database ' \
+           'routers (r1, r2)' in run['out']
+
+
+def test_check_mode_says_the_routers_would_follow(scenarios):
+    s = scenarios['routers_follow_check']
+    run = s.runs[0]
+    assert run['rc'] == 0, run['out']
+    assert runs(run) == ['check/first']
+    assert run['changes'] == {'r1': [], 'r2': []}
+    assert 'Would fence s1 (maint, sessions shut down, their end not waited for: it is unreachable and lossless ' \
+           'semi-sync leaves it nothing to acknowledge, after the promotion) at the database routers of: r1, r2' \
+           in run['out']
 
 
 def test_a_rejoined_node_is_put_back_in_every_router(scenarios):

@@ -832,7 +832,7 @@ def test_a_promoted_node_that_stays_read_only_stops_the_run(env):
 
     cluster['server2'].after.append((r'^SET GLOBAL read_only = 0$', read_only_again))
     result = failed(env.run(), 'Promoting server2 failed', 'still read-only after the promotion', 'finish by hand')
-    assert result['changed'] is True and result['new_primary'] is None
+    assert result['changed'] is True and result['new_primary'] is None and result['promoted'] is True
     assert not any('CHANGE MASTER' in sql for sql in cluster.changes('server3'))
 
 
@@ -1250,3 +1250,75 @@ def test_mysql_promotion_with_the_older_semi_sync_plugin_names(env):
     result = ok(env.run())
     assert result['new_primary'] == 'server2'
     assert cluster['server2'].global_status_value('Rpl_semi_sync_master_status') == 'ON'
+
+
+# ---------------------------------------------------------------------------
+# routers_fenced=false: the database routers fence the old primary after the
+# promotion when nothing they send it can be acknowledged, else first
+# ---------------------------------------------------------------------------
+
+def test_with_the_routers_unfenced_a_dead_lossless_primary_is_failed_over_in_one_run(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    result = ok(env.run(routers_fenced=False))
+    assert result['changed'] is True and result['promoted'] is True
+    assert result['routers_fence_first'] is False
+    assert result['new_primary'] == 'server2' and cluster['server2'].read_only is False
+    assert 'the database routers fence server1 after the promotion: it acknowledges nothing once its replicas\' ' \
+           'IO threads are stopped' in result['plan']
+    # its replicas stopped listening to it before the promotion
+    order(cluster, ('server2', r'^STOP SLAVE IO_THREAD$'), ('server3', r'^STOP SLAVE IO_THREAD$'),
+          ('server2', r'^SET GLOBAL read_only = 0$'))
+
+
+def test_with_the_routers_unfenced_check_mode_says_they_follow_and_changes_nothing(env):
+    cluster = env.cluster
+    cluster.down('server1')
+    result = ok(env.run(check_mode=True, routers_fenced=False))
+    assert result['changed'] is True and result['promoted'] is False
+    assert result['routers_fence_first'] is False
+    assert result['msg'].startswith('Would promote server2 (old primary server1)')
+    assert cluster.changes() == []
+
+
+def test_with_the_routers_unfenced_a_reachable_old_primary_waits_for_them(env):
+    cluster = env.cluster
+    result = ok(env.run(primary='server1', routers_fenced=False))
+    assert result['changed'] is False and result['promoted'] is False
+    assert result['routers_fence_first'] is True
+    assert 'once the database routers have fenced server1 (it answers here' in result['msg']
+    assert 'Nothing was changed' in result['msg']
+    assert cluster.changes() == [] and cluster['server1'].read_only is False
+    # the run that follows the routers' fence fails over
+    result = ok(env.run(primary='server1'))
+    assert result['promoted'] is True and 'routers_fence_first' not in result
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_with_the_routers_unfenced_an_availability_first_cluster_waits_for_them(env, check_mode):
+    cluster = env.cluster
+    availability_first(cluster)
+    cluster.down('server1')
+    result = ok(env.run(check_mode=check_mode, routers_fenced=False, allow_data_loss=True))
+    assert result['routers_fence_first'] is True and result['promoted'] is False
+    assert result['changed'] is check_mode
+    assert any(line.startswith('the database routers fence server1 before the promotion: lossless '
+                               'semi-sync does not stand for it') for line in result['plan']), result['plan']
+    assert cluster.changes() == []
+
+
+def test_with_the_routers_unfenced_a_replica_lost_during_the_run_stops_it_before_the_promotion(env):
+    # allow_data_loss lets the decision go on without server3, which may
+    # still hear the old primary: the routers must fence it first after all
+    cluster = env.cluster
+    cluster.down('server1')
+
+    def lost(server, sql):
+        cluster.down('server3')
+
+    cluster['server3'].after.append((r'^STOP SLAVE IO_THREAD$', lost))
+    result = failed(env.run(routers_fenced=False, allow_data_loss=True),
+                    'Refusing to fail over before the database routers have fenced server1',
+                    'lossless semi-sync does not stand for it', 'Run it again')
+    assert result['promoted'] is False
+    assert cluster['server2'].read_only is True and cluster['server2'].status['Slave_IO_Running'] != 'No'
