@@ -21,8 +21,9 @@ saw them:
   - gap: the longest time without an acknowledged write, the first gap
     counted from the fault's injection (not from the last write before it),
     up to the first write acknowledged after the failover playbook ended;
-  - to write: from the failover playbook's start to the first acknowledged
-    write sent after that start;
+  - to write: from the failover playbook's start to the sending of the first
+    write sent after that start that was acknowledged (acknowledged: to its
+    acknowledgement, the first of a write sent after the fault);
   - run: the failover playbook's whole run (Ansible start-up included);
   - failed: writes that failed at the client during the repetition;
   - lost: acknowledged writes missing on the new primary right after the
@@ -390,6 +391,10 @@ def one_repetition(kind, number, home, log_dir):
                 raise RepFailed("no write acknowledged within 120 s of the failover playbook's start")
             f["to_write"] = back - started
             load.wait_for_success_after(finished, timeout=60)
+            # when the client got the first acknowledgement of a write sent
+            # after the fault: what the outage cost, to the reply
+            acked_at = load.first_answer_after(fault)
+            f["to_ack"] = acked_at - started if acked_at is not None else None
             f["gap"] = longest_gap(load, fault, max(finished, back), from_start=True)
             marks["failover_end"] = max(finished, back)
             new = [n for n in writable_nodes() if n != primary]
@@ -475,7 +480,8 @@ def fmt(value, digits=2, unit=" s"):
 
 def print_rep(f):
     lost = f"lost {f.get('lost_failover', 'n/a')} after the failover / {f.get('lost_end', 'n/a')} at the end"
-    line = (f"{f['kind']:6s} rep {f['rep']:2d}: gap {fmt(f.get('gap'))}, to write {fmt(f.get('to_write'))}, "
+    line = (f"{f['kind']:6s} rep {f['rep']:2d}: gap {fmt(f.get('gap'))}, to write {fmt(f.get('to_write'))} "
+            f"(acknowledged {fmt(f.get('to_ack'))}), "
             f"run {fmt(f.get('playbook_run'))}; failed {f['failed']} of {f['acknowledged'] + f['failed']} "
             f"({'/'.join(str(n) for n in f['failed_by_part'])} before the fault/failover/rejoin/switchover), {lost}, "
             f"twice {f.get('twice', 'n/a')}; primaries at once {f['sampler_max']} "
@@ -526,6 +532,7 @@ def summary(rows):
               + (f" ({', '.join(str(r['rep']) for r in failed_reps)})" if failed_reps else ""))
         for key, label in (("gap", "longest write gap from the fault (s)"),
                            ("to_write", "playbook start to first write (s)"),
+                           ("to_ack", "playbook start to first acknowledgement (s)"),
                            ("playbook_run", "failover playbook run (s)"),
                            ("switchover_gap", "switchover write gap (s)"),
                            ("rest_gap", "longest gap after the failover (s)"),

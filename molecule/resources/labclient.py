@@ -238,6 +238,8 @@ class _Load:
         self.max_requests, self.max_seconds, self.pause, self.timeout = max_requests, max_seconds, pause, timeout
         self.site = site
         self.attempts, self.errors = [], []
+        # (sent, answered, ok) per request: when an acknowledgement arrived
+        self.answers = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _worker in range(workers)]
 
@@ -261,10 +263,16 @@ class _Load:
                 except (requests.RequestException, ValueError, KeyError) as exc:
                     error = f"{type(exc).__name__}: {exc}"
                 self.attempts.append((started, error is None))
+                self.answers.append((started, time.monotonic(), error is None))
                 if error is not None:
                     self.errors.append((started, error))
                     http.close()
                 time.sleep(self.pause)
+
+    def first_answer_after(self, moment):
+        """Monotonic time at which the first successful request sent after
+        ``moment`` was answered (None: none yet)."""
+        return min((answered for sent, answered, ok in list(self.answers) if ok and sent >= moment), default=None)
 
     def first_success_after(self, moment):
         """Monotonic time of the first successful request sent after ``moment``."""
