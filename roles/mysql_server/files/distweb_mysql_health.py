@@ -27,9 +27,11 @@ Every other answer is 503 (404 for an unknown path) with the reason in words.
 The node's state is read fresh for each request (one short connection over
 the local socket) so that a fenced or promoted node is seen at the routers'
 next check. The answers of other nodes' endpoints (a replica's source, the
-guard's peers) are asked with a timeout of peer_timeout seconds and kept for
-peer_cache seconds per node, so that the routers' checks (several a second
-from every app server) do not multiply requests between the nodes.
+guard's peers) are asked with a timeout of peer_timeout seconds (0.3, well
+under the routers' 1 s check timeout: a dead or frozen old primary must not
+make the new primary miss its checks) and kept for peer_cache seconds per
+node, so that the routers' checks (several a second from every app server)
+do not multiply requests between the nodes.
 
 A writable node is stale when one of its ``peers`` is a primary by its own
 reading (``local_primary`` in its GET /: writable, with semi-sync replicas)
@@ -95,7 +97,10 @@ DEFAULTS = {
     'guard_interval': 0.2,
     'peers': [],
     'names': [],
-    'peer_timeout': 1.0,
+    # well under the routers' check timeout (1 s): a dead or frozen peer
+    # (the old primary, after a failover) costs the new primary's /primary
+    # this long, and no router check is missed for it
+    'peer_timeout': 0.3,
     'peer_cache': 1.0,
     'repair': True,
     'repair_interval': 1.0,

@@ -218,6 +218,12 @@ def short_window(s):
                                             mysql_cluster_replication_heartbeat_period=0.5)))
 
 
+def bad_settings(s):
+    # two settings wrong at once: both are named, nothing runs
+    s.run('failover', '-e', json.dumps(dict(mysql_cluster_failover_primary='nope',
+                                            mysql_cluster_router_socket='relative/path')))
+
+
 def check_mode(s):
     s.run('failover', '--check')
 
@@ -243,6 +249,7 @@ SCENARIOS = {
     'unreachable_lossless': (unreachable_lossless, dict(mysql_failover={'real_first': FENCE_FIRST, 'real': PROMOTED}),
                              dict(unreachable_router=True)),
     'check_mode': (check_mode, dict(mysql_failover={'check': PLAN}), {}),
+    'bad_settings': (bad_settings, dict(mysql_failover={'real_first': FOLLOWED}), {}),
     'short_window': (short_window, dict(mysql_failover={'check': PLAN, 'real': PROMOTED}), {}),
     'rejoin': (rejoin, dict(
         # s1 woke up writable next to s2; s2 is the one its replicas follow
@@ -414,6 +421,17 @@ def test_check_mode_says_the_routers_would_follow(scenarios):
     assert 'Would fence s1 (maint, sessions shut down, their end not waited for: it is unreachable and lossless ' \
            'semi-sync leaves it nothing to acknowledge, after the promotion) at the database routers of: r1, r2' \
            in run['out']
+
+
+def test_wrong_settings_are_all_named_before_anything_runs(scenarios):
+    run = scenarios['bad_settings'].runs[0]
+    assert run['rc'] != 0
+    assert calls(run) == [] and run['changes'] == {'r1': [], 'r2': []}
+    assert "mysql_cluster_failover_primary ('nope'), mysql_cluster_failover_candidate (''), " \
+           "mysql_cluster_switchover_target ('') and, for a rejoin, mysql_cluster_rejoin_node ('') must each be " \
+           "empty or one of the nodes: s1, s2." in run['out']
+    assert "mysql_cluster_router_socket must be an absolute path (got 'relative/path')" in run['out']
+    assert 'mysql_cluster_nodes must list' not in run['out'] and 'liveness_window' not in run['out']
 
 
 def test_a_rejoined_node_is_put_back_in_every_router(scenarios):

@@ -9,6 +9,7 @@ import http.client
 import importlib.util
 import json
 import pathlib
+import re
 import threading
 from http.server import ThreadingHTTPServer
 
@@ -839,3 +840,16 @@ def test_a_stopped_replica_says_why():
     code, reason = health.judge("/replica", state, 30, True, source_ok)
     assert code == 503
     assert reason.startswith("the SQL thread does not run (error 1950: An attempt was made to binlog GTID 0-11-101")
+
+
+def test_peers_that_do_not_answer_cost_a_primary_less_than_a_router_check():
+    # After a failover the old primary is dead or frozen: the new primary's
+    # /primary asks it (and the other peer) before answering. Were that to
+    # take the routers' whole check timeout, the new primary would miss
+    # checks, and the routers would hold its writes back or mark it down.
+    router = (ROOT / "roles" / "db_router" / "templates" / "dbrouter.cfg.j2").read_text()
+    found = re.search(r"timeout check (\d+(?:\.\d+)?)(ms|s)\b", router)
+    assert found, "the router template sets no check timeout"
+    check = float(found.group(1)) / (1000 if found.group(2) == "ms" else 1)
+    # a three-node cluster: both peers silent, asked one after the other
+    assert 2 * health.DEFAULTS["peer_timeout"] < check
