@@ -886,7 +886,6 @@ class FakeClusterServer(FakeInfoServer):
         ]
         self.killed = []
         self.io_killed = 0  # kills of the IO thread's connection
-        self.io_kill_reacts = True  # False: a killed IO thread stays in its state
         self.session_vars = {}
         # (regex, callable(server, sql)) run after a matching statement
         self.after = []
@@ -1361,9 +1360,7 @@ class FakeClusterServer(FakeInfoServer):
         if _IO_THREADS_RE.match(text):
             assert ('information_schema' in text) == self.mariadb, text
             running = bool(self.status) and self.status.get(self.io_col) == 'Yes'
-            state = ('Reconnecting after a failed master event read' if self.io_killed and self.io_kill_reacts
-                     else 'Waiting for master to send event')
-            return [{'id': IO_THREAD_ID, 'state': state}] if running else []
+            return [{'id': IO_THREAD_ID, 'state': 'Waiting for master to send event'}] if running else []
         match = _KILL_RE.match(text)
         if match and int(match.group(1)) == IO_THREAD_ID:
             if not (self.status and self.status.get(self.io_col) == 'Yes'):
