@@ -413,7 +413,7 @@ class ClusterOperations(object):
         KILL 2.0 s in 7 of 8 stops, 10 ms after it 2 ms in 8 of 8. A thread
         gone meanwhile is no error."""
         killed = False
-        for thread_id in node.server.replica_io_threads():
+        for thread_id in node.server.replica_io_thread_ids():
             try:
                 self.execute(node, [node.dialect.kill_connection(thread_id)])
                 killed = True
@@ -488,7 +488,6 @@ class ClusterOperations(object):
         return shown
 
 
-# Seconds stop_io waits for a killed IO thread to react before its STOP.
 # Seconds between the KILL of an IO thread's connection and its STOP
 # (ClusterOperations.stop_io): 10 ms sufficed when measured; five times that
 # for a loaded machine.

@@ -373,7 +373,7 @@ class MariaDBDialect(Dialect):
 
     stop_replica_io_sql = 'STOP SLAVE IO_THREAD'
     start_replica_io_sql = 'START SLAVE IO_THREAD'
-    replica_io_threads_sql = ("SELECT ID AS id, STATE AS state FROM information_schema.PROCESSLIST "
+    replica_io_threads_sql = ("SELECT ID AS id FROM information_schema.PROCESSLIST "
                               "WHERE COMMAND = 'Slave_IO'")
     read_only_on_sql = ('SET GLOBAL read_only = 1',)
     read_only_off_sql = ('SET GLOBAL read_only = 0',)
@@ -457,7 +457,7 @@ class MySQLDialect(Dialect):
 
     stop_replica_io_sql = 'STOP REPLICA IO_THREAD'
     start_replica_io_sql = 'START REPLICA IO_THREAD'
-    replica_io_threads_sql = ("SELECT PROCESSLIST_ID AS id, PROCESSLIST_STATE AS state FROM performance_schema.threads "
+    replica_io_threads_sql = ("SELECT PROCESSLIST_ID AS id FROM performance_schema.threads "
                               "WHERE NAME IN ('thread/sql/replica_io', 'thread/sql/slave_io') "
                               "AND PROCESSLIST_ID IS NOT NULL")
     # super_read_only=1 turns read_only on too; read_only=0 turns both off

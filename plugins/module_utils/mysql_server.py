@@ -503,15 +503,15 @@ class MySQLServer(object):
         row = self.query_one(self.dialect.connection_id_sql) or {}
         return _to_int(list(row.values())[0]) if row else None
 
-    def replica_io_threads(self):
-        """{connection id: state} of this replica's IO (receiver) threads."""
-        threads = {}
+    def replica_io_thread_ids(self):
+        """Connection ids of this replica's IO (receiver) threads."""
+        ids = []
         for row in self.query(self.dialect.replica_io_threads_sql):
             lower = dict((str(k).lower(), v) for k, v in row.items())
             thread_id = _to_int(lower.get('id'))
             if thread_id is not None:
-                threads[thread_id] = _text(lower.get('state')) or ''
-        return threads
+                ids.append(thread_id)
+        return ids
 
     def client_sessions(self):
         """Sessions of clients (``{id, user, host, command}``): every thread

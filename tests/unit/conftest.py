@@ -774,7 +774,7 @@ CLUSTER_UUIDS = {
 
 _READ_ONLY_RE = re.compile(r'(?i)^SET GLOBAL (super_read_only|read_only) = ([01])$')
 _KILL_RE = re.compile(r'(?i)^KILL CONNECTION (\d+)$')
-_IO_THREADS_RE = re.compile(r"(?i)^SELECT (?:ID|PROCESSLIST_ID) AS id, (?:PROCESSLIST_)?STATE AS state FROM "
+_IO_THREADS_RE = re.compile(r"(?i)^SELECT (?:ID|PROCESSLIST_ID) AS id FROM "
                             r"(?:information_schema\.PROCESSLIST WHERE COMMAND = 'Slave_IO'|performance_schema\.threads )")
 # the connection id of a fake replica's IO thread
 IO_THREAD_ID = 900
@@ -1360,7 +1360,7 @@ class FakeClusterServer(FakeInfoServer):
         if _IO_THREADS_RE.match(text):
             assert ('information_schema' in text) == self.mariadb, text
             running = bool(self.status) and self.status.get(self.io_col) == 'Yes'
-            return [{'id': IO_THREAD_ID, 'state': 'Waiting for master to send event'}] if running else []
+            return [{'id': IO_THREAD_ID}] if running else []
         match = _KILL_RE.match(text)
         if match and int(match.group(1)) == IO_THREAD_ID:
             if not (self.status and self.status.get(self.io_col) == 'Yes'):
