@@ -304,6 +304,14 @@ class _Load:
             thread.join(timeout=60)
 
 
+def answered_by_nginx(response):
+    """" from nginx" when a web server's nginx made the answer itself (its
+    Server header, and no X-Served-By: the app sets that on every answer),
+    which for an error means its app server did not answer; else ""."""
+    made_by_nginx = response.headers.get("Server", "").startswith("nginx") and "X-Served-By" not in response.headers
+    return " from nginx" if made_by_nginx else ""
+
+
 class WriteLoad(_Load):
     """POSTs of new records, one after another; every value sent is kept in
     ``sent`` (before the request leaves, so a write that was stored but
@@ -320,7 +328,7 @@ class WriteLoad(_Load):
         self.sent.append(value)
         r = http.post(self.site + "/api/records", json={"value": value}, timeout=self.timeout)
         if r.status_code != 201:
-            return f"HTTP {r.status_code}"
+            return f"HTTP {r.status_code}{answered_by_nginx(r)}"
         self.acknowledged.append((r.json()["id"], value))
         return None
 
