@@ -10,7 +10,7 @@ DOCUMENTATION = r'''
 ---
 module: haproxy_server
 short_description: Put one HAProxy backend server in ready, drain or maint state, and wait until it took effect
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs on the load balancer itself (in playbooks, C(delegate_to) each
     load balancer) and talks to HAProxy's runtime API on its local admin

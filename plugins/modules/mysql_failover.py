@@ -10,7 +10,7 @@ DOCUMENTATION = r'''
 ---
 module: mysql_failover
 short_description: Promote the most advanced replica when the MariaDB/MySQL primary has failed, losing no acknowledged write
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs on the control node (C(delegate_to=localhost) or C(hosts=localhost))
     and logs in over TCP to every node of O(nodes) with one administrative

@@ -10,7 +10,7 @@ DOCUMENTATION = r'''
 ---
 module: mysql_rejoin
 short_description: Make a returning MariaDB/MySQL node (such as an old primary) a replica again, unless it has diverged
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs on the control node (C(delegate_to=localhost) or C(hosts=localhost))
     and logs in over TCP to O(node) and O(primary) with one administrative

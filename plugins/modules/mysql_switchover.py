@@ -10,7 +10,7 @@ DOCUMENTATION = r'''
 ---
 module: mysql_switchover
 short_description: Move the MariaDB/MySQL primary role to a replica without losing a write
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - A planned change of primary, for maintenance of the primary's host for
     example. Runs on the control node (C(delegate_to=localhost) or

@@ -181,12 +181,19 @@ def failover_twice(s):
 
 def refusal(s):
     s.run('failover', mysql_failover={'real_first': FENCE_FIRST, 'real': dict(
-        failed=True, changed=False, msg='Refusing to fail over: a reason. Nothing was changed.')})
+        failed=True, changed=False, promoted=False, msg='Refusing to fail over: a reason. Nothing was changed.')})
 
 
 def promotion_failed(s):
     s.run('failover', mysql_failover={'real_first': FENCE_FIRST, 'real': dict(
-        failed=True, changed=True, new_primary=None, msg='Promoting s2 failed: a reason. Finish by hand.')})
+        failed=True, changed=True, promoted=True, new_primary=None, msg='Promoting s2 failed: a reason. Finish by hand.')})
+
+
+def module_crashed(s):
+    # a result the module did not make (a traceback, a lost connection to
+    # its host): no promoted, whatever the message says
+    s.run('failover', mysql_failover={'real_first': FENCE_FIRST, 'real': dict(
+        failed=True, changed=False, msg='MODULE FAILURE. Nothing was changed')})
 
 
 def routers_follow(s):
@@ -244,6 +251,7 @@ SCENARIOS = {
         PLAN, routers_fence_first=False, semi_sync=LOSSLESS)}), {}),
     'refusal': (refusal, {}, dict(states={('r2', 's1'): FDRAIN})),
     'promotion_failed': (promotion_failed, {}, {}),
+    'module_crashed': (module_crashed, {}, {}),
     'unreachable_required': (unreachable_required, dict(mysql_failover={'check': PLAN, 'real': PROMOTED}),
                              dict(unreachable_router=True)),
     'unreachable_lossless': (unreachable_lossless, dict(mysql_failover={'real_first': FENCE_FIRST, 'real': PROMOTED}),
@@ -348,6 +356,17 @@ def test_a_failed_promotion_leaves_the_old_primary_fenced(scenarios):
     s = scenarios['promotion_failed']
     run = s.runs[0]
     assert run['rc'] != 0
+    assert s.admin('r1', 's1') == FMAINT and s.admin('r2', 's1') == FMAINT
+    assert 'The old primary s1 stays fenced at the database routers (r1, r2)' in run['out']
+
+
+def test_a_failover_that_did_not_say_whether_it_promoted_leaves_the_old_primary_fenced(scenarios):
+    # only the module's own promoted=false puts the routers back, never the
+    # wording of a message
+    s = scenarios['module_crashed']
+    run = s.runs[0]
+    assert run['rc'] != 0
+    assert runs(run) == ['real/first', 'real']
     assert s.admin('r1', 's1') == FMAINT and s.admin('r2', 's1') == FMAINT
     assert 'The old primary s1 stays fenced at the database routers (r1, r2)' in run['out']
 
