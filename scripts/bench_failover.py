@@ -93,7 +93,8 @@ from labclient import (  # noqa: E402
 )
 
 KINDS = ("killed", "hung")
-INVENTORY = ROOT / "inventories" / "lab-single"
+# The bench lab's inventory (the automatic mode's has an automation host).
+INVENTORY = pathlib.Path(os.environ.get("DISTWEB_BENCH_INVENTORY") or ROOT / "inventories" / "lab-single")
 # Bounds of one repetition's load and sampler.
 REP_MAX_SECONDS = 1200
 LOAD_MAX_WRITES = 60000

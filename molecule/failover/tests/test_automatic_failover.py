@@ -395,7 +395,83 @@ def test_a_restarted_primary_is_an_alert_not_a_failover_and_loses_nothing(restar
     caught_up(PRIMARY, OTHERS, restarted["load"])
 
 
-def test_the_lab_is_put_back_and_status_shows_it_disarmed(restarted, tmp_path_factory):
+# ---------------------------------------------------------------------------
+# A replica of the primary that the watch does not know
+# ---------------------------------------------------------------------------
+
+WATCH_CONFIG = "/etc/distweb-automation/watch.json"
+UNLISTED = "server3"
+
+
+def watch_nodes(keep):
+    """Rewrite the watch's node list in place (owner and mode kept) to the
+    nodes ``keep`` (None: every node, as the role wrote it, from the copy
+    kept beside it), then restart the service."""
+    script = (
+        "import json, shutil, os, sys\n"
+        f"path = {WATCH_CONFIG!r}\n"
+        "keep = json.loads(sys.argv[1])\n"
+        "if keep is None:\n"
+        "    data = open(path + '.all').read(); os.remove(path + '.all')\n"
+        "else:\n"
+        "    shutil.copy2(path, path + '.all')\n"
+        "    config = json.load(open(path))\n"
+        "    config['nodes'] = [n for n in config['nodes'] if n['name'] in keep]\n"
+        "    data = json.dumps(config, indent=2)\n"
+        "with open(path, 'w') as handle:\n"
+        "    handle.write(data)\n"
+    )
+    docker("exec", container(AUTOMATION), "python3", "-c", script, json.dumps(keep))
+    service("restart")
+
+
+@pytest.fixture(scope="module")
+def unlisted(restarted, sampler, tmp_path_factory):
+    """The watch given every node but server3, which still replicates from
+    the primary: it may hold an acknowledged write that no listed node has.
+    The primary killed under the write load: no automatic failover; the
+    operator's failover by hand, with every node, then."""
+    restore_lab(tmp_path_factory)
+    arm()
+    server_id = node_sql(UNLISTED, "SELECT @@server_id")[0][0]
+    since = time.time()
+    watch_nodes([n for n in DB_NODES if n != UNLISTED])
+    try:
+        alert = wait_for_notice("DistwebWatchUnlistedReplica", since, timeout=60)
+        with WriteLoad() as load:
+            wait_for(lambda: len(load.acknowledged) >= 20, 60, what="the write load to flow")
+            killed_at = time.time()
+            docker("kill", container(PRIMARY))
+            dead_alert = wait_for_notice("DistwebWatchPrimaryDead", killed_at, timeout=60)
+            time.sleep(QUIET)
+            writable = writable_nodes()
+            started = failovers(since)
+            result = playbook("playbooks/failover.yml")
+            assert result.returncode == 0, output(result)
+            acknowledged = len(load.acknowledged)
+            wait_for(lambda: len(load.acknowledged) >= acknowledged + 20, 60, what="writes after the manual failover")
+    finally:
+        watch_nodes(None)
+    new = [n for n in writable_nodes() if n != PRIMARY][0]
+    caught_up(new, [n for n in OTHERS if n != new], load)
+    start_node(PRIMARY)
+    return {"server_id": server_id, "alert": alert, "dead_alert": dead_alert, "writable": writable,
+            "started": started}
+
+
+def test_a_replica_the_watch_does_not_know_is_an_alert(unlisted):
+    assert f"{PRIMARY} has replicas that are none of the nodes (server_id {unlisted['server_id']}" \
+        in unlisted["alert"][2], unlisted["alert"]
+
+
+def test_with_such_a_replica_a_dead_primary_is_not_failed_over_automatically(unlisted):
+    assert unlisted["started"] == [], unlisted["started"]
+    assert unlisted["writable"] == [], "something promoted a node"
+    assert "not failing over: when it last answered, it had replicas that are none of the nodes (server_id " \
+        f"{unlisted['server_id']}" in unlisted["dead_alert"][2], unlisted["dead_alert"]
+
+
+def test_the_lab_is_put_back_and_status_shows_it_disarmed(unlisted, tmp_path_factory):
     restore_lab(tmp_path_factory)
     assert writable_nodes() == [PRIMARY]
     disarm()

@@ -265,3 +265,109 @@ def test_a_long_running_primary_read_only_for_a_moment_is_no_failover(setup):
                                               "db3": replica(10 + i)})
     assert all(a == "none" for _verdict, a in actions(events)), actions(events)
     assert not (tmp / "hold.json").exists()
+
+
+# ---------------------------------------------------------------------------
+# A replica of the primary that is none of the nodes
+# ---------------------------------------------------------------------------
+
+def with_ids(seen, hosts):
+    """``seen`` with server_ids (db1 1, db2 2, db3 3) and the primary's
+    replicas (SHOW SLAVE HOSTS) as ``hosts``: [(server_id, host)]."""
+    seen = {name: dict(obs, server_id=i + 1) if obs.get("reachable") else obs
+            for i, (name, obs) in enumerate(sorted(seen.items()))}
+    if seen["db1"].get("reachable"):
+        seen["db1"]["replica_hosts"] = [{"server_id": s, "host": h} for s, h in hosts]
+    return seen
+
+
+LISTED = [(2, "db2"), (3, "db3")]
+WITH_STRANGER = LISTED + [(99, "analytics")]
+
+
+def test_the_primary_s_replicas_that_are_nodes_change_nothing(setup):
+    watch, clock, _tmp = setup
+    events = run(watch, clock, 6, lambda i: with_ids(healthy(i), LISTED))
+    assert actions(events) == [("healthy", "none")]
+    events = run(watch, clock, 20, lambda i: with_ids({"db1": DOWN, "db2": replica(5, io="Connecting"),
+                                                       "db3": replica(5, io="Connecting")}, []))
+    assert ("primary_dead", "failover") in actions(events)
+
+
+def test_a_replica_that_is_no_node_is_an_alert_and_a_dead_primary_then_no_failover(setup):
+    # it may have acknowledged a write (semi-sync needs one acknowledgement,
+    # any replica's) that no node has: the failover would lose it
+    watch, clock, tmp = setup
+    events = run(watch, clock, 6, lambda i: with_ids(healthy(i), WITH_STRANGER))
+    assert actions(events) == [("unlisted_replica", "alert")]
+    reason = events[0]["distweb"]["reason"]
+    assert "db1 has replicas that are none of the nodes (server_id 99 at analytics)" in reason, reason
+    assert "mysql_cluster_nodes" in reason
+    events = run(watch, clock, 20, lambda i: with_ids({"db1": DOWN, "db2": replica(5, io="Connecting"),
+                                                       "db3": replica(5, io="Connecting")}, []))
+    assert all(a != "failover" for _verdict, a in actions(events)), actions(events)
+    assert not (tmp / "hold.json").exists()
+    # the page for a dead primary that is not failed over, saying why
+    last = events[-1]["distweb"]
+    assert (last["verdict"], last["action"]) == ("primary_dead", "alert"), last
+    assert "none of its replicas (db2, db3) has heard it" in last["reason"]
+    assert "not failing over: when it last answered, it had replicas that are none of the nodes (server_id 99 at " \
+        "analytics)" in last["reason"], last["reason"]
+    assert "not_safe" not in last
+
+
+def test_once_that_replica_is_gone_the_cluster_is_healthy_again(setup):
+    watch, clock, _tmp = setup
+    run(watch, clock, 4, lambda i: with_ids(healthy(i), WITH_STRANGER))
+    events = run(watch, clock, 4, lambda i: with_ids(healthy(10 + i), LISTED))
+    assert actions(events) == [("healthy", "none")]
+
+
+def test_an_unread_list_of_replicas_keeps_the_last_one_read(setup):
+    # a refused SHOW SLAVE HOSTS (replica_hosts None) proves nothing either way
+    watch, clock, _tmp = setup
+    run(watch, clock, 4, lambda i: with_ids(healthy(i), WITH_STRANGER))
+    events = run(watch, clock, 4, lambda i: dict(with_ids(healthy(10 + i), []),
+                                                 db1=dict(primary(), server_id=1, replica_hosts=None)))
+    assert events == [] or all(v == "unlisted_replica" for v, _a in actions(events))
+    assert watch.judge.unlisted == [(99, "analytics")]
+
+
+class FakeServer(object):
+    """What the observer reads of one node (a fake connection's answers)."""
+
+    def __init__(self, read_only, hosts=None, hosts_error=None):
+        self.read_only, self.hosts, self.hosts_error = read_only, hosts or [], hosts_error
+
+    def server_info(self):
+        return {"server_id": 7, "read_only": self.read_only}
+
+    def query_one(self, sql):
+        return {"Variable_name": "Uptime", "Value": "100"}
+
+    def replica_status(self):
+        return {}
+
+    def replica_hosts(self):
+        if self.hosts_error:
+            raise self.hosts_error
+        return [{"server_id": s, "host": h, "port": 3306, "source_id": 7, "uuid": None} for s, h in self.hosts]
+
+
+def observed(monkeypatch, server):
+    observer = watch_mod.Observer(dict(watch_mod.DEFAULTS, nodes=[{"name": "db1", "host": "db1"}]))
+    monkeypatch.setattr(observer, "_server", lambda node: server)
+    return observer._sql({"name": "db1", "host": "db1"})
+
+
+def test_the_observer_reads_a_writable_node_s_replicas(monkeypatch):
+    seen = observed(monkeypatch, FakeServer(False, [(99, "analytics")]))
+    assert seen["reachable"] and seen["server_id"] == 7
+    assert seen["replica_hosts"] == [{"server_id": 99, "host": "analytics"}]
+    # a read-only node's are not read
+    assert observed(monkeypatch, FakeServer(True, [(99, "analytics")]))["replica_hosts"] is None
+
+
+def test_a_refused_list_of_replicas_leaves_the_node_reachable(monkeypatch):
+    seen = observed(monkeypatch, FakeServer(False, hosts_error=watch_mod.MySQLError(1227, "Access denied")))
+    assert seen["reachable"] is True and seen["replica_hosts"] is None

@@ -25,6 +25,14 @@ nothing from it for ``heartbeat_window`` seconds (IO thread not connected,
 or connected and nothing moved). A primary that its replicas still hear is
 ``primary_unreachable``: an alert, never a failover.
 
+A dead primary is failed over only when, the last time it answered, every
+replica connected to it (its SHOW SLAVE HOSTS) was one of the nodes, by
+server_id. Semi-sync needs one replica's acknowledgement, any replica's: a
+replica that is none of the nodes may hold a write it acknowledged that no
+node has, and a failover to a node would lose it. While the primary lives
+that is ``unlisted_replica`` (an alert); once it is dead, an alert
+(``primary_dead``, "not failing over: ...") instead of the failover.
+
 A dead primary is failed over (``action: failover``) only when armed: not
 disarmed by the operator (the file ``<state_dir>/disarmed``, written by the
 automation role) and no hold. Firing writes the hold (``<state_dir>/hold.json``)
@@ -106,7 +114,8 @@ DEFAULTS = dict(interval=0.5, checks=3, heartbeat_window=3.0, period=3600.0, tim
 FAILING = ('primary_dead',)
 HOLD_FILE = 'hold.json'
 DISARMED_FILE = 'disarmed'
-ALERTING = ('isolated', 'two_primaries', 'primary_unreachable', 'primary_restarted', 'rearmed', 'no_primary')
+ALERTING = ('isolated', 'two_primaries', 'primary_unreachable', 'primary_restarted', 'rearmed', 'no_primary',
+            'unlisted_replica')
 
 
 def load_config(path):
@@ -142,7 +151,9 @@ class Judge(object):
     two_primaries, isolated, suspect (the primary cannot be reached and its
     replicas heard it within the heartbeat window: listening, for up to two
     windows), primary_unreachable (they still hear it after that),
-    primary_dead."""
+    unlisted_replica (the primary has a replica that is none of the nodes),
+    primary_dead (with ``not_safe``, the reason, when it had such a replica:
+    the watch does not fire it)."""
 
     def __init__(self, names, checks, heartbeat_window, restart_window=300.0):
         self.names = list(names)
@@ -156,6 +167,10 @@ class Judge(object):
         self.last_heard = {}
         self.signs = {}
         self.primary = None
+        self.server_ids = {}  # node: its server_id, as last read
+        # the primary's replicas that are none of the nodes (server_id,
+        # host), as last read while it answered; None: never read
+        self.unlisted = None
 
     def _listen(self, t, seen):
         """Remember when each replica last heard its source."""
@@ -181,8 +196,14 @@ class Judge(object):
         self._listen(t, seen)
         reachable = [n for n in self.names if seen.get(n, {}).get('reachable')]
         writable = [n for n in reachable if seen[n].get('read_only') is False]
+        for name in reachable:
+            if seen[name].get('server_id') is not None:
+                self.server_ids[name] = seen[name]['server_id']
         if len(writable) == 1:
+            if writable[0] != self.primary:
+                self.unlisted = None
             self.primary = writable[0]
+            self._read_unlisted(seen[self.primary])
         if len(reachable) * 2 <= len(self.names):
             return self._verdict('isolated', 'the automation host reaches only %d of %d database nodes (%s): it is '
                                  'the one cut off, or most of the cluster is down; nothing is done'
@@ -212,9 +233,16 @@ class Judge(object):
             if hearing:
                 return self._verdict('primary_unreachable', '%s cannot be reached from the automation host, but its '
                                      'replicas still hear it: %s' % (primary, ', '.join(hearing)))
-            return self._verdict('primary_dead', '%s: %d failed checks from the automation host, and none of its '
-                                 'replicas (%s) has heard it for %.1f s' % (
-                                     primary, self.failures[primary], ', '.join(replicas), self.window))
+            verdict = self._verdict('primary_dead', '%s: %d failed checks from the automation host, and none of '
+                                    'its replicas (%s) has heard it for %.1f s' % (
+                                        primary, self.failures[primary], ', '.join(replicas), self.window))
+            if self.unlisted:
+                # the watch does not fire it (Watch.step): an alert
+                verdict['not_safe'] = (
+                    'when it last answered, it had replicas that are none of the nodes (%s); one of them may hold a '
+                    'write it acknowledged that no node has, and a failover would lose it. Fail over by hand once '
+                    'that replica is known to have nothing more' % self._unlisted_text())
+            return verdict
         if primary not in writable:
             restarted = (not writable and seen.get(primary, {}).get('read_only')
                          and (seen[primary].get('uptime') or 0) < self.restart_window)
@@ -229,12 +257,31 @@ class Judge(object):
                                      'writable primary again with site.yml (its mysql_primary role)'
                                      % (primary, seen[primary].get('uptime')))
             return self._verdict('degraded', '%s is read-only or unreadable, and no other node is writable' % primary)
+        if self.unlisted:
+            return self._verdict('unlisted_replica', '%s has replicas that are none of the nodes (%s): a write that '
+                                 'only one of them acknowledged would be lost by a failover, so the automatic '
+                                 'failover will not fire while they replicate. List them in mysql_cluster_nodes '
+                                 '(and so in the watch), or stop them' % (primary, self._unlisted_text()))
         lagging = [n for n in self.names if n != primary and not (
             seen.get(n, {}).get('reachable') and seen[n].get('source') == primary
             and seen[n].get('io_thread') == 'Yes' and seen[n].get('sql_thread') == 'Yes')]
         if lagging:
             return self._verdict('degraded', 'not replicating from %s: %s' % (primary, ', '.join(lagging)))
         return self._verdict('healthy', '%s is the primary; every other node replicates from it' % primary)
+
+    def _read_unlisted(self, obs):
+        """Keep the primary's replicas (its SHOW SLAVE HOSTS, read this
+        round) whose server_id is none of the nodes'. An unread list keeps
+        what was read last."""
+        hosts = obs.get('replica_hosts')
+        if hosts is None:
+            return
+        known = set(self.server_ids.values())
+        self.unlisted = [(h.get('server_id'), h.get('host') or '') for h in hosts if h.get('server_id') not in known]
+
+    def _unlisted_text(self):
+        return ', '.join('server_id %s%s' % (server_id, ' at %s' % host if host else '')
+                         for server_id, host in self.unlisted)
 
     def _verdict(self, verdict, reason):
         return {'verdict': verdict, 'primary': self.primary, 'reason': reason}
@@ -297,7 +344,8 @@ class Watch(object):
                                            % (self.config['period'], hold.get('primary'))), 'alert', t, seen, True))
             hold = None
         armed = hold is None and disarmed is None
-        if verdict['verdict'] in FAILING and armed:
+        not_safe = verdict.pop('not_safe', None)
+        if verdict['verdict'] in FAILING and armed and not not_safe:
             self._write_hold({'primary': verdict['primary'], 'at': t, 'reason': verdict['reason']})
             events.append(self._event(verdict, 'failover', t, seen, True))
         elif (verdict['verdict'] in FAILING and hold and hold.get('primary') == verdict['primary']
@@ -307,8 +355,8 @@ class Watch(object):
             if self.last != verdict['verdict']:
                 events.append(self._event(verdict, 'none', t, seen, armed))
         elif verdict['verdict'] in FAILING:
-            why = disarmed or 'held since the automatic failover of %s at %s; re-armed when the cluster is healthy ' \
-                'and %s s have passed, or by playbooks/automation.yml' % (
+            why = not_safe or disarmed or 'held since the automatic failover of %s at %s; re-armed when the cluster ' \
+                'is healthy and %s s have passed, or by playbooks/automation.yml' % (
                     hold.get('primary'), time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(float(hold.get('at', 0)))),
                     self.config['period'])
             verdict = dict(verdict, reason='%s; not failing over: %s' % (verdict['reason'], why))
@@ -364,12 +412,15 @@ class Observer(object):
     def _sql(self, node):
         try:
             server = self._server(node)
-            read_only = server.server_info()['read_only']
+            info = server.server_info()
+            read_only = info['read_only']
             uptime = server.query_one("SHOW GLOBAL STATUS LIKE 'Uptime'") or {}
             status = server.replica_status()
             replicating = bool(status.get('source_host'))
             signs = server.source_signs() if replicating else None
             return {'reachable': True, 'read_only': read_only, 'uptime': int(uptime.get('Value') or 0),
+                    'server_id': info.get('server_id'),
+                    'replica_hosts': None if read_only else self._replica_hosts(server),
                     'source': self.names.get(status.get('source_host'), status.get('source_host')) if replicating else None,
                     'io_thread': status.get('io_thread'), 'sql_thread': status.get('sql_thread'), 'signs': signs}
         except (MySQLError, OSError, ValueError) as exc:
@@ -380,6 +431,16 @@ class Observer(object):
                 except Exception:  # pylint: disable=broad-except
                     pass
             return {'reachable': False, 'error': format_mysql_error(exc) if isinstance(exc, MySQLError) else str(exc)}
+
+    @staticmethod
+    def _replica_hosts(server):
+        """The replicas connected to a writable node (server_id, host), or
+        None when they cannot be read (a refused query: the node itself
+        still counts as read)."""
+        try:
+            return [dict(server_id=h['server_id'], host=h['host']) for h in server.replica_hosts()]
+        except MySQLError:
+            return None
 
     def _health(self, node):
         url = 'http://%s:%s/' % (node['host'], node.get('health_port', self.config['health_port']))
