@@ -941,10 +941,12 @@ def first_apply_seconds(primary, name):
 
 
 PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or pathlib.Path(__file__).resolve().parents[2])
+# Molecule's inventory; outside Molecule DISTWEB_LAB_INVENTORY (a bench lab's,
+# such as inventories/lab-failover), else the lab of scripts/lab.
 INVENTORY = pathlib.Path(
     os.environ["MOLECULE_EPHEMERAL_DIRECTORY"] + "/inventory"
     if os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
-    else PROJECT / "inventories" / "lab"
+    else os.environ.get("DISTWEB_LAB_INVENTORY") or PROJECT / "inventories" / "lab"
 )
 
 
