@@ -1057,12 +1057,14 @@ def inventory_naming(primary, tmp_path_factory):
     after a failover, so that rebuild_replica.yml seeds from the live
     primary."""
     work = tmp_path_factory.mktemp("inventory")
+    # Molecule's inventory file is "hosts", a checked-in one's "hosts.yml"
+    source = next(INVENTORY / name for name in ("hosts", "hosts.yml") if (INVENTORY / name).is_file())
     for entry in INVENTORY.iterdir():
-        if entry.name == "hosts" or entry.is_dir():
+        if entry == source or entry.is_dir():
             continue
         (work / entry.name).write_text(entry.read_text())
     (work / "group_vars").symlink_to((INVENTORY / "group_vars").resolve())
-    hosts = yaml.safe_load((INVENTORY / "hosts").read_text())
+    hosts = yaml.safe_load(source.read_text())
     groups = hosts["all"]["children"]["dbservers"]["children"]
     groups["db_primary"]["hosts"] = {primary: None}
     groups["db_replicas"]["hosts"] = {n: None for n in DB_NODES if n != primary}

@@ -16,7 +16,10 @@ split-brain sampler, each case put back afterwards:
 * the primary's MariaDB stopped cleanly: failed over;
 * the primary's MariaDB restarted: it comes back read-only, as every node
   starts; no failover, an alert saying what to do, and nothing lost once it
-  is the primary again.
+  is the primary again;
+* a replica of the primary that the watch does not know (server3 left out
+  of its node list): an alert (such a replica may hold an acknowledged write
+  no known node has, so the watch would not fail that primary over).
 
 The lab converges with the automatic failover disarmed (the other modules'
 faults are the playbooks' to handle); this module arms it with
@@ -428,9 +431,10 @@ def watch_nodes(keep):
 @pytest.fixture(scope="module")
 def unlisted(restarted, sampler, tmp_path_factory):
     """The watch given every node but server3, which still replicates from
-    the primary: it may hold an acknowledged write that no listed node has.
-    The primary killed under the write load: no automatic failover; the
-    operator's failover by hand, with every node, then."""
+    the primary, as a replica the watch does not know would. (Its refusal
+    to fail over a dead primary that had one is unit-tested: with two nodes
+    listed, a dead primary leaves the watch one of two, and it concludes it
+    is the one cut off before anything else.)"""
     restore_lab(tmp_path_factory)
     arm()
     server_id = node_sql(UNLISTED, "SELECT @@server_id")[0][0]
@@ -438,37 +442,15 @@ def unlisted(restarted, sampler, tmp_path_factory):
     watch_nodes([n for n in DB_NODES if n != UNLISTED])
     try:
         alert = wait_for_notice("DistwebWatchUnlistedReplica", since, timeout=60)
-        with WriteLoad() as load:
-            wait_for(lambda: len(load.acknowledged) >= 20, 60, what="the write load to flow")
-            killed_at = time.time()
-            docker("kill", container(PRIMARY))
-            dead_alert = wait_for_notice("DistwebWatchPrimaryDead", killed_at, timeout=60)
-            time.sleep(QUIET)
-            writable = writable_nodes()
-            started = failovers(since)
-            result = playbook("playbooks/failover.yml")
-            assert result.returncode == 0, output(result)
-            acknowledged = len(load.acknowledged)
-            wait_for(lambda: len(load.acknowledged) >= acknowledged + 20, 60, what="writes after the manual failover")
     finally:
         watch_nodes(None)
-    new = [n for n in writable_nodes() if n != PRIMARY][0]
-    caught_up(new, [n for n in OTHERS if n != new], load)
-    start_node(PRIMARY)
-    return {"server_id": server_id, "alert": alert, "dead_alert": dead_alert, "writable": writable,
-            "started": started}
+    return {"server_id": server_id, "alert": alert}
 
 
 def test_a_replica_the_watch_does_not_know_is_an_alert(unlisted):
     assert f"{PRIMARY} has replicas that are none of the nodes (server_id {unlisted['server_id']}" \
         in unlisted["alert"][2], unlisted["alert"]
-
-
-def test_with_such_a_replica_a_dead_primary_is_not_failed_over_automatically(unlisted):
-    assert unlisted["started"] == [], unlisted["started"]
-    assert unlisted["writable"] == [], "something promoted a node"
-    assert "not failing over: when it last answered, it had replicas that are none of the nodes (server_id " \
-        f"{unlisted['server_id']}" in unlisted["dead_alert"][2], unlisted["dead_alert"]
+    assert "the automatic failover will not fire while they replicate" in unlisted["alert"][2]
 
 
 def test_the_lab_is_put_back_and_status_shows_it_disarmed(unlisted, tmp_path_factory):
