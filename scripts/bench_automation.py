@@ -351,6 +351,10 @@ def print_false_alarms(f):
         print(f"!!! the run stopped: {f['error']}")
 
 
+def save(log_dir, results):
+    pathlib.Path(log_dir, "results-automatic.json").write_text(json.dumps(results, indent=1, default=str))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=10, help="repetitions per fault kind")
@@ -387,14 +391,13 @@ def main():
                     repair(args.home, args.log_dir, f"auto-{kind}{number}", notes)
                     print(f"    repaired: {'; '.join(notes)}", flush=True)
                 results["repetitions"] = rows
-                pathlib.Path(args.log_dir, "results-automatic.json").write_text(json.dumps(results, indent=1,
-                                                                                         default=str))
+                save(args.log_dir, results)
         summary(rows)
         if args.false_alarm_seconds > 0:
             results["false_alarms"] = false_alarms(args.false_alarm_seconds, args.home, args.log_dir, seed)
             print_false_alarms(results["false_alarms"])
     finally:
-        pathlib.Path(args.log_dir, "results-automatic.json").write_text(json.dumps(results, indent=1, default=str))
+        save(args.log_dir, results)
         try:
             switch(args.log_dir, "disarm", automation_failover_armed=False,
                    automation_disarm_reason="the benchmark ended")
