@@ -66,9 +66,18 @@ def test_a_stopped_nginx_loses_no_request_and_gets_its_share_back():
         victim.run_expect([0], "systemctl start nginx")
     # Back, then out of its slow start (haproxy_slowstart) at full weight.
     back_at_full_weight("server2")
-    statuses, counts = served_by(30)
-    assert statuses == [200] * 30
-    assert counts == {name: 10 for name in SERVERS}
+    # At full weight it can still stand behind the others in HAProxy's
+    # weighted round robin for a few rounds (a CI run saw 14/13/3 in the
+    # first 30 requests after its slow start): its equal share must come
+    # back within a minute, and every request meanwhile is answered.
+    samples = []
+
+    def equal_shares():
+        samples.append(served_by(30))
+        return samples[-1][1] == {name: 10 for name in SERVERS}
+
+    wait_for(equal_shares, 60, interval=0, what="server2's equal share")
+    assert all(statuses == [200] * 30 for statuses, _counts in samples), samples
 
 
 def test_a_record_written_through_the_app_is_on_every_node():
