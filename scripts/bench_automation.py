@@ -64,6 +64,7 @@ for _key, _value in (("DISTWEB_LAB_NAME", "distweb-bench-failover"), ("DISTWEB_L
 sys.path.insert(0, str(ROOT / "molecule" / "resources"))
 sys.path.insert(0, str(ROOT / "scripts"))
 import alert_receiver  # noqa: E402 (after the path is set)
+from alert_receiver import notices  # noqa: E402
 from bench_failover import (  # noqa: E402
     LOAD_MAX_WRITES,
     REP_MAX_SECONDS,
@@ -105,16 +106,6 @@ HOLD = "/var/lib/distweb-automation/hold.json"  # automation_state_dir, the watc
 STARTED, DONE, REFUSED = "DistwebAutomaticFailover", "DistwebAutomaticFailoverDone", "DistwebAutomaticFailoverRefused"
 FAULT_TABLE = "distweb_faults"  # labclient's table for injected faults (heal removes it)
 FALSE_ALARM_FAULTS = ("pause", "loss", "cut", "replica")
-
-
-def notices(since, name=None):
-    """[(received, alertname, summary)] that reached the webhook after
-    ``since`` (Unix time), oldest first."""
-    with alert_receiver.LOCK:
-        notes = list(alert_receiver.RECEIVED)
-    return [(note["received"], alert["labels"].get("alertname"), alert.get("annotations", {}).get("summary", ""))
-            for note in notes if note["received"] >= since for alert in note.get("alerts", [])
-            if name is None or alert["labels"].get("alertname") == name]
 
 
 def switch(log_dir, label, **settings):

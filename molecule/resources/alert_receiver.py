@@ -67,6 +67,16 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def notices(since, name=None):
+    """[(received, alertname, summary)] of the alerts received after
+    ``since`` (Unix time), oldest first; only those named ``name`` if given."""
+    with LOCK:
+        notes = list(RECEIVED)
+    return [(note["received"], alert["labels"].get("alertname"), alert.get("annotations", {}).get("summary", ""))
+            for note in notes if note["received"] >= since for alert in note.get("alerts", [])
+            if name is None or alert["labels"].get("alertname") == name]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--address", default="0.0.0.0")

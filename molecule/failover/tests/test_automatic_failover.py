@@ -33,6 +33,7 @@ import time
 from http.server import ThreadingHTTPServer
 
 import alert_receiver
+from alert_receiver import notices
 import pytest
 from labclient import (
     DB_NODES,
@@ -116,16 +117,6 @@ def arm():
 
 def disarm():
     switch(automation_failover_armed=False, automation_disarm_reason="kept for the failover scenario playbook tests")
-
-
-def notices(since, name=None):
-    """[(received, alertname, summary)] that reached the webhook after
-    ``since`` (Unix time), oldest first."""
-    with alert_receiver.LOCK:
-        notes = list(alert_receiver.RECEIVED)
-    return [(note["received"], alert["labels"].get("alertname"), alert.get("annotations", {}).get("summary", ""))
-            for note in notes if note["received"] >= since for alert in note.get("alerts", [])
-            if name is None or alert["labels"].get("alertname") == name]
 
 
 def wait_for_notice(name, since, timeout=120):
