@@ -81,6 +81,15 @@ def node_sql(name, query):
     return [line.split("\t") for line in out.splitlines()] if out else []
 
 
+def read_only(name):
+    """A node's @@read_only ("1" or "0"), or None when the query failed: a
+    woken old primary's guard kills every client session as it fences, the
+    session of this probe too."""
+    result = docker("exec", container(name), "mariadb", "--batch", "--skip-column-names", "-e",
+                    "SELECT @@read_only", check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
 def slave_status(name):
     """SHOW SLAVE STATUS of a node as {column: value} ({} when it is not a replica)."""
     out = docker("exec", container(name), "mariadb", "-e", "SHOW SLAVE STATUS\\G").stdout

@@ -51,6 +51,7 @@ from labclient import (
     node_sql,
     output,
     playbook,
+    read_only,
     restore_lab,
     router_states,
     sampling,
@@ -334,7 +335,7 @@ def hung(cut_off, sampler, tmp_path_factory):
 
     case = fault_then_automatic_failover(
         tmp_path_factory, lambda: docker("pause", container(PRIMARY)), recover=wake)
-    wait_for(lambda: node_sql(PRIMARY, "SELECT @@read_only")[0][0] == "1", 30,
+    wait_for(lambda: read_only(PRIMARY) == "1", 30,
              what="the woken old primary to fence itself")
     WAKE_WINDOWS.append((woke[0] - 0.5, time.monotonic() + 1))
     case["wake"] = sampler.split_brain_rounds(sampler.between(*WAKE_WINDOWS[-1]))

@@ -47,6 +47,7 @@ from labclient import (
     node_sql,
     output,
     playbook,
+    read_only,
     recap,
     replication_state,
     restore_lab,
@@ -480,7 +481,7 @@ def paused(cut_then_killed, sampler, tmp_path_factory):
         finally:
             docker("unpause", container(OLD_PRIMARY))
         woke = time.monotonic()
-        wait_for(lambda: node_sql(OLD_PRIMARY, "SELECT @@read_only")[0][0] == "1", 30,
+        wait_for(lambda: read_only(OLD_PRIMARY) == "1", 30,
                  what="the woken old primary to fence itself")
         fenced = time.monotonic()
         acknowledged = len(load.acknowledged)
