@@ -179,6 +179,21 @@ options:
         primary.
     type: int
     default: 30
+  repoint_wait:
+    description:
+      - Wait, after starting replication on each re-pointed replica, until
+        both its threads run and keep running for a second (up to
+        O(catchup_timeout)); one that does not is reported in
+        RV(repoint_failed).
+      - V(false) returns as soon as replication is started on them, for a
+        caller with more urgent work after the promotion (the role
+        distweb.infra.mysql_cluster fences the database routers first, then
+        reads them). RV(repointed) then lists the replicas replication was
+        started on, and RV(repoint_waited) is V(false). A lossless new
+        primary acknowledges no write before one of them has connected, so
+        not waiting loses nothing.
+    type: bool
+    default: true
   kill_client_sessions:
     description:
       - Kill the client sessions of the old primary after making it
@@ -312,11 +327,22 @@ unreachable_nodes:
   elements: str
   sample: [server1]
 repointed:
-  description: Names of the replicas now replicating from the new primary (in check mode, that would be).
+  description:
+    - Names of the replicas now replicating from the new primary (in check
+      mode, that would be); with O(repoint_wait=false), those replication
+      was started on.
   returned: always
   type: list
   elements: str
   sample: [server3]
+repoint_waited:
+  description:
+    - Whether RV(repointed) lists replicas seen replicating from the new
+      primary (V(true)), or only those replication was started on
+      (O(repoint_wait=false)).
+  returned: always
+  type: bool
+  sample: true
 repoint_failed:
   description: Replicas that could not be re-pointed or did not start replicating from the new primary.
   returned: always
@@ -490,6 +516,7 @@ def argument_spec():
         presumed_unreachable_timeout=dict(type='float', default=0.5),
         routers_fenced=dict(type='bool', default=True),
         catchup_timeout=dict(type='int', default=30),
+        repoint_wait=dict(type='bool', default=True),
         kill_client_sessions=dict(type='bool', default=True),
     )
     return spec
@@ -527,6 +554,7 @@ class Failover(WholeClusterOperations):
         self.promoted = False
         self.io_stopped = []  # nodes whose IO thread this run stopped
         self.result = dict(changed=False, old_primary=None, new_primary=None, repointed=[], repoint_failed=[],
+                           repoint_waited=self.params['repoint_wait'],
                            excluded=[], lost_gtids='', candidate_position='', notes=[], killed_sessions=0,
                            unreachable_nodes=[])
         for name in self.params['presumed_unreachable']:
@@ -788,7 +816,8 @@ class Failover(WholeClusterOperations):
                                  % (entry['name'], candidate.name, entry['reason']))
         msg = 'Promoted %s (old primary %s)' % (candidate.name, old.name)
         if repointed:
-            msg += '; re-pointed %s' % ', '.join(repointed)
+            msg += '; re-pointed %s%s' % (', '.join(repointed), '' if self.params['repoint_wait'] else
+                                          ' (replication started, not waited for)')
         if failed:
             msg += '; re-pointing failed for %s' % ', '.join(e['name'] for e in failed)
         if plan['lost_gtids']:
@@ -883,8 +912,13 @@ class Failover(WholeClusterOperations):
         since = self.timed('promote', since)
         self.result.update(changed=True, new_primary=candidate.name)
 
-        # (7) re-point the other replicas
-        repointed, failed = self.repoint_and_wait(plan['repoint'], candidate, after, p['catchup_timeout'])
+        # (7) re-point the other replicas (and wait for them, unless the
+        # caller has more urgent work: repoint_wait)
+        if p['repoint_wait']:
+            repointed, failed = self.repoint_and_wait(plan['repoint'], candidate, after, p['catchup_timeout'])
+        else:
+            started, failed = self.repoint(plan['repoint'], candidate, after)
+            repointed = [node.name for node in started]
         self.keep_excluded_stopped(plan['repoint'], candidate)
         since = self.timed('repoint', since)
         return self.report(plan, old, candidate, repointed, failed)

@@ -63,7 +63,7 @@ def main():
         answer = answers.get(mode + first, answers.get(mode, {'changed': False, 'msg': 'no answer for this call'}))
     with open(os.environ['DISTWEB_STUB_LOG'], 'a') as f:
         kept = dict((k, module.params.get(k)) for k in ('liveness_window', 'target', 'presumed_unreachable',
-                                                       'routers_fenced')
+                                                       'routers_fenced', 'repoint_wait', 'login_host')
                     if k in module.params)
         f.write(json.dumps(dict(module=NAME, mode=mode, **kept)) + '\\n')
     answer = dict(answer)
@@ -108,7 +108,8 @@ class Scenario(object):
     """Two app servers (r1, r2) with a fake router each, and optionally r3
     that cannot be reached; database nodes s1 (old primary) and s2."""
 
-    def __init__(self, base, name, answers, unreachable_router=False, states=None):
+    def __init__(self, base, name, answers, unreachable_router=False, states=None, replica=False):
+        self.replica = replica  # a third database node, s3
         self.dir = base / name
         self.dir.mkdir()
         self.routers = {}
@@ -129,14 +130,17 @@ class Scenario(object):
         if self.unreachable_router:
             routers['r3'] = dict(ansible_connection='ssh', ansible_host='127.0.0.1', ansible_port=1,
                                  ansible_ssh_timeout=2)
+        nodes = dict(s1=dict(ansible_host='127.0.0.1', mysql_cluster_address='127.0.0.11'),
+                     s2=dict(ansible_host='127.0.0.1', mysql_cluster_address='127.0.0.12'))
+        if self.replica:
+            nodes['s3'] = dict(ansible_host='127.0.0.1', mysql_cluster_address='127.0.0.13')
         return dict(all=dict(
             vars=dict(ansible_python_interpreter=sys.executable,
                       mysql_cluster_admin_password='stub-admin-password',
                       mysql_server_replication_password='stub-repl-password',
                       mysql_cluster_login_ssl_ca=''),
             children=dict(
-                dbservers=dict(hosts=dict(s1=dict(ansible_host='127.0.0.1', mysql_cluster_address='127.0.0.11'),
-                                          s2=dict(ansible_host='127.0.0.1', mysql_cluster_address='127.0.0.12'))),
+                dbservers=dict(hosts=nodes),
                 appservers=dict(hosts=routers))))
 
     def admin(self, router, node):
@@ -200,6 +204,12 @@ def routers_follow(s):
     s.run('failover', '-e', 'mysql_cluster_liveness_max_age=600')
 
 
+def routers_follow_repointed(s):
+    # s3 was re-pointed without waiting (repoint_wait false) and does not
+    # connect: read after the fence, a warning; the failover stands
+    s.run('failover', '-e', 'mysql_cluster_liveness_max_age=600', '-e', 'mysql_cluster_catchup_timeout=1')
+
+
 def routers_follow_failed(s):
     s.run('failover', mysql_failover={'real_first': dict(
         failed=True, changed=True, promoted=True, old_primary='s1', new_primary=None, semi_sync=LOSSLESS,
@@ -246,6 +256,12 @@ def switchover(s):
 SCENARIOS = {
     'failover_twice': (failover_twice, dict(mysql_failover={'real_first': FENCE_FIRST, 'real': PROMOTED}), {}),
     'routers_follow': (routers_follow, dict(mysql_failover={'real_first': FOLLOWED}), {}),
+    'routers_follow_repointed': (routers_follow_repointed, dict(
+        mysql_failover={'real_first': dict(FOLLOWED, repointed=['s3'], repoint_waited=False)},
+        mysql_replication_info={'127.0.0.13': dict(
+            replication=dict(io_running=False, sql_running=True),
+            msg='s3 is a replica of 127.0.0.12:3306 (IO thread Connecting, SQL thread Yes, lag unknown)')}),
+        dict(replica=True)),
     'routers_follow_failed': (routers_follow_failed, {}, {}),
     'routers_follow_check': (routers_follow_check, dict(mysql_failover={'check': dict(
         PLAN, routers_fence_first=False, semi_sync=LOSSLESS)}), {}),
@@ -419,6 +435,27 @@ def test_when_the_routers_may_follow_one_run_fails_over_and_they_fence_after_it(
            'semi-sync leaves it nothing to acknowledge, after the promotion) at the database routers of: r1, r2; ' \
            'not fenced: none' in run['out']
     assert 'Promoted s2 (old primary s1)' in run['out']
+
+
+def test_when_the_routers_follow_the_re_pointed_replicas_are_read_after_the_fence(scenarios):
+    s = scenarios['routers_follow_repointed']
+    run = s.runs[0]
+    assert run['rc'] == 0, run['out']
+    # the failover returned without waiting for s3 ...
+    first = [c for c in run['calls'] if c['module'] == 'mysql_failover']
+    assert [(c['mode'], c['routers_fenced'], c['repoint_wait']) for c in first] == [('real', False, False)]
+    # ... the routers fenced s1, then s3 was read until the catch-up timeout
+    for router in ('r1', 'r2'):
+        assert s.admin(router, 's1') == FMAINT
+    reads = [c for c in run['calls'] if c['module'] == 'mysql_replication_info']
+    # (one read, then one every 0.5 s for the 1 s)
+    assert [c['login_host'] for c in reads] == ['127.0.0.13'] * 3
+    assert 'WARNING: s3 did not start replicating from the new primary s2 within 1 s (s3 is a replica of ' \
+           '127.0.0.12:3306 (IO thread Connecting' in run['out'], run['out']
+    # in the plain case (nothing re-pointed) nothing is read and nothing warned
+    plain = scenarios['routers_follow'].runs[0]
+    assert [c['module'] for c in plain['calls']] == ['mysql_failover']
+    assert 'did not start replicating' not in plain['out']
 
 
 def test_when_the_routers_were_to_follow_a_failed_promotion_they_fence_all_the_same(scenarios):

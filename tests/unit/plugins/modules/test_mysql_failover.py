@@ -482,6 +482,27 @@ def test_repoint_failure_is_reported_not_fatal(env):
     assert any('server3 was not re-pointed' in w for w in result['_warnings'])
 
 
+def test_without_repoint_wait_it_returns_once_replication_is_started(env):
+    # the role fences the routers right after the promotion and reads the
+    # re-pointed replicas afterwards: the module starts them and returns
+    spent = []
+    for wait in (True, False):
+        env.cluster = cluster = env.setup('mariadb')
+        cluster.down('server1')
+        before = cluster.clock.now
+        result = ok(env.run(repoint_wait=wait, routers_fenced=False))
+        spent.append(cluster.clock.now - before)
+        assert result['repoint_waited'] is wait
+    assert result['promoted'] is True and result['new_primary'] == 'server2'
+    assert result['repointed'] == ['server3'] and result['repoint_waited'] is False
+    assert 'replication started, not waited for' in result['msg']
+    order(cluster, ('server2', r'^SET GLOBAL read_only = 0$'), ('server3', r'^CHANGE MASTER'),
+          ('server3', r'^START SLAVE'))
+    # the waiting run spent at least the second the replica must keep
+    # running; this one did not wait
+    assert spent[0] - spent[1] >= 1.0, spent
+
+
 def test_replication_options_are_used(env):
     cluster = env.cluster
     cluster.down('server1')
