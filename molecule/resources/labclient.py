@@ -313,12 +313,17 @@ class _Load:
             thread.join(timeout=60)
 
 
-def answered_by_nginx(response):
-    """" from nginx" when a web server's nginx made the answer itself (its
-    Server header, and no X-Served-By: the app sets that on every answer),
-    which for an error means its app server did not answer; else ""."""
-    made_by_nginx = response.headers.get("Server", "").startswith("nginx") and "X-Served-By" not in response.headers
-    return " from nginx" if made_by_nginx else ""
+def answered_by(response):
+    """Who made an answer when the app did not (the app sets X-Served-By on
+    every answer of its own): " from nginx" when a web server's nginx made it
+    (its Server header), which for an error means its app server did not
+    answer; " from the load balancer" when neither made it, which for a 503
+    means HAProxy had no web server in rotation; else ""."""
+    if "X-Served-By" in response.headers:
+        return ""
+    if response.headers.get("Server", "").startswith("nginx"):
+        return " from nginx"
+    return " from the load balancer"
 
 
 class WriteLoad(_Load):
@@ -337,7 +342,7 @@ class WriteLoad(_Load):
         self.sent.append(value)
         r = http.post(self.site + "/api/records", json={"value": value}, timeout=self.timeout)
         if r.status_code != 201:
-            return f"HTTP {r.status_code}{answered_by_nginx(r)}"
+            return f"HTTP {r.status_code}{answered_by(r)}"
         self.acknowledged.append((r.json()["id"], value))
         return None
 

@@ -492,6 +492,19 @@ def paused(cut_then_killed, sampler, tmp_path_factory):
             "status": status, "new": new[0] if len(new) == 1 else None, "reached": reached}
 
 
+def made_by_the_load_balancer(load):
+    """The failed writes HAProxy answered itself: it had no web server in
+    rotation (labclient.answered_by)."""
+    return [error for error in load.errors if error[1].endswith("from the load balancer")]
+
+
+def test_the_web_servers_stayed_in_rotation_through_the_failover(failover):
+    # a database failover is no web server's fault: the load balancer checks
+    # the app's /live, so it never ran out of web servers and answered 503
+    # itself (with /health it took all three out and added its rise time)
+    assert made_by_the_load_balancer(failover["load"]) == []
+
+
 def test_a_hung_primary_is_failed_over(paused, sampler):
     assert paused["result"].returncode == 0, output(paused["result"])
     assert paused["new"] in REPLICAS, writable_nodes()
@@ -515,6 +528,12 @@ def test_a_hung_primary_is_failed_over(paused, sampler):
     assert re.search(r"(ok|changed): \[localhost -> server2", task("Set the node's state in each database router's "
                                                                    "write backend")), output(paused["result"])
     sampler.assert_covered(paused["hung"], paused["finished"], live=REPLICAS, what="the failover of a hung primary")
+
+
+def test_the_live_web_servers_stayed_in_rotation_through_the_hung_primarys_failover(paused):
+    # server1's own web server hung with it and left the rotation; the
+    # others stayed in it
+    assert made_by_the_load_balancer(paused["load"]) == []
 
 
 def test_the_reachable_routers_fence_the_hung_primary_without_waiting_for_its_sessions(paused):

@@ -851,6 +851,19 @@ def test_health_down_when_no_node_answers(db):
     assert resp.header("X-Served-By") == "web1"
 
 
+def test_live_answers_while_no_database_node_does(db):
+    # the load balancer's check: a database outage is not this server's
+    assert call("GET", "/live").code == 200
+    assert db.connections == []  # it asked no database node (/health would)
+    for label in ("db1:3306", "db2:3306", "db3:3307"):
+        db[label].up = False
+    resp = call("GET", "/live")
+    assert resp.code == 200
+    assert resp.json() == {"status": "alive", "server": "web1"}
+    assert resp.header("X-Served-By") == "web1"
+    assert call("POST", "/live").code == 405
+
+
 def test_health_down_without_database_config(db, config_file):
     config_file.write({"server_name": "web1"})
     resp = call("GET", "/health")

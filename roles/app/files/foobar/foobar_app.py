@@ -9,6 +9,13 @@ for read-your-write consistency.
 Endpoints
     GET  /                    HTML page naming the server that answered.
     GET  /health              JSON health of the database nodes (200 or 503).
+    GET  /live                200 whenever this process answers; it asks no
+                              database. The load balancer's check: a
+                              database failover is every web server's
+                              outage at once, and taking them all out of
+                              rotation would only add the checks' rise time
+                              to it (and stop the reads and pages that
+                              still work).
     POST /api/records         {"value": "..."} -> inserted on the primary (201).
     GET  /api/records?limit=N newest records, read from a replica.
     GET  /api/records/<id>    one record, read from a replica.
@@ -32,7 +39,7 @@ Metrics: foobar_http_requests_total{endpoint, method, code},
 foobar_http_request_duration_seconds{endpoint, method} (histogram) and
 foobar_http_request_errors_total{endpoint} (responses of status 500 and up,
 unhandled exceptions included). ``endpoint`` is the route template
-(/, /health, /api/records, /api/records/{id}, /static, /metrics) or
+(/, /health, /live, /api/records, /api/records/{id}, /static, /metrics) or
 "other", never the raw path, and ``method`` an HTTP method or "other", so the
 number of series stays bounded. Under a server with several worker processes
 (gunicorn), set PROMETHEUS_MULTIPROC_DIR to an empty directory writable by the
@@ -545,7 +552,7 @@ def fetch_many(limit):
 
 # Label values: a route template or "other", never the raw path (every
 # distinct value is one more series in Prometheus, kept forever).
-ENDPOINTS = ("/", "/health", "/api/records", "/api/records/{id}", "/static", "/metrics")
+ENDPOINTS = ("/", "/health", "/live", "/api/records", "/api/records/{id}", "/static", "/metrics")
 OTHER = "other"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Seconds, from a page that needs no database to the longest waits (write
@@ -814,6 +821,10 @@ def handle_health(environ, settings):
     })
 
 
+def handle_live(environ, settings):
+    return json_response(200, {"status": "alive", "server": settings.server_name})
+
+
 def handle_create(environ, settings):
     value = parse_record_body(environ)
     try:
@@ -886,6 +897,7 @@ def route(environ):
     handlers = {
         "/": {"GET": handle_index},
         "/health": {"GET": handle_health},
+        "/live": {"GET": handle_live},
         "/api/records": {"GET": handle_list, "POST": handle_create},
         "/api/records/{id}": {"GET": handle_get},
         "/metrics": {"GET": handle_metrics},
