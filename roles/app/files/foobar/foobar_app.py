@@ -14,8 +14,8 @@ Endpoints
                               database failover is every web server's
                               outage at once, and taking them all out of
                               rotation would only add the checks' rise time
-                              to it (and stop the reads and pages that
-                              still work).
+                              to it (and stop the pages that still
+                              work).
     POST /api/records         {"value": "..."} -> inserted on the primary (201).
     GET  /api/records?limit=N newest records, read from a replica.
     GET  /api/records/<id>    one record, read from a replica.
