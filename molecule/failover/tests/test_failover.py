@@ -493,9 +493,12 @@ def paused(cut_then_killed, sampler, tmp_path_factory):
 
 
 def made_by_the_load_balancer(load):
-    """The failed writes HAProxy answered itself: it had no web server in
-    rotation (labclient.answered_by)."""
-    return [error for error in load.errors if error[1].endswith("from the load balancer")]
+    """The failed writes HAProxy answered with its own 503: it had no web
+    server in rotation (labclient.answered_by). Its own 502 is not one of
+    them: that ends a request stuck on a server the checks took out
+    (haproxy_shutdown_sessions_on_down), a write sent to the hung primary's
+    web server."""
+    return [error for error in load.errors if error[1] == "HTTP 503 from the load balancer"]
 
 
 def test_the_web_servers_stayed_in_rotation_through_the_failover(failover):
