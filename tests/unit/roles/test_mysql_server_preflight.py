@@ -1,0 +1,107 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, distweb developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The mysql_server role's preflight, run by ansible-playbook on localhost:
+the TLS key may be encrypted with ansible-vault, as a user keeps it in their
+repository. The preflight reads it as the role's copy does (decrypted), so
+a vaulted key that matches its certificate passes, and one that does not is
+refused with the message naming both files."""
+
+from __future__ import (absolute_import, division, print_function)
+__metaclass__ = type
+
+import datetime
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+cryptography = pytest.importorskip('cryptography')
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+VAULT_PASSWORD = 'unit-test-only'
+
+PLAYBOOK = """
+- name: Run the mysql_server preflight
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Preflight only
+      ansible.builtin.include_role:
+        name: distweb.infra.mysql_server
+        tasks_from: preflight
+"""
+
+
+def _bin(name):
+    local = pathlib.Path(sys.executable).parent / name
+    return str(local) if local.is_file() else name
+
+
+def _key_pem(key):
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _cert_pem(key):
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'db.test')])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture()
+def files(tmp_path):
+    """A certificate, its key and another key, both keys vault-encrypted."""
+    env = _env(tmp_path)
+    key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / 'server.crt').write_bytes(_cert_pem(key))
+    (tmp_path / 'ca.crt').write_bytes(_cert_pem(key))
+    for name, k in (('server.key', key), ('other.key', other)):
+        (tmp_path / name).write_bytes(_key_pem(k))
+        subprocess.run([_bin('ansible-vault'), 'encrypt', str(tmp_path / name)], env=env, check=True,
+                       capture_output=True)
+        assert (tmp_path / name).read_text().startswith('$ANSIBLE_VAULT;')
+    (tmp_path / 'site.yml').write_text(PLAYBOOK)
+    (tmp_path / 'hosts.yml').write_text('all:\n  children:\n    dbservers:\n      hosts:\n        localhost:\n')
+    return tmp_path
+
+
+def _env(tmp_path):
+    (tmp_path / 'vault-pass').write_text(VAULT_PASSWORD)
+    return dict(os.environ, ANSIBLE_CONFIG=str(REPO / 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
+                ANSIBLE_VAULT_PASSWORD_FILE=str(tmp_path / 'vault-pass'),
+                ANSIBLE_LOCAL_TEMP=str(tmp_path / '.ansible-tmp'), ANSIBLE_REMOTE_TEMP=str(tmp_path / '.ansible-tmp'))
+
+
+def preflight(files, key):
+    args = [_bin('ansible-playbook'), '-i', str(files / 'hosts.yml'), str(files / 'site.yml'),
+            '-c', 'local', '-e', 'ansible_python_interpreter=%s' % sys.executable,
+            '-e', 'mysql_server_id=1', '-e', 'mysql_server_tls=true',
+            '-e', 'mysql_server_replication_password=unit-repl', '-e', 'mysql_server_monitor_password=unit-mon',
+            '-e', 'mysql_server_tls_ca_src=%s' % (files / 'ca.crt'),
+            '-e', 'mysql_server_tls_cert_src=%s' % (files / 'server.crt'),
+            '-e', 'mysql_server_tls_key_src=%s' % (files / key)]
+    return subprocess.run(args, env=_env(files), cwd=str(REPO), capture_output=True, text=True, timeout=300)
+
+
+def test_a_vaulted_key_that_matches_its_certificate_passes(files):
+    result = preflight(files, 'server.key')
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert 'Check that the key belongs to the certificate' in result.stdout
+    assert 'BEGIN PRIVATE KEY' not in result.stdout + result.stderr
+
+
+def test_a_vaulted_key_of_another_certificate_is_refused(files):
+    result = preflight(files, 'other.key')
+    assert result.returncode != 0
+    assert 'is not the private key of' in result.stdout, result.stdout[-4000:]
+    assert 'BEGIN PRIVATE KEY' not in result.stdout + result.stderr
