@@ -268,7 +268,10 @@ class RuntimeAPI(object):
         """The servers of ``backend`` as a list (configuration order) of dicts:
         ``name``, ``status``, ``sessions`` (scur), ``queue`` (qcur),
         ``weight``, ``check_status``, ``throttle`` (slowstart percentage,
-        None when not throttled), ``address``, ``backup``, and from
+        None when not throttled), ``address``, ``backup``, ``trackers``
+        (the servers of other backends that track this one: ``backend``,
+        ``name``, ``sessions``, ``queue``; they inherit its checks, drain
+        and maintenance, and carry traffic of their own), and from
         ``show servers state`` ``admin_flags`` (int), ``admin_state``
         (ready/drain/maint), ``admin_flag_names`` and ``op_state``.
 
@@ -287,7 +290,12 @@ class RuntimeAPI(object):
         for row in rows:
             if row.get('pxname') != backend or row.get('type') != TYPE_SERVER:
                 continue
+            name = '%s/%s' % (backend, row.get('svname'))
+            trackers = [dict(backend=r.get('pxname'), name=r.get('svname'), sessions=_int(r.get('scur')),
+                             queue=_int(r.get('qcur')))
+                        for r in rows if r.get('type') == TYPE_SERVER and r.get('tracked') == name]
             servers.append(dict(
+                trackers=trackers,
                 name=row.get('svname'),
                 status=row.get('status', ''),
                 sessions=_int(row.get('scur')),

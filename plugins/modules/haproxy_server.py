@@ -25,7 +25,10 @@ description:
     C(on-marked-down shutdown-sessions)); V(ready) puts it back in rotation,
     where HAProxy's health checks decide when it takes traffic again.
   - With O(wait), for V(drain) and V(maint) it waits until the server has no
-    current sessions and nothing queued; for V(ready) until HAProxy's health
+    current sessions and nothing queued, counting those of the servers of
+    other backends that track it (C(track <backend>/<server>), such as the
+    collection's C(web_writes)); they inherit its drain and maintenance and
+    carry traffic of their own. For V(ready) it waits until HAProxy's health
     check reports it C(UP) (a server in slowstart is C(UP) already). It waits
     also when nothing had to be changed, so a re-run after a timeout picks up
     where it stopped.
@@ -86,7 +89,7 @@ options:
         its current sessions at once (C(shutdown sessions server
         <backend>/<server>)) instead of letting them finish, so that nothing
         more reaches it on a connection opened before (a fenced database
-        primary, for instance).
+        primary, for instance). The servers that track it get the same.
       - Sent only when the server has current sessions, also when it was in
         maintenance already (a re-run finishes the job; with nothing left to
         close nothing is sent and nothing changes).
@@ -196,15 +199,25 @@ status:
   type: str
   sample: DRAIN
 sessions:
-  description: Current sessions of the server (C(scur)) when the module finished.
+  description:
+    - Current sessions of the server (C(scur)) when the module finished,
+      with those of the servers that track it (RV(trackers)).
   returned: when the server was found
   type: int
   sample: 0
 queue:
-  description: Requests queued for the server (C(qcur)) when the module finished.
+  description: Requests queued for the server (C(qcur)) when the module finished, with those of its trackers.
   returned: when the server was found
   type: int
   sample: 0
+trackers:
+  description:
+    - The servers of other backends that track this one, as
+      C(<backend>/<server>), with their current sessions when the module
+      finished.
+  returned: when the server was found
+  type: dict
+  sample: {web_writes/server1: 0}
 check_status:
   description: Result of the last health check (C(check_status), e.g. C(L7OK), C(L4CON)); V(null) when not checked.
   returned: when the server was found
@@ -247,9 +260,9 @@ command:
   sample: set server web/server1 state drain
 shutdown_command:
   description:
-    - With O(shutdown_sessions=true), the C(shutdown sessions server) command
-      sent (in check mode, that would be sent); V(null) when the server had no
-      session to close.
+    - With O(shutdown_sessions=true), the C(shutdown sessions server) commands
+      sent, separated by C(; ) (in check mode, that would be sent); V(null)
+      when the server and its trackers had no session to close.
   returned: always
   type: str
   sample: shutdown sessions server mysql_primary/server1
@@ -346,21 +359,34 @@ class ServerState(object):
             known = getattr(exc, 'known', None)
             self.fail(str(exc), **(dict(known_backends=known) if known is not None else {}))
 
-    def report(self, server):
-        self.result.update(status=server['status'], sessions=server['sessions'], queue=server['queue'],
-                           check_status=server['check_status'], throttle=server['throttle'],
-                           admin_flags=server['admin_flag_names'])
-
     @staticmethod
-    def describe(server):
-        return 'status %s, check %s, %d current sessions, %d queued, admin flags %s' % (
-            server['status'], server['check_status'] or 'none', server['sessions'], server['queue'],
+    def totals(server):
+        """(sessions, queued) of the server and the servers that track it."""
+        trackers = server.get('trackers', [])
+        return (server['sessions'] + sum(t['sessions'] for t in trackers),
+                server['queue'] + sum(t['queue'] for t in trackers))
+
+    def report(self, server):
+        sessions, queue = self.totals(server)
+        self.result.update(status=server['status'], sessions=sessions, queue=queue,
+                           check_status=server['check_status'], throttle=server['throttle'],
+                           admin_flags=server['admin_flag_names'],
+                           trackers=dict(('%s/%s' % (t['backend'], t['name']), t['sessions'])
+                                         for t in server.get('trackers', [])))
+
+    @classmethod
+    def describe(cls, server):
+        sessions, queue = cls.totals(server)
+        tracked = ''.join(' (%d through %s/%s)' % (t['sessions'], t['backend'], t['name'])
+                          for t in server.get('trackers', []) if t['sessions'])
+        return 'status %s, check %s, %d current sessions%s, %d queued, admin flags %s' % (
+            server['status'], server['check_status'] or 'none', sessions, tracked, queue,
             ','.join(server['admin_flag_names']) or 'none')
 
     def done_waiting(self, server):
         if self.params['state'] == 'ready':
             return status_is_up(server['status'])
-        return server['sessions'] == 0 and server['queue'] == 0
+        return self.totals(server) == (0, 0)
 
     def wait(self, server):
         """Poll until done_waiting or the timeout; return the last read."""
@@ -461,22 +487,26 @@ class ServerState(object):
         return self.finish('%s (%s)' % (msg, self.describe(server)))
 
     def shut_down(self, server):
-        """With shutdown_sessions, close the server's current sessions (in
-        check mode, only say so); the words to add to the message, '' when
-        there was nothing to close."""
-        if not self.params['shutdown_sessions'] or server['sessions'] == 0:
+        """With shutdown_sessions, close the current sessions of the server
+        and of the servers that track it (in check mode, only say so); the
+        words to add to the message, '' when there was nothing to close."""
+        total = self.totals(server)[0]
+        if not self.params['shutdown_sessions'] or total == 0:
             return ''
-        command = 'shutdown sessions server %s' % self.name
-        self.result.update(changed=True, shutdown_command=command, sessions_shut_down=server['sessions'])
+        names = ([self.name] if server['sessions'] else []) + [
+            '%s/%s' % (t['backend'], t['name']) for t in server.get('trackers', []) if t['sessions']]
+        commands = ['shutdown sessions server %s' % name for name in names]
+        self.result.update(changed=True, shutdown_command='; '.join(commands), sessions_shut_down=total)
         if self.module.check_mode:
-            return '; would close its %d current sessions' % server['sessions']
-        try:
-            reply = self.api.command(command)
-        except HAProxyError as exc:
-            self.fail(str(exc))
-        if reply.strip():
-            self.fail('HAProxy (%s) refused "%s": %s' % (self.params['socket'], command, ' '.join(reply.split())))
-        return '; closed its %d current sessions' % server['sessions']
+            return '; would close its %d current sessions' % total
+        for command in commands:
+            try:
+                reply = self.api.command(command)
+            except HAProxyError as exc:
+                self.fail(str(exc))
+            if reply.strip():
+                self.fail('HAProxy (%s) refused "%s": %s' % (self.params['socket'], command, ' '.join(reply.split())))
+        return '; closed its %d current sessions' % total
 
     def finish(self, msg):
         self.result['msg'] = msg

@@ -1,6 +1,7 @@
 """No failed request when a web server dies or is redeployed, through the
 virtual IP from outside the cluster: GETs are retried on another server,
-POSTs never sent twice; playbooks/rolling_deploy.yml takes one server out
+POSTs never sent twice, and a POST held by a hung web server is closed when
+the checks mark it down; playbooks/rolling_deploy.yml takes one server out
 at a time, and in check mode changes nothing; server states survive a
 reload; the runtime API is local only."""
 
@@ -36,11 +37,16 @@ from labclient import (
 VICTIM = "server3"  # a replica: killing it costs the cluster no primary
 PRIMARY = "server1"
 SERVERS = list(DB_NODES)
-# WriteLoad sends its POSTs one after another from one thread, and HAProxy
-# sends a POST again only when the connection failed before the request left
-# (retries, no L7 retry for POST): at most the one POST in flight on the
-# killed server can fail.
-MAX_FAILED_POSTS = 1
+# WriteLoad sends its POSTs one after another from one thread. HAProxy sends
+# a POST again only when the connection failed before the request left
+# (retries, no L7 retry for POST), and POSTs go through web_writes, which
+# closes what is still open on a server once the checks mark it down
+# (haproxy_shutdown_sessions_on_down: writes, so that a write held by a hung
+# server fails then and not at the client's timeout). At most two POSTs can
+# fail: the one in flight on the killed server, and the next one sent there,
+# still connecting when the checks mark it down (the connect timeout, 3 s,
+# is longer than the checks take).
+MAX_FAILED_POSTS = 2
 
 
 def info_field(answer, field):
@@ -163,6 +169,43 @@ def test_the_killed_replica_replicates_again(backend_killed):
     assert_stored_once(VICTIM, writes)
     count = "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM foobar.records"
     assert node_sql(VICTIM, count) == node_sql(PRIMARY, count)
+
+
+@pytest.fixture(scope="module")
+def backend_hung():
+    """Freeze VICTIM's container (docker pause: its nginx and app take
+    connections and answer nothing) under a POST load through the VIP, until
+    both load balancers mark it DOWN and 20 more writes are acknowledged;
+    then thaw it and wait until it is back in rotation."""
+    wait_for(every_server_up, 180, what="every server UP at full weight")
+    with WriteLoad(site=VIP_SITE, max_seconds=300) as writes:
+        wait_for(lambda: len(writes.acknowledged) >= 20, 60, what="the write load to flow")
+        docker("pause", container(VICTIM))
+        try:
+            wait_for(lambda: all(haproxy_servers(lb)[VICTIM]["status"] == "DOWN" for lb in LOAD_BALANCERS), 30,
+                     what=f"{VICTIM} DOWN on both load balancers")
+            marked = len(writes.acknowledged)
+            wait_for(lambda: len(writes.acknowledged) >= marked + 20, 60, what="writes without the hung server")
+        finally:
+            docker("unpause", container(VICTIM))
+    print(f"\nbackend hang: POST {writes.failed} failed of {len(writes.attempts)}; errors: {writes.errors[:5]}")
+    wait_for(every_server_up, 180, what=f"{VICTIM} back at full weight")
+    return writes
+
+
+def test_a_write_held_by_a_hung_web_server_fails_when_it_is_marked_down(backend_hung):
+    # The load balancer sent a POST to the frozen server before its checks
+    # found it hung. HAProxy must not send a POST again, so the write fails
+    # either way; web_writes (haproxy_shutdown_sessions_on_down: writes)
+    # closes it when the server is marked DOWN, with HAProxy's own 502,
+    # instead of leaving it to the client's 5 s timeout (HAProxy's own
+    # server timeout is 30 s): the client can retry seconds earlier.
+    writes = backend_hung
+    assert writes.failed == 1, f"{writes.failed} POSTs failed: {writes.errors}"
+    assert [error for dummy, error in writes.errors] == ["HTTP 502 from the load balancer"], writes.errors
+    assert len(writes.acknowledged) == len(writes.attempts) - 1
+    # the closed write may still be stored once the server thaws, never twice
+    assert_stored_once(PRIMARY, writes)
 
 
 def result_of(rest):

@@ -77,8 +77,10 @@ class FakeServer(object):
     ``status`` (if set) overrides the status computed from that and the
     admin flags (for transitions such as ``DOWN 1/2``)."""
 
-    def __init__(self, name, port, healthy=True, admin=0, sessions=0, queue=0, throttle=None, check=True):
+    def __init__(self, name, port, healthy=True, admin=0, sessions=0, queue=0, throttle=None, check=True,
+                 track=None):
         self.name = name
+        self.track = track  # '<backend>/<server>' it tracks (no checks of its own)
         self.port = port
         self.healthy = healthy
         self.admin = admin
@@ -223,6 +225,7 @@ class FakeHAProxy(object):
                 lines.append(_row(SERVER_ROW, pxname=backend, svname=server.name, qcur=server.queue,
                                   scur=server.sessions, status=server.current_status(), iid=iid, sid=sid,
                                   throttle=server.throttle, addr='127.0.0.1:%d' % server.port,
+                                  tracked=server.track,
                                   check_status=('L7OK' if server.healthy else 'L4CON') if server.check else None))
             up = [s for s in self.backends[backend] if s.current_status() in ('UP', 'no check', 'DRAIN')]
             lines.append(_row(BACKEND_ROW, pxname=backend, iid=iid, status='UP' if up else 'DOWN',

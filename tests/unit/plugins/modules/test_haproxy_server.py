@@ -13,6 +13,7 @@ from ansible_collections.distweb.infra.tests.unit.plugins.haproxy_fake import (
     FDRAIN,
     FMAINT,
     FakeHAProxy,
+    FakeServer,
     web_backend,
 )
 from ansible_collections.distweb.infra.tests.unit.plugins.results import failed, ok
@@ -380,3 +381,54 @@ def test_shutdown_sessions_refused_by_haproxy_fails(fake, run):
 def test_shutdown_sessions_goes_with_maint_only(fake, run, state):
     failed(run(state=state, shutdown_sessions=True), 'shutdown_sessions goes with state=maint only')
     assert fake.commands == []
+
+
+# -- servers that track this one (the load balancer's web_writes) ---------------------------
+
+@pytest.fixture
+def writes(fake):
+    """Backend web_writes: each server tracks its twin in web."""
+    servers = [FakeServer('server%d' % i, 8000 + i, check=False, track='web/server%d' % i) for i in (1, 2, 3)]
+    fake.add_backend('web_writes', *servers)
+    return servers
+
+
+def test_drain_waits_for_the_sessions_of_the_servers_that_track_it(fake, run, writes):
+    # a write still open on server1 through web_writes: the rolling deploy
+    # must not restart server1 before it ended
+    writes[0].sessions = 2
+    reads = []
+
+    def tick(proxy):
+        reads.append(1)
+        if len(reads) > 3:
+            writes[0].sessions = max(writes[0].sessions - 1, 0)
+    fake.on_stat = tick
+    result = ok(run(state='drain'))
+    assert len(reads) >= 5, 'it returned before the tracker had no session left'
+    assert result['sessions'] == 0 and result['trackers'] == {'web_writes/server1': 0}
+    assert fake.sets() == ['set server web/server1 state drain']
+
+
+def test_a_timeout_names_the_sessions_of_a_tracker(fake, run, writes):
+    writes[0].sessions = 4
+    result = failed(run(state='drain', timeout=0), 'Timed out after 0 s')
+    assert '4 current sessions (4 through web_writes/server1)' in result['msg']
+    assert result['sessions'] == 4 and result['trackers'] == {'web_writes/server1': 4}
+
+
+def test_shutdown_sessions_closes_those_of_the_trackers_too(fake, run, writes):
+    fake.server('web', 'server1').sessions = 1
+    writes[0].sessions = 3
+    result = ok(run(state='maint', shutdown_sessions=True, timeout=1))
+    assert fake.sets() == ['set server web/server1 state maint', 'shutdown sessions server web/server1',
+                           'shutdown sessions server web_writes/server1']
+    assert result['sessions_shut_down'] == 4 and result['sessions'] == 0
+    assert 'closed its 4 current sessions' in result['msg']
+
+
+def test_shutdown_sessions_of_a_tracker_alone(fake, run, writes):
+    writes[0].sessions = 2
+    result = ok(run(state='maint', shutdown_sessions=True, timeout=1))
+    assert fake.sets() == ['set server web/server1 state maint', 'shutdown sessions server web_writes/server1']
+    assert result['shutdown_command'] == 'shutdown sessions server web_writes/server1'
