@@ -39,13 +39,14 @@ PRIMARY = "server1"
 SERVERS = list(DB_NODES)
 # WriteLoad sends its POSTs one after another from one thread. HAProxy sends
 # a POST again only when the connection failed before the request left
-# (retries, no L7 retry for POST), and POSTs go through web_writes, which
-# closes what is still open on a server once the checks mark it down
-# (haproxy_shutdown_sessions_on_down: writes, so that a write held by a hung
-# server fails then and not at the client's timeout). At most two POSTs can
-# fail: the one in flight on the killed server, and the next one sent there,
-# still connecting when the checks mark it down (the connect timeout, 3 s,
-# is longer than the checks take).
+# (retries, no L7 retry for POST). This lab sets
+# haproxy_shutdown_sessions_on_down: writes (inventories/lab/hosts.yml), so
+# POSTs go through web_writes, which closes what is still open on a server
+# once the checks mark it down: a write held by a hung server fails then,
+# not at the client's timeout. At most two POSTs can fail: the one in flight
+# on the killed server, and the next one sent there, still connecting when
+# the checks mark it down (the connect timeout, 3 s, is longer than the
+# checks take). With the default, none, it would be one.
 MAX_FAILED_POSTS = 2
 
 
@@ -196,8 +197,8 @@ def backend_hung():
 def test_a_write_held_by_a_hung_web_server_fails_when_it_is_marked_down(backend_hung):
     # The load balancer sent a POST to the frozen server before its checks
     # found it hung. HAProxy must not send a POST again, so the write fails
-    # either way; web_writes (haproxy_shutdown_sessions_on_down: writes)
-    # closes it when the server is marked DOWN (the client's connection
+    # either way; web_writes (haproxy_shutdown_sessions_on_down: writes in
+    # this lab) closes it when the server is marked DOWN (the client's connection
     # closed without an answer, or HAProxy's own 502), instead of leaving
     # it to the client's 5 s timeout (a ReadTimeout here; HAProxy's own
     # server timeout is 30 s): the client can retry seconds earlier.

@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The load balancer's configuration, rendered with Jinja2 from the role's
 defaults: which requests HAProxy closes when its checks take a server out
-(haproxy_shutdown_sessions_on_down). With ``writes`` (the default) the
-methods HAProxy may not send again go through web_writes, whose servers
+(haproxy_shutdown_sessions_on_down): nothing by default. With ``writes``
+the methods HAProxy may not send again go through web_writes, whose servers
 track web's and close what is open on them once marked down; reads stay in
 web, where nothing is closed. Where HAProxy is installed the rendered
 configuration is also checked with ``haproxy -c``."""
@@ -51,8 +51,14 @@ def sections(config):
     return found
 
 
-def test_by_default_writes_are_closed_on_a_down_server_and_reads_are_not():
+def test_by_default_nothing_is_closed_on_a_down_server():
     config = sections(render())
+    assert 'backend web_writes' not in config
+    assert not [line for line in config['backend web'] if 'on-marked-down' in line]
+
+
+def test_with_writes_writes_are_closed_on_a_down_server_and_reads_are_not():
+    config = sections(render(haproxy_shutdown_sessions_on_down='writes'))
     assert 'use_backend web_writes unless { method GET HEAD OPTIONS }' in config['frontend www']
     assert config['frontend www'][-1] == 'default_backend web'
     web, writes = config['backend web'], config['backend web_writes']
@@ -79,7 +85,7 @@ def test_none_and_all_keep_one_backend(mode):
 
 
 def test_cookie_balancing_is_the_same_in_both_backends():
-    config = sections(render(haproxy_balance='cookie'))
+    config = sections(render(haproxy_balance='cookie', haproxy_shutdown_sessions_on_down='writes'))
     for backend in ('backend web', 'backend web_writes'):
         assert 'cookie SERVERID insert indirect nocache' in config[backend]
         assert [line for line in config[backend] if line.startswith('server ')][0].startswith(
@@ -89,7 +95,7 @@ def test_cookie_balancing_is_the_same_in_both_backends():
 def test_the_default_is_in_the_argument_spec():
     spec = yaml.safe_load((ROLE / 'meta' / 'argument_specs.yml').read_text())
     option = spec['argument_specs']['main']['options']['haproxy_shutdown_sessions_on_down']
-    assert option['default'] == 'writes' and option['choices'] == ['none', 'writes', 'all']
+    assert option['default'] == 'none' and option['choices'] == ['none', 'writes', 'all']
 
 
 @pytest.mark.skipif(shutil.which('haproxy') is None, reason='haproxy is not installed here')
