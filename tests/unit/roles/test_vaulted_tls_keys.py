@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, distweb developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The mysql_server role's preflight, run by ansible-playbook on localhost:
-the TLS key may be encrypted with ansible-vault, as a user keeps it in their
-repository. The preflight reads it as the role's copy does (decrypted), so
-a vaulted key that matches its certificate passes, and one that does not is
-refused with the message naming both files."""
+"""The preflights of the roles that take a TLS key file from the control
+node (mysql_server, haproxy), run by ansible-playbook on localhost: the key
+may be encrypted with ansible-vault, as a user keeps it in their
+repository. Each preflight reads it as its role does (decrypted), so a
+vaulted key that matches its certificate passes, and one that does not is
+refused with the role's message."""
 
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
@@ -28,13 +29,13 @@ REPO = pathlib.Path(__file__).resolve().parents[3]
 VAULT_PASSWORD = 'unit-test-only'
 
 PLAYBOOK = """
-- name: Run the mysql_server preflight
+- name: Run the {role} preflight
   hosts: localhost
   gather_facts: false
   tasks:
     - name: Preflight only
       ansible.builtin.include_role:
-        name: distweb.infra.mysql_server
+        name: distweb.infra.{role}
         tasks_from: preflight
 """
 
@@ -70,8 +71,10 @@ def files(tmp_path):
         subprocess.run([_bin('ansible-vault'), 'encrypt', str(tmp_path / name)], env=env, check=True,
                        capture_output=True)
         assert (tmp_path / name).read_text().startswith('$ANSIBLE_VAULT;')
-    (tmp_path / 'site.yml').write_text(PLAYBOOK)
-    (tmp_path / 'hosts.yml').write_text('all:\n  children:\n    dbservers:\n      hosts:\n        localhost:\n')
+    for role in ('mysql_server', 'haproxy'):
+        (tmp_path / ('%s.yml' % role)).write_text(PLAYBOOK.format(role=role))
+    (tmp_path / 'hosts.yml').write_text('all:\n  children:\n    dbservers:\n      hosts:\n        localhost:\n'
+                                        '    webservers:\n      hosts:\n        localhost:\n')
     return tmp_path
 
 
@@ -82,27 +85,38 @@ def _env(tmp_path):
                 ANSIBLE_LOCAL_TEMP=str(tmp_path / '.ansible-tmp'), ANSIBLE_REMOTE_TEMP=str(tmp_path / '.ansible-tmp'))
 
 
-def preflight(files, key):
-    args = [_bin('ansible-playbook'), '-i', str(files / 'hosts.yml'), str(files / 'site.yml'),
-            '-c', 'local', '-e', 'ansible_python_interpreter=%s' % sys.executable,
-            '-e', 'mysql_server_id=1', '-e', 'mysql_server_tls=true',
-            '-e', 'mysql_server_replication_password=unit-repl', '-e', 'mysql_server_monitor_password=unit-mon',
-            '-e', 'mysql_server_tls_ca_src=%s' % (files / 'ca.crt'),
-            '-e', 'mysql_server_tls_cert_src=%s' % (files / 'server.crt'),
-            '-e', 'mysql_server_tls_key_src=%s' % (files / key)]
+ROLE_ARGS = {
+    'mysql_server': lambda files, key: [
+        'mysql_server_id=1', 'mysql_server_tls=true', 'mysql_server_replication_password=unit-repl',
+        'mysql_server_monitor_password=unit-mon', 'mysql_server_tls_ca_src=%s' % (files / 'ca.crt'),
+        'mysql_server_tls_cert_src=%s' % (files / 'server.crt'), 'mysql_server_tls_key_src=%s' % (files / key)],
+    'haproxy': lambda files, key: [
+        'haproxy_tls_enabled=true', 'haproxy_tls_certificate_src=%s' % (files / 'server.crt'),
+        'haproxy_tls_key_src=%s' % (files / key)],
+}
+REFUSALS = {'mysql_server': 'is not the private key of', 'haproxy': 'does not belong to'}
+
+
+def preflight(files, key, role='mysql_server'):
+    args = [_bin('ansible-playbook'), '-i', str(files / 'hosts.yml'), str(files / ('%s.yml' % role)),
+            '-c', 'local', '-e', 'ansible_python_interpreter=%s' % sys.executable]
+    for extra in ROLE_ARGS[role](files, key):
+        args += ['-e', extra]
     return subprocess.run(args, env=_env(files), cwd=str(REPO), capture_output=True, text=True, timeout=300,
                           check=False)
 
 
-def test_a_vaulted_key_that_matches_its_certificate_passes(files):
-    result = preflight(files, 'server.key')
+@pytest.mark.parametrize('role', sorted(ROLE_ARGS))
+def test_a_vaulted_key_that_matches_its_certificate_passes(files, role):
+    result = preflight(files, 'server.key', role)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert 'Check that the key belongs to the certificate' in result.stdout
+    assert 'the key belongs to the certificate' in result.stdout
     assert 'BEGIN PRIVATE KEY' not in result.stdout + result.stderr
 
 
-def test_a_vaulted_key_of_another_certificate_is_refused(files):
-    result = preflight(files, 'other.key')
+@pytest.mark.parametrize('role', sorted(ROLE_ARGS))
+def test_a_vaulted_key_of_another_certificate_is_refused(files, role):
+    result = preflight(files, 'other.key', role)
     assert result.returncode != 0
-    assert 'is not the private key of' in result.stdout, result.stdout[-4000:]
+    assert REFUSALS[role] in result.stdout, result.stdout[-4000:]
     assert 'BEGIN PRIVATE KEY' not in result.stdout + result.stderr
