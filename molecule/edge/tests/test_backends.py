@@ -45,8 +45,9 @@ SERVERS = list(DB_NODES)
 # once the checks mark it down: a write held by a hung server fails then,
 # not at the client's timeout. At most two POSTs can fail: the one in flight
 # on the killed server, and the next one sent there, still connecting when
-# the checks mark it down (the connect timeout, 3 s, is longer than the
-# checks take). With the default, none, it would be one.
+# the checks mark it down (each POST sent there waits up to the 1 s connect
+# timeout before it goes to another server). With the default, none, it
+# would be one.
 MAX_FAILED_POSTS = 2
 
 
