@@ -10,17 +10,15 @@ installed the rendered configuration is also checked with ``haproxy -c``."""
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import os.path
-import pathlib
 import re
-import shutil
-import subprocess
 
-import jinja2
 import pytest
 import yaml
 
-ROLE = pathlib.Path(__file__).resolve().parents[3] / 'roles' / 'db_router'
+from ansible_collections.distweb.infra.tests.unit.roles import role_templates
+from ansible_collections.distweb.infra.tests.unit.roles.role_templates import section
+
+ROLE = role_templates.ROLES / 'db_router'
 
 NODES = [{'name': 'server1', 'address': '10.0.0.11', 'port': 3306},
          {'name': 'server2', 'address': '10.0.0.12', 'port': 3306},
@@ -28,28 +26,9 @@ NODES = [{'name': 'server1', 'address': '10.0.0.11', 'port': 3306},
 
 
 def render(name, **overrides):
-    defaults = yaml.safe_load((ROLE / 'defaults' / 'main.yml').read_text())
-    settings = dict((k, v) for k, v in defaults.items() if not (isinstance(v, str) and '{' in v))
-    settings.update(db_router_nodes=NODES, ansible_managed='Ansible managed')
+    settings = dict(db_router_nodes=NODES)
     settings.update(overrides)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLE / 'templates')), trim_blocks=True,
-                             undefined=jinja2.StrictUndefined)
-    env.filters['comment'] = lambda text: '#\n# %s\n#' % text
-    env.filters.update(bool=bool, dirname=os.path.dirname, basename=os.path.basename)
-    return env.get_template(name).render(**settings)
-
-
-def section(config, header):
-    """The lines of one section (``backend mysql_primary``), comments left out."""
-    lines = config.splitlines()
-    start = lines.index(header)
-    body = []
-    for line in lines[start + 1:]:
-        if line and not line.startswith(' '):
-            break
-        if line.strip() and not line.strip().startswith('#'):
-            body.append(line.strip())
-    return body
+    return role_templates.render('db_router', name, **settings)
 
 
 def test_writes_go_to_the_first_up_node_only():
@@ -88,13 +67,9 @@ def test_server_states_are_kept_across_reloads():
     assert 'socat' in yaml.safe_load((ROLE / 'defaults' / 'main.yml').read_text())['db_router_packages']
 
 
-@pytest.mark.skipif(shutil.which('haproxy') is None, reason='haproxy is not installed here')
+@pytest.mark.skipif(role_templates.HAPROXY is None, reason='haproxy is not installed here')
 def test_haproxy_accepts_the_configuration(tmp_path):
-    path = tmp_path / 'dbrouter.cfg'
-    path.write_text(render('dbrouter.cfg.j2', db_router_admin_socket=str(tmp_path / 'admin.sock'),
-                           db_router_server_state_file=str(tmp_path / 'state')) + '\n')
-    # user/group haproxy may not exist here: check the rest
-    path.write_text('\n'.join(line for line in path.read_text().splitlines()
-                              if line.strip() not in ('user haproxy', 'group haproxy')) + '\n')
-    done = subprocess.run(['haproxy', '-c', '-f', str(path)], capture_output=True, text=True, check=False)
+    # user/group haproxy may not exist here: the helper checks the rest
+    done = role_templates.haproxy_check(render('dbrouter.cfg.j2', db_router_admin_socket=str(tmp_path / 'admin.sock'),
+                                               db_router_server_state_file=str(tmp_path / 'state')), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr

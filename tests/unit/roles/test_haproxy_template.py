@@ -12,43 +12,25 @@ configuration is also checked with ``haproxy -c``."""
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import os.path
-import pathlib
-import shutil
-import subprocess
-
-import jinja2
 import pytest
 import yaml
 
-ROLE = pathlib.Path(__file__).resolve().parents[3] / 'roles' / 'haproxy'
+from ansible_collections.distweb.infra.tests.unit.roles import role_templates
+from ansible_collections.distweb.infra.tests.unit.roles.role_templates import section
+
 SERVERS = [{'name': 'server1', 'address': '10.0.0.11'}, {'name': 'server2', 'address': '10.0.0.12', 'port': 8080}]
 
 
 def render(**overrides):
-    defaults = yaml.safe_load((ROLE / 'defaults' / 'main.yml').read_text())
-    settings = dict((k, v) for k, v in defaults.items() if not (isinstance(v, str) and '{' in v))
-    settings.update(haproxy_backend_servers=SERVERS, ansible_managed='Ansible managed', hostvars={},
-                    haproxy_tls_enabled=False, haproxy_metrics_port=0)
+    settings = dict(haproxy_backend_servers=SERVERS, hostvars={}, haproxy_tls_enabled=False, haproxy_metrics_port=0)
     settings.update(overrides)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLE / 'templates')), trim_blocks=True,
-                             undefined=jinja2.StrictUndefined)
-    env.filters['comment'] = lambda text: '#\n# %s\n#' % text
-    env.filters.update(bool=bool, dirname=os.path.dirname, basename=os.path.basename)
-    return env.get_template('haproxy.cfg.j2').render(**settings)
+    return role_templates.render('haproxy', 'haproxy.cfg.j2', **settings)
 
 
 def sections(config):
-    """{header: [lines]}, comments and blank lines left out."""
-    found, current = {}, None
-    for line in config.splitlines():
-        if not line.strip() or line.strip().startswith('#'):
-            continue
-        if not line.startswith(' '):
-            current = found.setdefault(line.strip(), [])
-        elif current is not None:
-            current.append(line.strip())
-    return found
+    """{header: [lines]} of every section (role_templates.section)."""
+    return dict((line, section(config, line)) for line in config.splitlines()
+                if line.strip() and not line.startswith((' ', '#')))
 
 
 def test_by_default_nothing_is_closed_on_a_down_server():
@@ -93,19 +75,15 @@ def test_cookie_balancing_is_the_same_in_both_backends():
 
 
 def test_the_default_is_in_the_argument_spec():
-    spec = yaml.safe_load((ROLE / 'meta' / 'argument_specs.yml').read_text())
+    spec = yaml.safe_load((role_templates.ROLES / 'haproxy' / 'meta' / 'argument_specs.yml').read_text())
     option = spec['argument_specs']['main']['options']['haproxy_shutdown_sessions_on_down']
     assert option['default'] == 'none' and option['choices'] == ['none', 'writes', 'all']
 
 
-@pytest.mark.skipif(shutil.which('haproxy') is None, reason='haproxy is not installed here')
+@pytest.mark.skipif(role_templates.HAPROXY is None, reason='haproxy is not installed here')
 @pytest.mark.parametrize('mode', ['none', 'writes', 'all'])
 def test_haproxy_accepts_the_configuration(tmp_path, mode):
-    text = render(haproxy_shutdown_sessions_on_down=mode, haproxy_admin_socket=str(tmp_path / 'admin.sock'),
-                  haproxy_server_state_file=str(tmp_path / 'state'))
-    path = tmp_path / 'haproxy.cfg'
-    path.write_text('\n'.join(line for line in text.splitlines()
-                              if line.strip() not in ('user haproxy', 'group haproxy', 'chroot /var/lib/haproxy',
-                                                      'daemon')) + '\n')
-    done = subprocess.run(['haproxy', '-c', '-f', str(path)], capture_output=True, text=True, check=False)
+    done = role_templates.haproxy_check(render(haproxy_shutdown_sessions_on_down=mode,
+                                               haproxy_admin_socket=str(tmp_path / 'admin.sock'),
+                                               haproxy_server_state_file=str(tmp_path / 'state')), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
