@@ -4,9 +4,16 @@
 
 DISTWEB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DISTWEB_VENV="${DISTWEB_VENV:-$DISTWEB_ROOT/.venv}"
-DISTWEB_IMAGE="${DISTWEB_IMAGE:-distweb/lab-node:bookworm}"
+# The lab's platform: bookworm (Debian 12: MariaDB 10.11, HAProxy 2.6) or
+# trixie (Debian 13: MariaDB 11.8, HAProxy 3.0).
+DISTWEB_LAB_PLATFORM="${DISTWEB_LAB_PLATFORM:-bookworm}"
+case "$DISTWEB_LAB_PLATFORM" in
+  bookworm|trixie) ;;
+  *) echo "DISTWEB_LAB_PLATFORM must be bookworm or trixie, not '$DISTWEB_LAB_PLATFORM'" >&2; exit 2 ;;
+esac
+DISTWEB_IMAGE="${DISTWEB_IMAGE:-distweb/lab-node:$DISTWEB_LAB_PLATFORM}"
 DISTWEB_STATE="${DISTWEB_STATE:-$DISTWEB_ROOT/.lab}"
-export DISTWEB_ROOT DISTWEB_VENV DISTWEB_IMAGE DISTWEB_STATE
+export DISTWEB_ROOT DISTWEB_VENV DISTWEB_IMAGE DISTWEB_STATE DISTWEB_LAB_PLATFORM
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -104,22 +111,23 @@ ensure_collection_link() {
   [ -L "$dir/infra" ] || ln -sfn ../../.. "$dir/infra"
 }
 
-# The lab image: pull debian:bookworm where a registry answers, otherwise
+# The lab image: pull debian:<platform> where a registry answers, otherwise
 # build the base from Debian's packages with debootstrap.
 ensure_image() {
   docker image inspect "$DISTWEB_IMAGE" >/dev/null 2>&1 && return 0
-  local base=debian:bookworm
+  local platform="$DISTWEB_LAB_PLATFORM"
+  local base="debian:$platform"
   if ! docker image inspect "$base" >/dev/null 2>&1; then
     if timeout 60 docker pull -q "$base" >/dev/null 2>&1; then
       log "pulled $base"
     else
-      base=distweb/debian-base:bookworm
+      base="distweb/debian-base:$platform"
       if ! docker image inspect "$base" >/dev/null 2>&1; then
         log "no registry answered: building $base with debootstrap"
         ensure_host_packages debootstrap
         local root
         root="$(mktemp -d /var/tmp/distweb-rootfs.XXXXXX)"
-        as_root debootstrap --variant=minbase bookworm "$root" >/dev/null
+        as_root debootstrap --variant=minbase "$platform" "$root" >/dev/null
         as_root tar -C "$root" -c . | docker import - "$base" >/dev/null
         as_root rm -rf "$root"
       fi
@@ -127,4 +135,16 @@ ensure_image() {
   fi
   log "building $DISTWEB_IMAGE from $base"
   docker build -q --build-arg "BASE=$base" -t "$DISTWEB_IMAGE" "$DISTWEB_ROOT/scripts/image" >/dev/null
+}
+
+# Run a command with the lab on another platform (bookworm or trixie): its
+# image, made if missing, is the one the lab's containers start from.
+with_platform() {
+  local platform="$1"
+  shift
+  (
+    export DISTWEB_LAB_PLATFORM="$platform" DISTWEB_IMAGE="distweb/lab-node:$platform"
+    ensure_image
+    "$@"
+  )
 }

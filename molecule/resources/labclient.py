@@ -97,6 +97,32 @@ def slave_status(name):
     return {key.strip(): value.strip() for key, value in pairs}
 
 
+# What each lab platform (DISTWEB_LAB_PLATFORM, scripts/lib.sh) must be:
+# Debian's release and the MariaDB and HAProxy series it ships.
+LAB_PLATFORMS = {"bookworm": ("12", "10.11.", "2.6."), "trixie": ("13", "11.8.", "3.0.")}
+
+
+def platform_seen(db_node, lb_node):
+    """(Debian major version, MariaDB version, HAProxy version) as the lab's
+    nodes report them."""
+    release = docker("exec", container(db_node), "sh", "-c", ". /etc/os-release && echo $VERSION_ID").stdout.strip()
+    mariadb = node_sql(db_node, "SELECT VERSION()")[0][0]
+    haproxy = docker("exec", container(lb_node), "haproxy", "-v").stdout.split()[2]
+    return release, mariadb, haproxy
+
+
+def assert_lab_platform(db_node, lb_node):
+    """The lab runs the platform it was started for (bookworm unless
+    DISTWEB_LAB_PLATFORM says otherwise), with that platform's servers."""
+    platform = os.environ.get("DISTWEB_LAB_PLATFORM", "bookworm")
+    release, mariadb, haproxy = platform_seen(db_node, lb_node)
+    want_release, want_mariadb, want_haproxy = LAB_PLATFORMS[platform]
+    assert release == want_release, f"{db_node} runs Debian {release}, the lab was started for {platform}"
+    assert mariadb.startswith(want_mariadb) and "MariaDB" in mariadb, mariadb
+    assert haproxy.startswith(want_haproxy), haproxy
+    print(f"platform {platform}: Debian {release}, MariaDB {mariadb}, HAProxy {haproxy}")
+
+
 def wait_for(predicate, timeout=60, interval=0.5, what="condition"):
     """The first true value of ``predicate()``, polled every ``interval``
     seconds; an AssertionError after ``timeout`` seconds."""

@@ -24,7 +24,11 @@ from conftest import (
     served_by,
     sql,
 )
-from labclient import SITE, lab_secret, playbook, secrets_dir, session, slave_status, wait_for, wait_for_gtid
+from labclient import SITE, assert_lab_platform, lab_secret, playbook, secrets_dir, session, slave_status, wait_for, wait_for_gtid
+
+
+def test_the_lab_runs_the_platform_it_was_started_for():
+    assert_lab_platform(PRIMARY, "lb1")
 
 
 def test_every_server_answers_in_equal_shares():
