@@ -32,7 +32,8 @@ def test_the_site_is_reached_by_name_with_its_certificate_verified(client_ca):
 def test_the_name_server_is_authoritative_for_the_zone():
     answer = dig(f"@{NAME_SERVER}", "www.foobar.com", "A")
     assert "status: NOERROR" in answer and " aa" in answer.split("flags:")[1].split(";")[0], answer
-    assert f"www.foobar.com.\t300\tIN\tA\t{VIP}" in answer.replace(" ", "\t"), answer
+    records = [line.split() for line in answer.split("ANSWER SECTION:")[1].split("\n\n")[0].strip().splitlines()]
+    assert records == [["www.foobar.com.", "300", "IN", "A", VIP]], answer
     ns = dig(f"@{NAME_SERVER}", "+short", "foobar.com", "NS").split()
     assert ns == ["ns1.foobar.com."], ns
     assert dig(f"@{NAME_SERVER}", "+short", "ns1.foobar.com", "A").split() == [NAME_SERVER]
@@ -50,6 +51,7 @@ def test_it_hides_its_version():
 
 
 def test_only_the_dns_host_answers_on_port_53():
-    # server1 runs no name server and its firewall drops the query: no answer at all
+    # server1 runs no name server, and its firewall drops the query: it
+    # times out (without the firewall it would be refused by ICMP)
     answer = dig(f"@{SUBNET}.11", "www.foobar.com", "A")
-    assert "timed out" in answer or "no servers could be reached" in answer, answer
+    assert "timed out" in answer and "refused" not in answer, answer
