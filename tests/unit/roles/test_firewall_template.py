@@ -236,3 +236,15 @@ def test_monitoring_hosts_get_prometheus_alertmanager_and_gossip():
     assert any(line.startswith(exporters) for line in rules(render('server1', groups=groups, addresses=addresses)))
     # Hosts outside the monitoring group get no Prometheus or Alertmanager rule.
     assert not [line for line in rules(render('server1', groups=groups, addresses=addresses)) if '9090' in line]
+
+
+def test_dns_hosts_answer_queries_from_anyone_and_no_other_host_does():
+    groups = dict(GROUPS, dnsservers=['ns1'], all=sorted([*ADDRESSES, 'ns1']))
+    addresses = dict(ADDRESSES, ns1='10.0.0.53')
+    lines = rules(render('ns1', groups=groups, addresses=addresses))
+    for proto in ('udp', 'tcp'):
+        for family in ('ipv4', 'ipv6'):
+            assert (f'meta nfproto {family} {proto} dport 53 accept comment '
+                    f'"dns: queries for the site zone ({proto})"') in lines
+    for host in ADDRESSES:
+        assert 'dport 53' not in render(host, groups=groups, addresses=addresses)
