@@ -8,14 +8,11 @@ from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
+from ansible_collections.distweb.infra.tests.unit.roles.role_playbook import run_playbook
+
 PLAYBOOK = """
 - name: Run the dns preflight
   hosts: localhost
@@ -28,21 +25,12 @@ PLAYBOOK = """
 """
 
 
-def _bin(name):
-    local = pathlib.Path(sys.executable).parent / name
-    return str(local) if local.is_file() else name
-
-
 def preflight(tmp_path, **extra):
     (tmp_path / 'hosts.yml').write_text('all:\n  children:\n    dnsservers:\n      hosts:\n        localhost:\n')
     (tmp_path / 'dns.yml').write_text(PLAYBOOK)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / '.ansible-tmp'), ANSIBLE_REMOTE_TEMP=str(tmp_path / '.ansible-tmp'))
     settings = dict(dns_listen_addresses=['192.0.2.53'])
     settings.update(extra)
-    args = [_bin('ansible-playbook'), '-i', str(tmp_path / 'hosts.yml'), str(tmp_path / 'dns.yml'), '-c', 'local',
-            '-e', 'ansible_python_interpreter=%s' % sys.executable, '-e', json.dumps(settings)]
-    return subprocess.run(args, env=env, cwd=str(REPO), capture_output=True, text=True, timeout=300, check=False)
+    return run_playbook(tmp_path, tmp_path / 'dns.yml', tmp_path / 'hosts.yml', [json.dumps(settings)])
 
 
 GOOD = [

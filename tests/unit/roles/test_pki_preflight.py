@@ -9,12 +9,9 @@ from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
+from ansible_collections.distweb.infra.tests.unit.roles.role_playbook import playbook_env, run_playbook
+
 PLAYBOOK = """
 - name: Run the pki preflight
   hosts: localhost
@@ -31,11 +28,6 @@ PLAYBOOK = """
 """
 
 
-def _bin(name):
-    local = pathlib.Path(sys.executable).parent / name
-    return str(local) if local.is_file() else name
-
-
 def preflight(tmp_path, **extra):
     inventory = tmp_path / 'my-inventory'
     inventory.mkdir(exist_ok=True)
@@ -43,11 +35,8 @@ def preflight(tmp_path, **extra):
     (tmp_path / 'pki.yml').write_text(PLAYBOOK)
     home = tmp_path / 'home'
     home.mkdir(exist_ok=True)
-    env = dict(os.environ, HOME=str(home), ANSIBLE_CONFIG=str(REPO / 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / '.ansible-tmp'), ANSIBLE_REMOTE_TEMP=str(tmp_path / '.ansible-tmp'))
-    args = [_bin('ansible-playbook'), '-i', str(inventory / 'hosts.yml'), str(tmp_path / 'pki.yml'), '-c', 'local',
-            '-e', 'ansible_python_interpreter=%s' % sys.executable, '-e', json.dumps(dict(pki_enabled=True, **extra))]
-    result = subprocess.run(args, env=env, cwd=str(REPO), capture_output=True, text=True, timeout=300, check=False)
+    result = run_playbook(tmp_path, tmp_path / 'pki.yml', inventory / 'hosts.yml',
+                          [json.dumps(dict(pki_enabled=True, **extra))], env=playbook_env(tmp_path, HOME=str(home)))
     return result, inventory, home
 
 

@@ -10,14 +10,11 @@ from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
+from ansible_collections.distweb.infra.tests.unit.roles.role_playbook import REPO, run_playbook
+
 UBUNTU = {'distribution': 'Ubuntu', 'distribution_major_version': '24', 'distribution_version': '24.04'}
 SUPPORTED = 'it supports Debian 12 (bookworm: MariaDB 10.11, HAProxy 2.6), Debian 13 (trixie: MariaDB 11.8'
 ROLE_ALONE = """
@@ -33,18 +30,9 @@ ROLE_ALONE = """
 """
 
 
-def _bin(name):
-    local = pathlib.Path(sys.executable).parent / name
-    return str(local) if local.is_file() else name
-
-
 def run(tmp_path, playbook, facts):
     (tmp_path / 'hosts.yml').write_text('all:\n  children:\n    dbservers:\n      hosts:\n        localhost:\n')
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / '.ansible-tmp'), ANSIBLE_REMOTE_TEMP=str(tmp_path / '.ansible-tmp'))
-    args = [_bin('ansible-playbook'), '-i', str(tmp_path / 'hosts.yml'), str(playbook), '-c', 'local',
-            '-e', 'ansible_python_interpreter=%s' % sys.executable, '-e', json.dumps({'ansible_facts': facts})]
-    return subprocess.run(args, env=env, cwd=str(REPO), capture_output=True, text=True, timeout=300, check=False)
+    return run_playbook(tmp_path, playbook, tmp_path / 'hosts.yml', [json.dumps({'ansible_facts': facts})])
 
 
 def refused_first(result, task):

@@ -12,10 +12,7 @@ from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
 import datetime
-import os
-import pathlib
 import subprocess
-import sys
 
 import pytest
 
@@ -25,7 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
+from ansible_collections.distweb.infra.tests.unit.roles.role_playbook import (  # noqa: E402  pylint: disable=wrong-import-position
+    ansible_bin, playbook_env, run_playbook)
+
 VAULT_PASSWORD = 'unit-test-only'
 
 PLAYBOOK = """
@@ -38,11 +37,6 @@ PLAYBOOK = """
         name: distweb.infra.{role}
         tasks_from: preflight
 """
-
-
-def _bin(name):
-    local = pathlib.Path(sys.executable).parent / name
-    return str(local) if local.is_file() else name
 
 
 def _key_pem(key):
@@ -68,7 +62,7 @@ def files(tmp_path):
     (tmp_path / 'ca.crt').write_bytes(_cert_pem(key))
     for name, k in (('server.key', key), ('other.key', other)):
         (tmp_path / name).write_bytes(_key_pem(k))
-        subprocess.run([_bin('ansible-vault'), 'encrypt', str(tmp_path / name)], env=env, check=True,
+        subprocess.run([ansible_bin('ansible-vault'), 'encrypt', str(tmp_path / name)], env=env, check=True,
                        capture_output=True)
         assert (tmp_path / name).read_text().startswith('$ANSIBLE_VAULT;')
     for role in ('mysql_server', 'haproxy'):
@@ -80,9 +74,7 @@ def files(tmp_path):
 
 def _env(tmp_path):
     (tmp_path / 'vault-pass').write_text(VAULT_PASSWORD)
-    return dict(os.environ, ANSIBLE_CONFIG=str(REPO / 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
-                ANSIBLE_VAULT_PASSWORD_FILE=str(tmp_path / 'vault-pass'),
-                ANSIBLE_LOCAL_TEMP=str(tmp_path / '.ansible-tmp'), ANSIBLE_REMOTE_TEMP=str(tmp_path / '.ansible-tmp'))
+    return playbook_env(tmp_path, ANSIBLE_VAULT_PASSWORD_FILE=str(tmp_path / 'vault-pass'))
 
 
 ROLE_ARGS = {
@@ -98,12 +90,8 @@ REFUSALS = {'mysql_server': 'is not the private key of', 'haproxy': 'does not be
 
 
 def preflight(files, key, role='mysql_server'):
-    args = [_bin('ansible-playbook'), '-i', str(files / 'hosts.yml'), str(files / ('%s.yml' % role)),
-            '-c', 'local', '-e', 'ansible_python_interpreter=%s' % sys.executable]
-    for extra in ROLE_ARGS[role](files, key):
-        args += ['-e', extra]
-    return subprocess.run(args, env=_env(files), cwd=str(REPO), capture_output=True, text=True, timeout=300,
-                          check=False)
+    return run_playbook(files, files / ('%s.yml' % role), files / 'hosts.yml', ROLE_ARGS[role](files, key),
+                        env=_env(files))
 
 
 @pytest.mark.parametrize('role', sorted(ROLE_ARGS))
