@@ -125,6 +125,7 @@ COLUMN_KEYS = ('source_host', 'io_running', 'sql_running', 'lag', 'io_errno', 'i
 class ConfigError(Exception):
     """The configuration file lacks what the endpoint needs."""
 
+
 # The replica's SQL thread stopped on a GTID that its own binary log already
 # holds (MariaDB's ER_GTID_STRICT_OUT_OF_ORDER): see crash_repair_position.
 ER_GTID_STRICT_OUT_OF_ORDER = 1950

@@ -42,6 +42,7 @@ def health_config(flavor="mariadb", **changes):
     fake server below)."""
     return dict(health.DEFAULTS, **dict(dialect(flavor), **changes))
 
+
 SEMI_SYNC_OK = {"enabled": True, "clients": 1, "active": True}
 PRIMARY = {"read_only": False, "replica": None, "semi_sync": SEMI_SYNC_OK}
 REPLICA = {"read_only": True, "replica": {"source": "db1", "io_running": "Yes", "sql_running": "Yes", "lag": 0},
