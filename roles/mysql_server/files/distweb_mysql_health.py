@@ -66,7 +66,15 @@ DEFAULTS below: {"socket", "user", "password", "bind", "port", "max_lag",
 "timeout", "require_semi_sync", "guard", "guard_user", "guard_interval",
 "peers" (["host:port", ...] of the other nodes' endpoints), "names" (what
 replicas call this node in Master_Host), "peer_timeout",
-"peer_cache", "repair", "repair_interval"}.
+"peer_cache", "repair", "repair_interval", "sql", "columns"}.
+
+The server's SQL spellings are not in this file: "sql" holds the statements
+({"replica_status", "stop_replica", "start_replica", "set_gtid_position",
+"crash_repair_positions", ...}) and "columns" the names of the replica
+status columns it reads ({"source_host", "io_running", "sql_running", "lag",
+"io_errno", "io_error", "sql_errno", "sql_error"}), both written by the
+mysql_server role from its vars/<flavour>.yml. A flavour without
+"crash_repair_positions" (null) gets no crash repair.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -104,7 +112,19 @@ DEFAULTS = {
     'peer_cache': 1.0,
     'repair': True,
     'repair_interval': 1.0,
+    # the flavour's SQL and replica status columns: required (see above)
+    'sql': None,
+    'columns': None,
 }
+
+# What the endpoint reads of "sql" and "columns".
+SQL_KEYS = ('replica_status', 'stop_replica', 'start_replica', 'set_gtid_position', 'crash_repair_positions')
+COLUMN_KEYS = ('source_host', 'io_running', 'sql_running', 'lag', 'io_errno', 'io_error', 'sql_errno', 'sql_error')
+
+
+class ConfigError(Exception):
+    """The configuration file lacks what the endpoint needs."""
+
 
 # The replica's SQL thread stopped on a GTID that its own binary log already
 # holds (MariaDB's ER_GTID_STRICT_OUT_OF_ORDER): see crash_repair_position.
@@ -131,7 +151,17 @@ def load_config(path=None):
             config.update(json.load(handle))
     if config['guard'] is None:
         config['guard'] = bool(config['require_semi_sync'])
+    missing = ['sql.' + key for key in SQL_KEYS if key not in (config['sql'] or {})]
+    missing += ['columns.' + key for key in COLUMN_KEYS if not (config['columns'] or {}).get(key)]
+    if missing or not (config['sql'] or {}).get('replica_status'):
+        raise ConfigError('%s names no complete SQL dialect (missing: %s): the mysql_server role writes it from its '
+                          'vars/<flavour>.yml' % (path or 'the configuration', ', '.join(missing) or 'sql.replica_status'))
     return config
+
+
+def can_repair(config):
+    """Whether the crash repair runs: asked for, and the flavour has one."""
+    return bool(config['repair'] and config['sql'].get('crash_repair_positions'))
 
 
 def _on(value):
@@ -171,7 +201,7 @@ def read_semi_sync(cur):
 
 
 def _last_error(status, errno_column, error_column):
-    """'error <n>: <text>' from SHOW SLAVE STATUS, or None when there is none."""
+    """'error <n>: <text>' from the replica status, or None when there is none."""
     errno = int(status.get(errno_column) or 0)
     if not errno:
         return None
@@ -189,18 +219,19 @@ def read_state(config, connect=None):
     try:
         cur = conn.cursor()
         read_only = read_read_only(cur)
-        cur.execute('SHOW SLAVE STATUS')
+        columns = config['columns']
+        cur.execute(config['sql']['replica_status'])
         row = cur.fetchone()
         replica = None
         if row is not None:
             status = dict(zip([d[0] for d in cur.description], row))
             replica = {
-                'source': status.get('Master_Host'),
-                'io_running': status.get('Slave_IO_Running'),
-                'sql_running': status.get('Slave_SQL_Running'),
-                'lag': status.get('Seconds_Behind_Master'),
-                'io_error': _last_error(status, 'Last_IO_Errno', 'Last_IO_Error'),
-                'sql_error': _last_error(status, 'Last_SQL_Errno', 'Last_SQL_Error'),
+                'source': status.get(columns['source_host']),
+                'io_running': status.get(columns['io_running']),
+                'sql_running': status.get(columns['sql_running']),
+                'lag': status.get(columns['lag']),
+                'io_error': _last_error(status, columns['io_errno'], columns['io_error']),
+                'sql_error': _last_error(status, columns['sql_errno'], columns['sql_error']),
             }
         semi_sync = read_semi_sync(cur)
     finally:
@@ -575,16 +606,17 @@ class Repair(object):
             cur = conn.cursor()
             if not read_read_only(cur):
                 return 'writable: not a replica'
-            cur.execute('SHOW SLAVE STATUS')
+            sql, columns = self.config['sql'], self.config['columns']
+            cur.execute(sql['replica_status'])
             row = cur.fetchone()
             if row is None:
                 return 'not replicating'
             status = dict(zip([d[0] for d in cur.description], row))
-            if status.get('Slave_SQL_Running') == 'Yes' or \
-                    int(status.get('Last_SQL_Errno') or 0) != ER_GTID_STRICT_OUT_OF_ORDER:
+            if status.get(columns['sql_running']) == 'Yes' or \
+                    int(status.get(columns['sql_errno']) or 0) != ER_GTID_STRICT_OUT_OF_ORDER:
                 self._refused = None
                 return 'nothing to repair'
-            cur.execute('SELECT @@global.gtid_binlog_pos, @@global.gtid_slave_pos, @@global.server_id')
+            cur.execute(sql['crash_repair_positions'])
             binlog_pos, slave_pos, server_id = cur.fetchone()
             repaired = crash_repair_position(binlog_pos, slave_pos, server_id)
             if repaired is None:
@@ -595,9 +627,9 @@ class Repair(object):
                     self.log('distweb-mysql-health repair: %s' % reason)
                 self._refused = reason
                 return 'refused'
-            cur.execute('STOP SLAVE')
-            cur.execute('SET GLOBAL gtid_slave_pos = %s', (repaired,))
-            cur.execute('START SLAVE')
+            cur.execute(sql['stop_replica'])
+            cur.execute(sql['set_gtid_position'], (repaired,))
+            cur.execute(sql['start_replica'])
             self.log('distweb-mysql-health repair: REPAIRED replication after a crash: gtid_slave_pos %s -> %s '
                      '(the binary log holds those transactions: they were applied before the crash)'
                      % (slave_pos, repaired))
@@ -650,12 +682,15 @@ def make_handler(config, connect=None, probe=None):
 
 
 def main():
-    config = load_config()
+    try:
+        config = load_config()
+    except ConfigError as error:
+        sys.exit('distweb-mysql-health: %s' % error)
     probe = PrimaryProbe(config['peer_timeout'], config['peer_cache'])
     if config['guard']:
         guard = Guard(config, probe=probe)
         threading.Thread(target=guard.run, name='guard', daemon=True).start()
-    if config['repair']:
+    if can_repair(config):
         repair = Repair(config)
         threading.Thread(target=repair.run, name='repair', daemon=True).start()
     server = ThreadingHTTPServer((config['bind'], int(config['port'])), make_handler(config, probe=probe))

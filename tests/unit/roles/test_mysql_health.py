@@ -5,6 +5,7 @@ each node state, how it asks a replica's source whether it is the primary
 template, and that it answers over HTTP. No database and no network: the
 server and the other nodes' endpoints are fakes."""
 
+import copy
 import http.client
 import importlib.util
 import json
@@ -16,6 +17,7 @@ from http.server import ThreadingHTTPServer
 import jinja2
 import pymysql
 import pytest
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "roles" / "mysql_server" / "files" / "distweb_mysql_health.py"
@@ -23,6 +25,23 @@ TEMPLATE = ROOT / "roles" / "mysql_server" / "templates" / "mysql-health.json.j2
 spec = importlib.util.spec_from_file_location("distweb_mysql_health", SCRIPT)
 health = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(health)
+
+# The flavours' SQL and replica status columns, as the role writes them into
+# the endpoint's configuration (roles/mysql_server/vars/<flavour>.yml).
+VARS = ROOT / "roles" / "mysql_server" / "vars"
+FLAVORS = {name: yaml.safe_load((VARS / f"{name}.yml").read_text()) for name in ("mariadb", "mysql-8.4")}
+
+
+def dialect(flavor="mariadb"):
+    return copy.deepcopy({"sql": FLAVORS[flavor]["_mysql_server_flavor_sql"],
+                          "columns": FLAVORS[flavor]["_mysql_server_flavor_replica_status_columns"]})
+
+
+def health_config(flavor="mariadb", **changes):
+    """The endpoint's configuration on a node of the flavour (MariaDB: the
+    fake server below)."""
+    return dict(health.DEFAULTS, **dict(dialect(flavor), **changes))
+
 
 SEMI_SYNC_OK = {"enabled": True, "clients": 1, "active": True}
 PRIMARY = {"read_only": False, "replica": None, "semi_sync": SEMI_SYNC_OK}
@@ -185,7 +204,7 @@ class FakeCursor:
         server.statements.append(sql if args is None else (sql, args))
         if sql == "SELECT @@global.read_only":
             self._answer([(1 if server.read_only else 0,)], ["@@global.read_only"])
-        elif sql == "SHOW SLAVE STATUS":
+        elif sql in ("SHOW SLAVE STATUS", "SHOW REPLICA STATUS"):  # MariaDB, MySQL 8.4
             status = server.slave_status or {}
             self._answer([tuple(status.values())] if status else [], list(status))
         elif sql == "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_%'":
@@ -259,13 +278,37 @@ SLAVE_STATUS = {"Master_Host": "db1", "Slave_IO_Running": "Yes", "Slave_SQL_Runn
 
 def test_read_state_of_a_replica():
     server = FakeServer(read_only=True, clients=0, slave_status=SLAVE_STATUS)
-    config = dict(health.DEFAULTS)
+    config = health_config()
     assert health.read_state(config, server.connect) == {
         "read_only": True, "replica": {"source": "db1", "io_running": "Yes", "sql_running": "Yes", "lag": 3,
                                        "io_error": None, "sql_error": None},
         "semi_sync": {"enabled": True, "clients": 0, "active": True}}
     login = server.logins[0]
     assert login["unix_socket"] == config["socket"] and login["user"] == "monitor"
+
+
+def test_read_state_of_a_mysql_replica_reads_the_flavours_statement_and_columns():
+    status = {"Source_Host": "db1", "Replica_IO_Running": "Yes", "Replica_SQL_Running": "No",
+              "Seconds_Behind_Source": None, "Last_SQL_Errno": 1062, "Last_SQL_Error": "Duplicate entry"}
+    server = FakeServer(read_only=True, clients=0, slave_status=status, flavor="mysql8")
+    state = health.read_state(health_config("mysql-8.4"), server.connect)
+    assert state["replica"] == {"source": "db1", "io_running": "Yes", "sql_running": "No", "lag": None,
+                                "io_error": None, "sql_error": "error 1062: Duplicate entry"}
+    assert "SHOW REPLICA STATUS" in server.statements and "SHOW SLAVE STATUS" not in server.statements
+
+
+def test_the_crash_repair_runs_only_for_a_flavour_that_has_one():
+    assert health.can_repair(health_config("mariadb"))
+    assert not health.can_repair(health_config("mariadb", repair=False))
+    # MariaDB's gtid_slave_pos repair has no MySQL counterpart
+    assert not health.can_repair(health_config("mysql-8.4"))
+
+
+def test_the_endpoint_has_no_sql_of_its_own_for_replication():
+    code = "\n".join(line for line in SCRIPT.read_text().splitlines() if not line.lstrip().startswith("#"))
+    statements = re.findall(r"['\"](?:SHOW|STOP|START|RESET|CHANGE)\s+(?:SLAVE|MASTER|REPLICA|BINARY)[^'\"]*['\"]", code)
+    assert statements == []
+    assert "gtid_slave_pos = %s" not in code
 
 
 @pytest.mark.parametrize("flavor, expected", [
@@ -275,7 +318,7 @@ def test_read_state_of_a_replica():
 ])
 def test_read_state_reads_semi_sync_under_either_name(flavor, expected):
     server = FakeServer(clients=2, flavor=flavor)
-    assert health.read_state(dict(health.DEFAULTS), server.connect) == {
+    assert health.read_state(health_config(), server.connect) == {
         "read_only": False, "replica": None, "semi_sync": expected}
 
 
@@ -286,7 +329,7 @@ def test_read_state_closes_its_connection():
         conns.append(FakeServer().connect(**kwargs))
         return conns[-1]
 
-    health.read_state(dict(health.DEFAULTS), connect)
+    health.read_state(health_config(), connect)
     assert conns[0].closed
 
 
@@ -294,7 +337,7 @@ def test_semi_sync_figures_off():
     server = FakeServer(clients=0)
     server.variables["rpl_semi_sync_master_enabled"] = "OFF"
     server.status["Rpl_semi_sync_master_status"] = "OFF"
-    assert health.read_state(dict(health.DEFAULTS), server.connect)["semi_sync"] == {
+    assert health.read_state(health_config(), server.connect)["semi_sync"] == {
         "enabled": False, "clients": 0, "active": False}
 
 
@@ -404,7 +447,7 @@ def test_parse_peer(peer, expected):
 def test_the_source_is_asked_on_its_own_health_port():
     endpoints = FakeEndpoints({("10.0.0.11", 9301): 200, ("db9", 9201): 200})
     probe = health.PrimaryProbe(fetch=endpoints.fetch)
-    config = dict(health.DEFAULTS, peers=["10.0.0.11:9301", "10.0.0.12:9201"])
+    config = health_config(peers=["10.0.0.11:9301", "10.0.0.12:9201"])
     check = health.source_checker(config, probe)
     assert check("10.0.0.11")[0] is True  # a peer: its port from the peers list
     assert check("db9")[0] is True  # not a peer: this node's health port
@@ -421,7 +464,7 @@ def make_guard(server, answers, peers=None):
     peers = PEERS if peers is None else peers
     endpoints = FakeEndpoints(answers)
     lines = []
-    config = dict(health.DEFAULTS, require_semi_sync=True, guard=True, peers=peers, names=["db1", "10.0.0.11"])
+    config = health_config(require_semi_sync=True, guard=True, peers=peers, names=["db1", "10.0.0.11"])
     guard = health.Guard(config, connect=server.connect, probe=health.PrimaryProbe(fetch=endpoints.fetch),
                          log=lines.append)
     return guard, endpoints, lines
@@ -489,7 +532,7 @@ def test_a_node_without_semi_sync_replicas_is_fenced_even_if_a_replica_names_it(
 def test_primary_answers_503_on_a_stale_old_primary_and_200_on_the_elected_one():
     endpoints = FakeEndpoints({("db2", 9201): 200, ("db3", 9201): {"primary": 503, "source": "db2"}})
     probe = health.PrimaryProbe(fetch=endpoints.fetch)
-    config = dict(health.DEFAULTS, require_semi_sync=True, peers=PEERS, names=["db1"])
+    config = health_config(require_semi_sync=True, peers=PEERS, names=["db1"])
     state = {"read_only": False, "replica": None, "semi_sync": {"enabled": True, "clients": 2, "active": True}}
     code, reason = health.judge("/primary", state, 30, True, None,
                                 lambda: health.elected_elsewhere(config, probe, state))
@@ -584,7 +627,7 @@ def test_the_guard_loop_logs_each_kind_of_error_once_and_stops():
             stop.set()
         raise pymysql.err.OperationalError(2002, "Can't connect to local server")
 
-    config = dict(health.DEFAULTS, guard=True, guard_interval=0.001, peers=PEERS)
+    config = health_config(guard=True, guard_interval=0.001, peers=PEERS)
     guard = health.Guard(config, connect=connect, probe=health.PrimaryProbe(fetch=FakeEndpoints({}).fetch),
                          log=lines.append)
     thread = threading.Thread(target=guard.run, args=(stop,), daemon=True)
@@ -596,18 +639,33 @@ def test_the_guard_loop_logs_each_kind_of_error_once_and_stops():
 
 def test_load_config_turns_the_guard_on_with_require_semi_sync(tmp_path):
     path = tmp_path / "health.json"
-    path.write_text(json.dumps({"require_semi_sync": True}))
+    path.write_text(json.dumps(dict(dialect(), require_semi_sync=True)))
     assert health.load_config(str(path))["guard"] is True
-    path.write_text(json.dumps({"require_semi_sync": True, "guard": False}))
+    path.write_text(json.dumps(dict(dialect(), require_semi_sync=True, guard=False)))
     assert health.load_config(str(path))["guard"] is False
-    path.write_text(json.dumps({}))
+    path.write_text(json.dumps(dialect()))
     assert health.load_config(str(path))["guard"] is False
+
+
+@pytest.mark.parametrize("missing", ["sql", "columns"])
+def test_a_config_without_the_flavours_sql_is_refused(tmp_path, missing):
+    path = tmp_path / "health.json"
+    written = dialect()
+    del written[missing]
+    path.write_text(json.dumps(written))
+    with pytest.raises(health.ConfigError, match="names no complete SQL dialect"):
+        health.load_config(str(path))
+    written = dialect()
+    del written[missing]["replica_status" if missing == "sql" else "lag"]
+    path.write_text(json.dumps(written))
+    with pytest.raises(health.ConfigError, match=r"missing: %s\.%s" % (missing, "replica_status" if missing == "sql" else "lag")):
+        health.load_config(str(path))
 
 
 @pytest.mark.parametrize("guard_on", [True, False])
 def test_main_starts_the_guard_only_when_configured(monkeypatch, tmp_path, guard_on):
     path = tmp_path / "health.json"
-    path.write_text(json.dumps({"require_semi_sync": True, "guard": guard_on, "port": 0}))
+    path.write_text(json.dumps(dict(dialect(), require_semi_sync=True, guard=guard_on, port=0)))
     monkeypatch.setenv("DISTWEB_MYSQL_HEALTH_CONFIG", str(path))
     started = []
 
@@ -653,7 +711,7 @@ def endpoint():
             raise pymysql.err.OperationalError(2002, "Can't connect to local server")
         return state["server"].connect(**kwargs)
 
-    config = dict(health.DEFAULTS, require_semi_sync=True)
+    config = health_config(require_semi_sync=True)
     probe = health.PrimaryProbe(fetch=endpoints.fetch)
     server = ThreadingHTTPServer(("127.0.0.1", 0), health.make_handler(config, connect, probe))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -717,6 +775,8 @@ def render_config(host, hostvars, **overrides):
         "mysql_server_health_bind_address": "0.0.0.0", "mysql_server_health_port": 9201,
         "mysql_server_health_max_lag": 30, "mysql_server_semi_sync": True, "mysql_server_lossless": True,
         "_mysql_server_health_user": "distweb-health", "mysql_server_report_host": host,
+        "_mysql_server_flavor_sql": FLAVORS["mariadb"]["_mysql_server_flavor_sql"],
+        "_mysql_server_flavor_replica_status_columns": FLAVORS["mariadb"]["_mysql_server_flavor_replica_status_columns"],
     }
     variables.update(overrides)
     return json.loads(env.from_string(TEMPLATE.read_text()).render(variables))
@@ -741,6 +801,10 @@ def test_config_template_names_every_other_node_as_a_peer():
         "10.0.0.11:9201", "10.0.0.12:9301", "[2001:db8::14]:9201"]
     # every value the endpoint reads is one it knows
     assert set(config) - {"_comment"} <= set(health.DEFAULTS)
+    # the flavour's SQL and columns, complete
+    assert config["sql"]["replica_status"] == "SHOW SLAVE STATUS"
+    assert config["columns"]["source_host"] == "Master_Host"
+    assert config["sql"]["crash_repair_positions"] and health.can_repair(dict(health.DEFAULTS, **config))
     assert [health.parse_peer(p, 9201) for p in config["peers"]] == [
         ("10.0.0.12", 9301), ("server3", 9201), ("2001:db8::14", 9201)]
 
@@ -783,7 +847,7 @@ def test_crash_repair_position(binlog, slave, expected):
 
 def make_repair(server):
     lines = []
-    config = dict(health.DEFAULTS)
+    config = health_config()
     return health.Repair(config, connect=server.connect, log=lines.append), lines
 
 
@@ -836,7 +900,7 @@ def test_a_replica_holding_its_own_writes_is_refused_and_said_once():
 
 
 def test_a_stopped_replica_says_why():
-    state = health.read_state(dict(health.DEFAULTS), FakeServer(read_only=True, slave_status=OUT_OF_ORDER).connect)
+    state = health.read_state(health_config(), FakeServer(read_only=True, slave_status=OUT_OF_ORDER).connect)
     code, reason = health.judge("/replica", state, 30, True, source_ok)
     assert code == 503
     assert reason.startswith("the SQL thread does not run (error 1950: An attempt was made to binlog GTID 0-11-101")
