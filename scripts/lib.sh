@@ -11,7 +11,15 @@ case "$DISTWEB_LAB_PLATFORM" in
   bookworm|trixie) ;;
   *) echo "DISTWEB_LAB_PLATFORM must be bookworm or trixie, not '$DISTWEB_LAB_PLATFORM'" >&2; exit 2 ;;
 esac
-DISTWEB_IMAGE="${DISTWEB_IMAGE:-distweb/lab-node:$DISTWEB_LAB_PLATFORM}"
+# The lab image's tag: the platform and a hash of scripts/image/, so a
+# changed Dockerfile makes a new image on a machine that has an older one
+# (and a running lab keeps the image it was started from).
+image_tag() {
+  local hash
+  hash="$(cd "$DISTWEB_ROOT/scripts/image" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)"
+  echo "distweb/lab-node:$1-$hash"
+}
+DISTWEB_IMAGE="${DISTWEB_IMAGE:-$(image_tag "$DISTWEB_LAB_PLATFORM")}"
 DISTWEB_STATE="${DISTWEB_STATE:-$DISTWEB_ROOT/.lab}"
 export DISTWEB_ROOT DISTWEB_VENV DISTWEB_IMAGE DISTWEB_STATE DISTWEB_LAB_PLATFORM
 
@@ -143,7 +151,8 @@ with_platform() {
   local platform="$1"
   shift
   (
-    export DISTWEB_LAB_PLATFORM="$platform" DISTWEB_IMAGE="distweb/lab-node:$platform"
+    DISTWEB_IMAGE="$(image_tag "$platform")"
+    export DISTWEB_LAB_PLATFORM="$platform" DISTWEB_IMAGE
     ensure_image
     "$@"
   )

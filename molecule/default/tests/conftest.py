@@ -1,5 +1,6 @@
-"""Shared helpers for the lab verification: hosts are reached with
-``docker exec`` (testinfra's docker backend), the site through the load
+"""Shared helpers for the lab verification: the tests look into hosts with
+``docker exec`` (testinfra's docker backend; the playbooks they run reach
+the hosts over SSH, as the scenario's inventory says), the site through the load
 balancer's port published on 127.0.0.1."""
 
 import pathlib
