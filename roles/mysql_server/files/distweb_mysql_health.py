@@ -58,8 +58,11 @@ repair_interval seconds whether this node is a replica whose SQL thread
 stopped because a crash left gtid_slave_pos behind its own binary log (a
 DDL's GTID is recorded after the DDL commits, not with it). It then moves
 gtid_slave_pos to what the binary log proves applied and starts replication
-again, and writes one line to stderr. It touches no other error; see
-crash_repair_position for the proof and its limit.
+again, and writes one line to stderr. The same stop after a crash inside a
+DDL, whose completion by DDL recovery the binary log holds under this
+node's own server_id, is repaired too (recovered_ddl_repair). It touches no
+other error; see crash_repair_position and recovered_ddl_repair for the
+proofs and their limits.
 
 Configuration: a JSON file named by $DISTWEB_MYSQL_HEALTH_CONFIG, keys of
 DEFAULTS below: {"socket", "user", "password", "bind", "port", "max_lag",
@@ -70,17 +73,20 @@ replicas call this node in Master_Host), "peer_timeout",
 
 The server's SQL spellings are not in this file: "sql" holds the statements
 ({"replica_status", "stop_replica", "start_replica", "set_gtid_position",
-"crash_repair_positions", ...}) and "columns" the names of the replica
-status columns it reads ({"source_host", "io_running", "sql_running", "lag",
-"io_errno", "io_error", "sql_errno", "sql_error"}), both written by the
-mysql_server role from its vars/<flavour>.yml. A flavour without
-"crash_repair_positions" (null) gets no crash repair.
+"crash_repair_positions", "binlog_files", ...}) and "columns" the names of
+the replica status columns it reads ({"source_host", "io_running",
+"sql_running", "lag", "io_errno", "io_error", "sql_errno", "sql_error",
+"relay_log_file", "relay_log_pos"}), both written by the mysql_server role
+from its vars/<flavour>.yml. A flavour without "crash_repair_positions"
+(null) gets no crash repair, one without the DDL_RECOVERY_SQL_KEYS no
+repair after a crash inside a DDL.
 """
 
 from __future__ import absolute_import, division, print_function
 
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -119,7 +125,17 @@ DEFAULTS = {
 
 # What the endpoint reads of "sql" and "columns".
 SQL_KEYS = ('replica_status', 'stop_replica', 'start_replica', 'set_gtid_position', 'crash_repair_positions')
-COLUMN_KEYS = ('source_host', 'io_running', 'sql_running', 'lag', 'io_errno', 'io_error', 'sql_errno', 'sql_error')
+COLUMN_KEYS = ('source_host', 'io_running', 'sql_running', 'lag', 'io_errno', 'io_error', 'sql_errno', 'sql_error',
+               'relay_log_file', 'relay_log_pos')
+# The statements of the second crash repair (recovered_ddl_repair); a
+# flavour without them (null) gets the first one only.
+DDL_RECOVERY_SQL_KEYS = ('binlog_files', 'binlog_events', 'relay_log_events', 'ddl_exec_mode', 'reset_binlog',
+                         'set_binlog_state')
+# How far back it reads: binary logs (newest first), events per log. DDL
+# recovery writes its statements first thing into the log opened at
+# startup, so a few events of the last few logs hold them.
+RECOVERY_MAX_FILES = 16
+RECOVERY_MAX_EVENTS = 200
 
 
 class ConfigError(Exception):
@@ -162,6 +178,11 @@ def load_config(path=None):
 def can_repair(config):
     """Whether the crash repair runs: asked for, and the flavour has one."""
     return bool(config['repair'] and config['sql'].get('crash_repair_positions'))
+
+
+def can_repair_recovered_ddl(config):
+    """Whether the flavour has the statements of recovered_ddl_repair."""
+    return all(config['sql'].get(key) for key in DDL_RECOVERY_SQL_KEYS)
 
 
 def _on(value):
@@ -586,6 +607,184 @@ def crash_repair_position(binlog_pos, slave_pos, own_server_id):
     return format_gtid_position(repaired) if changed else None
 
 
+def parse_gtid_state(text):
+    """A MariaDB GTID state (gtid_binlog_state, a Gtid_list event's list:
+    '0-11-100,0-13-7') as {(domain, server_id): seq_no}."""
+    state = {}
+    for part in str(text or '').replace(' ', '').strip('[]').split(','):
+        if part:
+            domain, server_id, seq_no = (int(number) for number in part.split('-'))
+            state[(domain, server_id)] = seq_no
+    return state
+
+
+def format_gtid_state(state):
+    """``state`` as gtid_binlog_state text, each domain's entries by seq_no:
+    the server takes a domain's last entry for its position."""
+    return ','.join('%d-%d-%d' % (domain, server_id, seq_no) for (domain, server_id), seq_no
+                    in sorted(state.items(), key=lambda item: (item[0][0], item[1], item[0][1])))
+
+
+def state_position(state):
+    """The position ({domain: (server_id, seq_no)}) a GTID state ends at."""
+    position = {}
+    for (domain, server_id), seq_no in state.items():
+        if domain not in position or seq_no > position[domain][1]:
+            position[domain] = (server_id, seq_no)
+    return position
+
+
+_GTID_EVENT = re.compile(r'\bGTID (\d+-\d+-\d+)\b')
+# Events that belong to no transaction.
+_FILE_EVENTS = frozenset(('Format_desc', 'Gtid_list', 'Binlog_checkpoint', 'Rotate', 'Stop', 'Start_encryption'))
+
+
+def parse_binlog_events(rows):
+    """Rows of SHOW BINLOG EVENTS (or SHOW RELAYLOG EVENTS): Log_name, Pos,
+    Event_type, Server_id, End_log_pos, Info. Returns (gtid_list, groups):
+    the log's Gtid_list (the GTID state before it, text) and its
+    transactions, [(gtid, [(event_type, info), ...]), ...]."""
+    gtid_list, groups = '', []
+    for row in rows:
+        event_type, info = row[2], row[5] or ''
+        if event_type == 'Gtid_list':
+            gtid_list = info.strip().strip('[]')
+        elif event_type == 'Gtid':
+            found = _GTID_EVENT.search(info)
+            groups.append((found.group(1) if found else info, []))
+        elif groups and event_type not in _FILE_EVENTS:
+            groups[-1][1].append((event_type, info))
+    return gtid_list, groups
+
+
+_USE_DB = r'(?:use `(?:[^`]|``)*`; )?'
+_RECOVERED_DROP = re.compile(_USE_DB + r'DROP (?:TABLE|VIEW|TRIGGER|DATABASE|SCHEMA) .*/\* generated by ddl recovery \*/\s*$',
+                             re.I | re.S)
+_DROP = re.compile(_USE_DB + r'DROP (?:TEMPORARY )?(?:TABLE|VIEW|TRIGGER|DATABASE|SCHEMA) ', re.I)
+_DROP_IF_EXISTS = re.compile(_USE_DB + r'DROP (?:TEMPORARY )?(?:TABLE|VIEW|TRIGGER|DATABASE|SCHEMA) IF EXISTS ', re.I)
+_GENERATED = re.compile(r'\s*/\* generated by (?:ddl recovery|server) \*/\s*$')
+
+
+def _statement(text):
+    return _GENERATED.sub('', text.strip())
+
+
+def own_past(gtid_list, applied, own_server_id):
+    """Whether a log's Gtid_list holds a GTID of this server past ``applied``
+    (a position): the node's own transactions began in an earlier log."""
+    for (domain, server_id), seq_no in parse_gtid_state(gtid_list).items():
+        if server_id == int(own_server_id) and seq_no > applied.get(domain, (None, -1))[1]:
+            return True
+    return False
+
+
+def recovered_ddl_repair(tail, slave_pos, own_server_id, source_gtid, source_statement, idempotent_ddl):
+    """What to do with a replica whose DDL crash recovery wrote statements
+    into its binary log under its own server_id, or why not to touch it.
+
+    A replica killed while its SQL thread applies a DDL (a DROP TABLE of
+    several tables half done, an ALTER TABLE past its point of no return)
+    finishes that DDL at its next start (MariaDB's DDL log) and binlogs what
+    it finished as a statement of its own: a new GTID of this server's
+    server_id, with the sequence number the source's DDL has. gtid_slave_pos
+    stays before the DDL; the source sends it again, and GTID strict mode
+    stops the SQL thread (ER_GTID_STRICT_OUT_OF_ORDER). crash_repair_position
+    refuses this (a GTID of the node's own); this is the case it refuses
+    that can be told from a write made here.
+
+    ``tail`` is [(gtid_list, groups)] (parse_binlog_events) of the binary
+    logs that hold what was written past gtid_slave_pos, oldest first; the
+    first log's Gtid_list is the state before it. ``source_gtid`` and
+    ``source_statement`` are the source's next transaction, where the SQL
+    thread stopped (the relay log). The node's own transactions past
+    gtid_slave_pos must all be single statements, in the one domain, and the
+    binary log must have been at gtid_slave_pos before them; then:
+
+    * all are DROPs generated by ddl recovery and the source's transaction
+      is a DROP that can run again (IF EXISTS, or slave_ddl_exec_mode
+      IDEMPOTENT): the source's DROP is applied again, for what recovery did
+      not finish (it drops only the tables the statement had reached);
+    * one statement, the source's own (an ALTER TABLE finished by recovery):
+      the source's transaction is recorded as applied.
+
+    Returns (plan, None) with plan {'binlog_state', 'slave_pos', 'action',
+    'local'}: the repair empties the binary log (RESET MASTER), sets
+    gtid_binlog_state and gtid_slave_pos to the plan's, and starts
+    replication; no GTID of this node's is left to look like an errant
+    write. Or (None, reason)."""
+    own = int(own_server_id)
+    applied = parse_gtid_position(slave_pos)
+    if not tail:
+        return None, 'no binary log was read'
+    base = parse_gtid_state(tail[0][0])
+    local = []
+    for gtid, events in [group for _gtid_list, groups in tail for group in groups]:
+        try:
+            domain, server_id, seq_no = (int(number) for number in gtid.split('-'))
+        except ValueError:
+            return None, 'an event group without a GTID (%s) follows gtid_slave_pos' % gtid
+        if server_id != own:
+            return None, 'GTID %s of server %d follows this node\'s own past gtid_slave_pos' % (gtid, server_id)
+        statements = [info for event_type, info in events if event_type == 'Query']
+        if len(events) != 1 or len(statements) != 1:
+            return None, 'its own GTID %s is a transaction, not one DDL statement' % gtid
+        local.append((domain, seq_no, statements[0]))
+    if not local:
+        return None, 'its binary log holds nothing of its own past gtid_slave_pos'
+    domains = set(domain for domain, _seq_no, _statement in local)
+    if len(domains) != 1:
+        return None, 'its own GTIDs past gtid_slave_pos are in several domains'
+    domain = domains.pop()
+    before = state_position(base).get(domain)
+    if before != applied.get(domain):
+        return None, ('its binary log was not at gtid_slave_pos before its own GTIDs (%s against %s)'
+                      % (format_gtid_state(base) or 'empty', slave_pos or 'empty'))
+    try:
+        source_domain, source_server, source_seq = (int(number) for number in str(source_gtid).split('-'))
+    except ValueError:
+        return None, 'the source\'s next transaction in the relay log has no GTID (%s)' % source_gtid
+    if (source_domain, source_seq) != (domain, (before[1] if before else 0) + 1) or source_server == own:
+        return None, ('the source\'s next transaction (%s) is not the one after gtid_slave_pos (%s)'
+                      % (source_gtid, slave_pos))
+    statements = [statement for _domain, _seq_no, statement in local]
+    if all(_RECOVERED_DROP.match(statement) for statement in statements) and _DROP.match(source_statement):
+        if not (idempotent_ddl or _DROP_IF_EXISTS.match(source_statement)):
+            return None, ('the source\'s DROP would fail on what recovery dropped (slave_ddl_exec_mode is not '
+                          'IDEMPOTENT)')
+        return {'binlog_state': format_gtid_state(base), 'slave_pos': slave_pos, 'action': 'applied again',
+                'local': statements}, None
+    if len(statements) == 1 and _statement(statements[0]) == _statement(source_statement):
+        state = dict(base)
+        state[(domain, source_server)] = source_seq
+        position = dict(applied)
+        position[domain] = (source_server, source_seq)
+        return {'binlog_state': format_gtid_state(state), 'slave_pos': format_gtid_position(position),
+                'action': 'recorded as applied', 'local': statements}, None
+    return None, ('its own statements (%s) are not ddl recovery\'s completion of the source\'s %s'
+                  % ('; '.join(statements)[:300], str(source_statement)[:200]))
+
+
+def read_recovery_tail(cur, sql, slave_pos, own_server_id):
+    """The binary logs that hold this node's own GTIDs past gtid_slave_pos,
+    oldest first, as recovered_ddl_repair wants them; None when they are
+    more than RECOVERY_MAX_FILES logs or RECOVERY_MAX_EVENTS events a log
+    (not the few statements of a recovery)."""
+    applied = parse_gtid_position(slave_pos)
+    cur.execute(sql['binlog_files'])
+    names = [row[0] for row in cur.fetchall()]
+    tail = []
+    for name in reversed(names[-RECOVERY_MAX_FILES:]):
+        cur.execute(sql['binlog_events'], (name, RECOVERY_MAX_EVENTS))
+        rows = cur.fetchall()
+        if len(rows) >= RECOVERY_MAX_EVENTS:
+            return None
+        gtid_list, groups = parse_binlog_events(rows)
+        tail.insert(0, (gtid_list, groups))
+        if not own_past(gtid_list, applied, own_server_id):
+            return tail
+    return None
+
+
 class Repair(object):
     """Restarts replication on a replica whose SQL thread stopped because a
     crash left gtid_slave_pos behind its binary log (crash_repair_position).
@@ -620,9 +819,15 @@ class Repair(object):
             binlog_pos, slave_pos, server_id = cur.fetchone()
             repaired = crash_repair_position(binlog_pos, slave_pos, server_id)
             if repaired is None:
+                plan, why = None, 'the recovered-DDL repair is not in this flavour'
+                if can_repair_recovered_ddl(self.config):
+                    plan, why = self._recovered_ddl_plan(cur, status, slave_pos, server_id)
+                if plan is not None:
+                    return self._apply(cur, plan, binlog_pos, slave_pos)
                 reason = ('the SQL thread stopped on a GTID its binary log holds, but the binary log (%s) is not '
-                          'ahead of gtid_slave_pos (%s) with replicated transactions only: not repaired; rejoin '
-                          'or rebuild this replica' % (binlog_pos, slave_pos))
+                          'ahead of gtid_slave_pos (%s) with replicated transactions only, nor with ddl '
+                          'recovery\'s completion of the source\'s next DDL (%s): not repaired; rejoin or rebuild '
+                          'this replica' % (binlog_pos, slave_pos, why))
                 if reason != self._refused:
                     self.log('distweb-mysql-health repair: %s' % reason)
                 self._refused = reason
@@ -636,6 +841,39 @@ class Repair(object):
             return 'repaired'
         finally:
             conn.close()
+
+    def _recovered_ddl_plan(self, cur, status, slave_pos, server_id):
+        sql, columns = self.config['sql'], self.config['columns']
+        tail = read_recovery_tail(cur, sql, slave_pos, server_id)
+        if tail is None:
+            return None, ('more than %d binary logs or %d events a log past gtid_slave_pos'
+                          % (RECOVERY_MAX_FILES, RECOVERY_MAX_EVENTS))
+        relay_file, relay_pos = status.get(columns['relay_log_file']), status.get(columns['relay_log_pos'])
+        if not relay_file or relay_pos is None:
+            return None, 'the replica status names no relay log position'
+        cur.execute(sql['relay_log_events'], (relay_file, int(relay_pos)))
+        _gtid_list, groups = parse_binlog_events(cur.fetchall())
+        if not groups:
+            return None, 'the relay log holds no transaction at the SQL thread\'s position'
+        source_gtid, events = groups[0]
+        source_statement = events[0][1] if events and events[0][0] == 'Query' else ''
+        cur.execute(sql['ddl_exec_mode'])
+        idempotent = str(cur.fetchone()[0]).upper() == 'IDEMPOTENT'
+        return recovered_ddl_repair(tail, slave_pos, server_id, source_gtid, source_statement, idempotent)
+
+    def _apply(self, cur, plan, binlog_pos, slave_pos):
+        sql = self.config['sql']
+        cur.execute(sql['stop_replica'])
+        cur.execute(sql['reset_binlog'])
+        cur.execute(sql['set_binlog_state'], (plan['binlog_state'],))
+        cur.execute(sql['set_gtid_position'], (plan['slave_pos'],))
+        cur.execute(sql['start_replica'])
+        self.log('distweb-mysql-health repair: REPAIRED replication after a crash in a DDL: ddl recovery had '
+                 'binlogged %s under this node\'s server_id (binary log %s, gtid_slave_pos %s); binary log emptied, '
+                 'gtid_binlog_state %s, gtid_slave_pos %s: the source\'s DDL %s'
+                 % ('; '.join(plan['local'])[:300], binlog_pos, slave_pos, plan['binlog_state'], plan['slave_pos'],
+                    plan['action']))
+        return 'repaired'
 
     def run(self, stop=None):
         _run_every(self, self.config['repair_interval'], 'repair', stop)
@@ -681,6 +919,21 @@ def make_handler(config, connect=None, probe=None):
     return Handler
 
 
+class HealthHTTPServer(ThreadingHTTPServer):
+    """The endpoint's HTTP server. A client that closes its connection before
+    the answer is written (a router's check that has seen enough, or timed
+    out) is no error of the endpoint's: it costs no traceback in the
+    journal, where one for every such check would bury the guard's and the
+    repair's lines."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        ThreadingHTTPServer.handle_error(self, request, client_address)
+
+
 def main():
     try:
         config = load_config()
@@ -693,8 +946,7 @@ def main():
     if can_repair(config):
         repair = Repair(config)
         threading.Thread(target=repair.run, name='repair', daemon=True).start()
-    server = ThreadingHTTPServer((config['bind'], int(config['port'])), make_handler(config, probe=probe))
-    server.daemon_threads = True
+    server = HealthHTTPServer((config['bind'], int(config['port'])), make_handler(config, probe=probe))
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -85,7 +85,10 @@ def test_mariadb_gives_the_grants_and_statements_of_before():
     assert privileges == {
         'replication': '*.*:REPLICATION SLAVE',
         'monitor': '*.*:PROCESS,BINLOG MONITOR,SLAVE MONITOR',
-        'health': '*.*:PROCESS,CONNECTION ADMIN,READ_ONLY ADMIN,SLAVE MONITOR,REPLICATION SLAVE ADMIN',
+        # and, for the repair after a crash inside a DDL, RELOAD (RESET
+        # MASTER), BINLOG MONITOR and REPLICATION MASTER ADMIN (gtid_binlog_state)
+        'health': '*.*:PROCESS,RELOAD,CONNECTION ADMIN,READ_ONLY ADMIN,SLAVE MONITOR,REPLICATION SLAVE ADMIN,'
+                  'BINLOG MONITOR,REPLICATION MASTER ADMIN',
         'admin': '*.*:PROCESS,RELOAD,CONNECTION ADMIN,READ_ONLY ADMIN,REPLICATION SLAVE ADMIN,REPLICATION MASTER ADMIN,'
                  'SLAVE MONITOR,BINLOG MONITOR',
     }
@@ -93,7 +96,10 @@ def test_mariadb_gives_the_grants_and_statements_of_before():
         'replica_status': 'SHOW SLAVE STATUS', 'start_replica': 'START SLAVE', 'stop_replica': 'STOP SLAVE',
         'reset_replica_all': 'RESET SLAVE ALL', 'reset_binlog': 'RESET MASTER',
         'set_gtid_position': 'SET GLOBAL gtid_slave_pos = %s',
-        'crash_repair_positions': 'SELECT @@global.gtid_binlog_pos, @@global.gtid_slave_pos, @@global.server_id'}
+        'crash_repair_positions': 'SELECT @@global.gtid_binlog_pos, @@global.gtid_slave_pos, @@global.server_id',
+        'binlog_files': 'SHOW BINARY LOGS', 'binlog_events': 'SHOW BINLOG EVENTS IN %s LIMIT %s',
+        'relay_log_events': 'SHOW RELAYLOG EVENTS IN %s FROM %s LIMIT 2',
+        'ddl_exec_mode': 'SELECT @@global.slave_ddl_exec_mode', 'set_binlog_state': 'SET GLOBAL gtid_binlog_state = %s'}
     assert flavor['_mysql_server_flavor_packages'] + [flavor['_mysql_server_flavor_backup_package']] == [
         'mariadb-server', 'mariadb-client', 'mariadb-backup']
     assert flavor['_mysql_server_flavor_service'] == 'mariadb'

@@ -12,7 +12,6 @@ import json
 import pathlib
 import re
 import threading
-from http.server import ThreadingHTTPServer
 
 import jinja2
 import pymysql
@@ -174,7 +173,13 @@ class FakeServer:
         self.server_id = 12
         self.gtid_binlog_pos = ""
         self.gtid_slave_pos = ""
+        self.gtid_binlog_state = ""
         self.sql_thread_starts = 0
+        # binary logs {name: SHOW BINLOG EVENTS rows}, oldest first; the
+        # relay log's rows from the SQL thread's position
+        self.binlogs = {"mysql-bin.000001": [binlog_file_start("mysql-bin.000001", "")]}
+        self.relay_log = []
+        self.ddl_exec_mode = "IDEMPOTENT"
 
     def set_clients(self, clients, flavor="mariadb"):
         role = "master" if flavor == "mariadb" else "source"
@@ -244,6 +249,25 @@ class FakeCursor:
             assert server.slave_status["Slave_SQL_Running"] == "No", "gtid_slave_pos is set only when stopped"
             server.gtid_slave_pos = args[0]
             self._answer([])
+        elif sql == "SHOW BINARY LOGS":
+            self._answer([(name, 1000) for name in server.binlogs], ["Log_name", "File_size"])
+        elif sql == "SHOW BINLOG EVENTS IN %s LIMIT %s":
+            self._answer(server.binlogs[args[0]][:args[1]], EVENT_COLUMNS)
+        elif sql == "SHOW RELAYLOG EVENTS IN %s FROM %s LIMIT 2":
+            assert args == (OUT_OF_ORDER["Relay_Log_File"], OUT_OF_ORDER["Relay_Log_Pos"])
+            self._answer(server.relay_log[:2], EVENT_COLUMNS)
+        elif sql == "SELECT @@global.slave_ddl_exec_mode":
+            self._answer([(server.ddl_exec_mode,)], ["@@global.slave_ddl_exec_mode"])
+        elif sql == "RESET MASTER":
+            assert server.slave_status["Slave_SQL_Running"] == "No"
+            server.binlogs = {"mysql-bin.000001": [binlog_file_start("mysql-bin.000001", "")]}
+            server.gtid_binlog_pos = server.gtid_binlog_state = ""
+            self._answer([])
+        elif sql == "SET GLOBAL gtid_binlog_state = %s":
+            assert server.gtid_binlog_state == "", "gtid_binlog_state is set only on an empty binary log"
+            server.gtid_binlog_state = args[0]
+            server.binlogs = {"mysql-bin.000001": [binlog_file_start("mysql-bin.000001", args[0])]}
+            self._answer([])
         elif sql == "START SLAVE":
             server.sql_thread_starts += 1
             server.slave_status = dict(server.slave_status, Slave_IO_Running="Yes", Slave_SQL_Running="Yes",
@@ -257,6 +281,25 @@ class FakeCursor:
 
     def fetchall(self):
         return list(self._rows)
+
+
+EVENT_COLUMNS = ["Log_name", "Pos", "Event_type", "Server_id", "End_log_pos", "Info"]
+
+
+def binlog_file_start(name, gtid_list, server_id=12):
+    """The first events of a binary log (SHOW BINLOG EVENTS rows), whose
+    Gtid_list is the GTID state before it: Format_desc is left out."""
+    return (name, 256, "Gtid_list", server_id, 315, "[%s]" % gtid_list)
+
+
+def gtid_rows(name, gtid, *statements, kind="Query"):
+    """A transaction of SHOW BINLOG EVENTS rows: a Gtid event, then
+    ``statements`` (Query events; "BEGIN" starts a DML transaction)."""
+    server_id = int(gtid.split("-")[1])
+    rows = [(name, 400, "Gtid", server_id, 442, ("BEGIN GTID %s" if statements[:1] == ("BEGIN",) else "GTID %s") % gtid)]
+    rows += [(name, 442, kind if statement != "COMMIT" else "Xid", server_id, 500, statement)
+             for statement in statements if statement != "BEGIN"]
+    return rows
 
 
 class FakeConn:
@@ -685,7 +728,7 @@ def test_main_starts_the_guard_only_when_configured(monkeypatch, tmp_path, guard
 
     monkeypatch.setattr(health, "Guard", FakeGuard)
     monkeypatch.setattr(health, "Repair", lambda config: FakeGuard(config, probe="repair"))
-    monkeypatch.setattr(health, "ThreadingHTTPServer", FakeHTTPServer)
+    monkeypatch.setattr(health, "HealthHTTPServer", FakeHTTPServer)
     health.main()
     for thread in threading.enumerate():
         if thread.name in ("guard", "repair"):
@@ -701,6 +744,24 @@ def test_main_starts_the_guard_only_when_configured(monkeypatch, tmp_path, guard
 # ------------------------------------------------------------- over HTTP
 
 
+def test_a_client_gone_before_the_answer_costs_no_traceback(capsys):
+    server = health.HealthHTTPServer(("127.0.0.1", 0), health.make_handler(health_config()))
+    try:
+        for error in (ConnectionResetError(104, "Connection reset by peer"), BrokenPipeError(32, "Broken pipe")):
+            try:
+                raise error
+            except OSError:
+                server.handle_error(None, ("127.0.0.1", 1))
+        assert capsys.readouterr().err == ""
+        try:
+            raise ValueError("a real fault")
+        except ValueError:
+            server.handle_error(None, ("127.0.0.1", 1))
+        assert "ValueError: a real fault" in capsys.readouterr().err
+    finally:
+        server.server_close()
+
+
 @pytest.fixture
 def endpoint():
     state = {"server": FakeServer(read_only=False, clients=1)}
@@ -713,7 +774,7 @@ def endpoint():
 
     config = health_config(require_semi_sync=True)
     probe = health.PrimaryProbe(fetch=endpoints.fetch)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), health.make_handler(config, connect, probe))
+    server = health.HealthHTTPServer(("127.0.0.1", 0), health.make_handler(config, connect, probe))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
 
@@ -821,7 +882,7 @@ OUT_OF_ORDER = {"Master_Host": "db1", "Slave_IO_Running": "Yes", "Slave_SQL_Runn
                 "Seconds_Behind_Master": None, "Last_SQL_Errno": 1950,
                 "Last_SQL_Error": "An attempt was made to binlog GTID 0-11-101 which would create an out-of-order "
                                   "sequence number with existing GTID 0-11-101, and gtid strict mode is enabled",
-                "Last_IO_Errno": 0, "Last_IO_Error": ""}
+                "Last_IO_Errno": 0, "Last_IO_Error": "", "Relay_Log_File": "relay-bin.000002", "Relay_Log_Pos": 670}
 
 
 @pytest.mark.parametrize("binlog, slave, expected", [
@@ -897,6 +958,146 @@ def test_a_replica_holding_its_own_writes_is_refused_and_said_once():
     assert server.gtid_slave_pos == "0-11-100" and server.sql_thread_starts == 0
     assert len(lines) == 1 and "not repaired; rejoin or rebuild this replica" in lines[0]
     assert "0-12-101" in lines[0]
+
+
+# --------------------------------------------- crash in a DDL: ddl recovery
+
+RECOVERED_DROP = "use `foobar`; DROP TABLE IF EXISTS `t1`,`t2` /* generated by ddl recovery */"
+SOURCE_DROP = "use `foobar`; DROP TABLE `t1`,`t2`,`t3`"
+ALTER = "use `foobar`; ALTER TABLE t1 ADD COLUMN extra INT"
+
+
+def recovered(own_statements, source_statement=SOURCE_DROP, before="0-13-7,0-11-100", slave="0-11-100",
+              source_gtid="0-11-101", restarts=0):
+    """A replica (server_id 12) killed while it applied the source's
+    ``source_gtid``, whose ddl recovery binlogged ``own_statements`` (rows of
+    gtid_rows, or statements: one transaction each) at its next start,
+    restarted ``restarts`` times more; its SQL thread stopped on the
+    source's transaction (GTID strict mode)."""
+    server = FakeServer(read_only=True, slave_status=dict(OUT_OF_ORDER))
+    logs = {"mysql-bin.000006": [binlog_file_start("mysql-bin.000006", "0-13-7,0-11-90")]
+            + gtid_rows("mysql-bin.000006", "0-11-91", "BEGIN", "INSERT", "COMMIT")}
+    rows, seq_no, state = [binlog_file_start("mysql-bin.000007", before)], int(slave.rsplit("-", 1)[1]), before
+    for statement in own_statements:
+        seq_no += 1
+        rows += statement if isinstance(statement, list) else gtid_rows("mysql-bin.000007", "0-12-%d" % seq_no, statement)
+        state = "%s,0-12-%d" % (before, seq_no)
+    logs["mysql-bin.000007"] = rows
+    for number in range(8, 8 + restarts):
+        logs["mysql-bin.%06d" % number] = [binlog_file_start("mysql-bin.%06d" % number, state)]
+    server.binlogs = logs
+    server.gtid_binlog_pos, server.gtid_slave_pos, server.gtid_binlog_state = "0-12-%d" % seq_no, slave, state
+    server.relay_log = gtid_rows("relay-bin.000002", source_gtid, source_statement)
+    return server
+
+
+def changes_made(server):
+    return [s for s in server.statements if not (isinstance(s, str) and s.startswith(("SELECT", "SHOW")))
+            and not (isinstance(s, tuple) and s[0].startswith("SHOW"))]
+
+
+@pytest.mark.parametrize("restarts", [0, 2])
+def test_a_drop_that_ddl_recovery_finished_is_applied_again_and_no_own_gtid_is_left(restarts):
+    # DROP TABLE t1, t2, t3 killed after two of the tables: recovery
+    # finishes (and binlogs, as this node's) the drop of those two only
+    server = recovered([RECOVERED_DROP], restarts=restarts)
+    repair, lines = make_repair(server)
+    assert repair.check() == "repaired"
+    assert changes_made(server) == [
+        "STOP SLAVE", "RESET MASTER", ("SET GLOBAL gtid_binlog_state = %s", ("0-13-7,0-11-100",)),
+        ("SET GLOBAL gtid_slave_pos = %s", ("0-11-100",)), "START SLAVE"]
+    # the source's DROP of all three runs again (slave_ddl_exec_mode IDEMPOTENT)
+    assert server.gtid_slave_pos == "0-11-100" and server.sql_thread_starts == 1
+    assert "0-12-" not in server.gtid_binlog_state
+    assert len(lines) == 1 and "REPAIRED replication after a crash in a DDL" in lines[0]
+    assert RECOVERED_DROP in lines[0] and "the source's DDL applied again" in lines[0]
+
+
+def test_an_alter_that_ddl_recovery_finished_is_recorded_as_applied():
+    server = recovered([ALTER], source_statement=ALTER)
+    repair, _lines = make_repair(server)
+    assert repair.check() == "repaired"
+    assert ("SET GLOBAL gtid_binlog_state = %s", ("0-13-7,0-11-101",)) in server.statements
+    assert server.gtid_slave_pos == "0-11-101" and server.gtid_binlog_state == "0-13-7,0-11-101"
+
+
+def test_a_drop_that_cannot_run_twice_is_refused():
+    server = recovered([RECOVERED_DROP])
+    server.ddl_exec_mode = "STRICT"
+    repair, lines = make_repair(server)
+    assert repair.check() == "refused" and changes_made(server) == []
+    assert "slave_ddl_exec_mode is not IDEMPOTENT" in lines[0]
+    # with IF EXISTS it can
+    server = recovered([RECOVERED_DROP], source_statement="DROP TABLE IF EXISTS `t1` /* generated by server */")
+    server.ddl_exec_mode = "STRICT"
+    assert make_repair(server)[0].check() == "repaired"
+
+
+@pytest.mark.parametrize("own, source, why", [
+    # a write made on this node: a transaction, not one statement
+    ([gtid_rows("mysql-bin.000007", "0-12-101", "BEGIN", "INSERT", "COMMIT")], SOURCE_DROP,
+     "is a transaction, not one DDL statement"),
+    # a DDL run here by hand, not ddl recovery's
+    (["use `foobar`; DROP TABLE `t1`"], SOURCE_DROP, "are not ddl recovery's completion"),
+    (["use `foobar`; CREATE TABLE x (id INT)"], SOURCE_DROP, "are not ddl recovery's completion"),
+    # a recovered drop while the source's next transaction is no drop
+    ([RECOVERED_DROP], ALTER, "are not ddl recovery's completion"),
+    ([RECOVERED_DROP], "BEGIN", "are not ddl recovery's completion"),
+    # an ALTER that is not the source's
+    (["use `foobar`; ALTER TABLE t1 DROP COLUMN extra"], ALTER, "are not ddl recovery's completion"),
+    # two statements of its own: only drops may be several
+    ([ALTER, ALTER], ALTER, "are not ddl recovery's completion"),
+    # a replicated transaction after its own: not a recovery at startup
+    ([RECOVERED_DROP, gtid_rows("mysql-bin.000007", "0-11-102", "BEGIN", "INSERT", "COMMIT")], SOURCE_DROP,
+     "of server 11 follows"),
+])
+def test_anything_but_ddl_recoverys_completion_of_the_sources_ddl_is_refused(own, source, why):
+    server = recovered(own, source_statement=source)
+    repair, lines = make_repair(server)
+    assert repair.check() == "refused" and changes_made(server) == []
+    assert why in lines[0] and "rejoin or rebuild this replica" in lines[0]
+
+
+@pytest.mark.parametrize("changes, why", [
+    # the binary log was behind or ahead of gtid_slave_pos before
+    (dict(before="0-13-7,0-11-99"), "was not at gtid_slave_pos"),
+    (dict(before="0-13-7,0-11-100", slave="0-11-99", source_gtid="0-11-100"), "was not at gtid_slave_pos"),
+    # the relay log's next transaction is not the one after gtid_slave_pos
+    (dict(source_gtid="0-11-105"), "is not the one after gtid_slave_pos"),
+    (dict(source_gtid="1-11-101"), "is not the one after gtid_slave_pos"),
+])
+def test_a_recovery_that_does_not_line_up_with_the_positions_is_refused(changes, why):
+    server = recovered([RECOVERED_DROP], **changes)
+    repair, lines = make_repair(server)
+    assert repair.check() == "refused" and changes_made(server) == []
+    assert why in lines[0]
+
+
+def test_the_recovery_repair_reads_no_more_than_its_bound():
+    server = recovered([RECOVERED_DROP] * health.RECOVERY_MAX_EVENTS)
+    repair, lines = make_repair(server)
+    assert repair.check() == "refused" and changes_made(server) == []
+    assert "events a log past gtid_slave_pos" in lines[0]
+
+
+def test_parse_binlog_events_of_a_real_recovery():
+    # SHOW BINLOG EVENTS of a MariaDB 10.11 replica killed in a DROP TABLE
+    rows = [("mysql-bin.000033", 4, "Format_desc", 13, 256, "Server ver: 10.11.18-MariaDB-0+deb12u1-log, Binlog ver: 4"),
+            ("mysql-bin.000033", 256, "Gtid_list", 13, 315, "[0-2887526413-3401,0-2887526411-3406]"),
+            ("mysql-bin.000033", 315, "Binlog_checkpoint", 13, 358, "mysql-bin.000033"),
+            ("mysql-bin.000033", 358, "Gtid", 13, 400, "GTID 0-2887526413-3407"),
+            ("mysql-bin.000033", 400, "Query", 13, 529,
+             "use `foobar`; DROP TABLE IF EXISTS `sim_p` /* generated by ddl recovery */")]
+    gtid_list, groups = health.parse_binlog_events(rows)
+    assert gtid_list == "0-2887526413-3401,0-2887526411-3406"
+    assert groups == [("0-2887526413-3407", [("Query", rows[-1][5])])]
+    assert health.format_gtid_state(health.parse_gtid_state("[0-11-3406,0-13-3401,1-11-4]")) == "0-13-3401,0-11-3406,1-11-4"
+    assert health.state_position(health.parse_gtid_state(gtid_list)) == {0: (2887526411, 3406)}
+
+
+def test_the_recovery_repair_runs_only_for_a_flavour_that_has_it():
+    assert health.can_repair_recovered_ddl(health_config("mariadb"))
+    assert not health.can_repair_recovered_ddl(health_config("mysql-8.4"))
 
 
 def test_a_stopped_replica_says_why():
