@@ -873,6 +873,12 @@ class Repair(object):
     def _apply(self, cur, plan, binlog_pos, slave_pos):
         sql = self.config['sql']
         cur.execute(sql['stop_replica'])
+        # what the plan was made from must not have moved meanwhile (an
+        # operator's statement, another repair): the binary log goes next
+        cur.execute(sql['crash_repair_positions'])
+        if tuple(cur.fetchone()[:2]) != (binlog_pos, slave_pos):
+            cur.execute(sql['start_replica'])
+            return 'changed while planned'
         cur.execute(sql['reset_binlog'])
         cur.execute(sql['set_binlog_state'], (plan['binlog_state'],))
         cur.execute(sql['set_gtid_position'], (plan['slave_pos'],))

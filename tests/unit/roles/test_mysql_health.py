@@ -180,6 +180,7 @@ class FakeServer:
         self.binlogs = {"mysql-bin.000001": [binlog_file_start("mysql-bin.000001", "")]}
         self.relay_log = []
         self.ddl_exec_mode = "IDEMPOTENT"
+        self.on_stop = None
 
     def set_clients(self, clients, flavor="mariadb"):
         role = "master" if flavor == "mariadb" else "source"
@@ -244,6 +245,8 @@ class FakeCursor:
             self._answer([(server.gtid_binlog_pos, server.gtid_slave_pos, server.server_id)], ["a", "b", "c"])
         elif sql == "STOP SLAVE":
             server.slave_status = dict(server.slave_status, Slave_IO_Running="No", Slave_SQL_Running="No")
+            if server.on_stop:
+                server.on_stop()
             self._answer([])
         elif sql == "SET GLOBAL gtid_slave_pos = %s":
             assert server.slave_status["Slave_SQL_Running"] == "No", "gtid_slave_pos is set only when stopped"
@@ -1011,6 +1014,18 @@ def test_a_drop_that_ddl_recovery_finished_is_applied_again_and_no_own_gtid_is_l
     assert "0-12-" not in server.gtid_binlog_state
     assert len(lines) == 1 and "REPAIRED replication after a crash in a DDL" in lines[0]
     assert RECOVERED_DROP in lines[0] and "the source's DDL applied again" in lines[0]
+
+
+def test_a_binary_log_that_moves_while_the_repair_plans_is_left_alone():
+    server = recovered([RECOVERED_DROP])
+
+    def written_meanwhile():
+        server.gtid_binlog_pos = "0-12-102"
+    server.on_stop = written_meanwhile
+    repair, lines = make_repair(server)
+    assert repair.check() == "changed while planned" and lines == []
+    assert changes_made(server) == ["STOP SLAVE", "START SLAVE"]
+    assert server.gtid_slave_pos == "0-11-100" and "0-12-101" in server.gtid_binlog_state
 
 
 def test_an_alter_that_ddl_recovery_finished_is_recorded_as_applied():
