@@ -101,3 +101,30 @@ def test_mariadb_passes_and_its_vars_are_loaded_in_check_mode(tmp_path, major, v
     assert shown == {'packages': ['mariadb-server', 'mariadb-client', 'mariadb-backup', 'python3-pymysql'],
                      'service': 'mariadb', 'config_file': '/etc/mysql/mariadb.conf.d/60-distweb.cnf',
                      'version': version, 'stop': 'STOP SLAVE', 'monitor': 'PROCESS,BINLOG MONITOR,SLAVE MONITOR'}
+
+
+PRIMARY_PREFLIGHT_ALONE = """
+- name: The mysql_primary preflight without the mysql_server one before it
+  hosts: dbservers
+  gather_facts: false
+  tasks:
+    - name: Check the primary's variables
+      ansible.builtin.include_role:
+        name: distweb.infra.mysql_primary
+        tasks_from: preflight
+"""
+
+
+def test_the_primary_refuses_to_grant_without_the_flavours_privilege_names(tmp_path):
+    # the privilege defaults would read '*.*:' (nothing) without them
+    (tmp_path / 'hosts.yml').write_text('all:\n  children:\n    dbservers:\n      children:\n        db_primary:\n'
+                                        '          hosts:\n            localhost:\n')
+    (tmp_path / 'play.yml').write_text(PRIMARY_PREFLIGHT_ALONE)
+    result = run_playbook(tmp_path, tmp_path / 'play.yml', tmp_path / 'hosts.yml',
+                          [json.dumps({'ansible_default_ipv4': {'address': '127.0.0.1'}})])
+    out = result.stdout
+    assert result.returncode != 0, out[-3000:]
+    tasks = [line for line in out.splitlines() if line.startswith('TASK [')]
+    assert tasks[-1].startswith("TASK [distweb.infra.mysql_primary : Check that the database flavour's names are loaded"), tasks
+    assert "run the mysql_server role's preflight" in ' '.join(out.split())
+    assert 'changed=0' in out.split('PLAY RECAP')[-1]
