@@ -356,13 +356,19 @@ def test_a_drained_server_stays_drained_across_a_reload():
 
 def test_the_runtime_api_is_a_local_socket_only():
     for lb in LOAD_BALANCERS:
-        listening = docker("exec", container(lb), "ss", "-Hltn").stdout
+        listening = docker("exec", container(lb), "ss", "-Hltnp").stdout
         ports = collections.Counter(line.split()[3] for line in listening.splitlines())
         public = sorted(addr for addr in ports if not addr.startswith(("127.", "[::1]")))
         # The site on every address; on the host's own address only, the
         # metrics for the monitoring hosts (HAProxy's 8405, the node
-        # exporter's 9100; test_monitoring checks that nobody else gets in).
+        # exporter's 9100; test_monitoring checks that nobody else gets in);
+        # and sshd, Ansible's way in on real hosts (the firewall lets in the
+        # control node only: molecule/default's test_access_over_ssh).
         own = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container(lb)).stdout.strip()
-        assert public == sorted(["0.0.0.0:443", "0.0.0.0:80", f"{own}:8405", f"{own}:9100"]), f"{lb} listens on {public}"
+        assert public == sorted(["0.0.0.0:443", "0.0.0.0:80", f"{own}:8405", f"{own}:9100", "0.0.0.0:22", "[::]:22"]), \
+            f"{lb} listens on {public}"
+        # (sshd's own socket, or systemd's where ssh.socket activates it)
+        ssh = [line for line in listening.splitlines() if line.split()[3].endswith(":22")]
+        assert ssh and all('(("sshd",' in line or '(("systemd",' in line for line in ssh), ssh
         mode = docker("exec", container(lb), "stat", "-c", "%a %U %G", "/run/haproxy/admin.sock").stdout.split()
         assert mode == ["660", "root", "haproxy"], mode
