@@ -295,12 +295,12 @@ def binlog_file_start(name, gtid_list, server_id=12):
     return (name, 256, "Gtid_list", server_id, 315, "[%s]" % gtid_list)
 
 
-def gtid_rows(name, gtid, *statements, kind="Query"):
+def gtid_rows(name, gtid, *statements):
     """A transaction of SHOW BINLOG EVENTS rows: a Gtid event, then
     ``statements`` (Query events; "BEGIN" starts a DML transaction)."""
     server_id = int(gtid.split("-")[1])
     rows = [(name, 400, "Gtid", server_id, 442, ("BEGIN GTID %s" if statements[:1] == ("BEGIN",) else "GTID %s") % gtid)]
-    rows += [(name, 442, kind if statement != "COMMIT" else "Xid", server_id, 500, statement)
+    rows += [(name, 442, "Query" if statement != "COMMIT" else "Xid", server_id, 500, statement)
              for statement in statements if statement != "BEGIN"]
     return rows
 
