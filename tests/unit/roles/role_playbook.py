@@ -28,12 +28,12 @@ def playbook_env(tmp_path, **extra):
                 **extra)
 
 
-def run_playbook(tmp_path, playbook, inventory, extra_vars=(), env=None):
+def run_playbook(tmp_path, playbook, inventory, extra_vars=(), env=None, options=()):
     """ansible-playbook ``playbook`` on ``inventory`` over the local
-    connection, each of ``extra_vars`` (``k=v`` or JSON) given with -e; the
-    finished process."""
+    connection, each of ``extra_vars`` (``k=v`` or JSON) given with -e and
+    ``options`` (such as ``--limit``) as they are; the finished process."""
     args = [ansible_bin('ansible-playbook'), '-i', str(inventory), str(playbook), '-c', 'local',
-            '-e', 'ansible_python_interpreter=%s' % sys.executable]
+            '-e', 'ansible_python_interpreter=%s' % sys.executable, *options]
     for extra in extra_vars:
         args += ['-e', extra]
     return subprocess.run(args, env=env or playbook_env(tmp_path), cwd=str(REPO), capture_output=True, text=True,

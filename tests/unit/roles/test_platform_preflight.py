@@ -60,9 +60,27 @@ def test_the_mysql_server_role_alone_refuses_an_unsupported_platform(tmp_path):
 
 @pytest.mark.parametrize('major', ['12', '13'])
 def test_the_supported_platforms_pass_the_check(tmp_path, major):
-    facts = {'distribution': 'Debian', 'distribution_major_version': major, 'distribution_version': major + '.1'}
+    facts = {'distribution': 'Debian', 'distribution_major_version': major, 'distribution_version': major + '.1',
+             'default_ipv4': {'address': '127.0.0.1'}}  # so the check of every host's facts passes too
     result = run(tmp_path, REPO / 'playbooks' / 'site.yml', facts)
     # the bare inventory fails a later check; the platform check passed
     assert "TASK [Check that the collection supports this host's platform]" in result.stdout
     assert 'is not a platform distweb.infra supports' not in result.stdout
     assert 'TASK [Check the PKI variables]' in result.stdout, result.stdout[-3000:]
+
+
+def test_a_limited_run_names_the_hosts_whose_facts_it_lacks_before_anything_changes(tmp_path):
+    """--limit without a fact cache: the other hosts' addresses are unknown,
+    so the preflight stops at once and says what to do (the tiers Molecule
+    scenario shows the same on a converged lab)."""
+    (tmp_path / 'hosts.yml').write_text('all:\n  children:\n    dbservers:\n      hosts:\n        localhost:\n'
+                                        '        db8.invalid:\n        db9.invalid:\n')
+    result = run_playbook(tmp_path, REPO / 'playbooks' / 'site.yml', tmp_path / 'hosts.yml',
+                          options=['--limit', 'localhost'])
+    out = ' '.join(result.stdout.split())
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert 'No facts are known for db8.invalid, db9.invalid: this run is limited (--limit)' in out, out[-3000:]
+    assert 'ansible all -m ansible.builtin.setup' in out
+    tasks = [line for line in result.stdout.splitlines() if line.startswith('TASK [')]
+    assert tasks[-1].startswith("TASK [Check that every host's facts are known"), tasks
+    assert 'changed=0' in result.stdout.split('PLAY RECAP')[-1]
