@@ -11,9 +11,7 @@ import time
 
 import pytest
 from conftest import DB_NODES, HOSTS, LOAD_BALANCERS, MONITORS, WEB_SERVERS
-from labclient import container, docker, flat, node_sql, output, playbook, prometheus_query, recap, session, wait_for
-
-SITE_BY_LB = "https://127.0.0.1:{}".format(os.environ.get("DISTWEB_LAB_HTTPS_PORT", "18573"))
+from labclient import SITE, container, docker, flat, node_sql, output, playbook, prometheus_query, recap, session, wait_for
 
 # Units each tier runs, and packages of the other tiers it must not have.
 UNITS = {
@@ -31,6 +29,11 @@ FOREIGN_PACKAGES = {
 }
 TIER = {**dict.fromkeys(LOAD_BALANCERS, "lb"), **dict.fromkeys(WEB_SERVERS, "web"),
         **dict.fromkeys(DB_NODES, "db"), **dict.fromkeys(MONITORS, "mon")}
+
+
+def firewall_files():
+    """{web server: sha256sum of its ruleset file}."""
+    return {name: docker("exec", container(name), "sha256sum", "/etc/distweb/firewall.nft").stdout for name in WEB_SERVERS}
 
 
 def installed(name, package):
@@ -56,7 +59,7 @@ def test_the_site_answers_from_both_web_servers_and_writes_reach_both_database_n
     served = set()
     with session() as http:
         for n in range(8):
-            reply = http.post(f"{SITE_BY_LB}/api/records", json={"value": f"{marker}-{n}"},
+            reply = http.post(f"{SITE}/api/records", json={"value": f"{marker}-{n}"},
                               headers={"Connection": "close"}, timeout=10)
             assert reply.status_code == 201, reply.text[:500]
             served.add(reply.json()["server"])
@@ -95,8 +98,7 @@ def test_a_limited_run_without_facts_of_the_other_hosts_stops_before_any_change(
     ungathered: their addresses, from which the web servers' firewall rules
     and database routers are built, are unknown. The preflight stops the run
     at once, names those hosts and says what to do; nothing was changed."""
-    before = {name: docker("exec", container(name), "sha256sum", "/etc/distweb/firewall.nft").stdout
-              for name in WEB_SERVERS}
+    before = firewall_files()
     result = playbook("site.yml", "--limit", "webservers", env={"ANSIBLE_CACHE_PLUGIN": "ansible.builtin.memory"})
     assert result.returncode != 0, output(result)
     text = flat(result)
@@ -105,6 +107,4 @@ def test_a_limited_run_without_facts_of_the_other_hosts_stops_before_any_change(
     assert "PLAY [Firewall per tier" not in result.stdout, "the run went past the preflight"
     counts = recap(result.stdout)
     assert set(counts) == set(WEB_SERVERS) and all(c["changed"] == 0 for c in counts.values()), counts
-    after = {name: docker("exec", container(name), "sha256sum", "/etc/distweb/firewall.nft").stdout
-             for name in WEB_SERVERS}
-    assert after == before
+    assert firewall_files() == before
