@@ -75,8 +75,12 @@ def test_the_monitor_scrapes_every_host():
               for labels, value in prometheus_query('up{job="node"}')}
         return len(up) == len(HOSTS) and all(value == 1 for value in up.values())
     wait_for(every_node_exporter_up, 120, interval=2, what="every host's node exporter up in Prometheus")
-    mysqld = prometheus_query('mysql_up')
-    assert len(mysqld) == len(DB_NODES) and all(value == 1 for _labels, value in mysqld), mysqld
+
+    def every_mysqld_up():
+        # mysql_up comes from a later scrape than node's up: Prometheus may not have it yet
+        mysqld = prometheus_query('mysql_up')
+        return len(mysqld) == len(DB_NODES) and all(value == 1 for _labels, value in mysqld)
+    wait_for(every_mysqld_up, 120, interval=2, what="mysql_up = 1 for every database node in Prometheus")
 
 
 def test_a_limited_run_with_the_fact_cache_changes_nothing():
