@@ -1,0 +1,379 @@
+#!/usr/bin/python3
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, distweb developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Physical backups of the local database server, each one proven to
+restore before it counts.
+
+  backup          take a copy of the running server (mariadb-backup, no
+                  global lock), prepare it (apply the redo log written
+                  while it was taken: a copy that cannot be prepared is no
+                  backup), pack and compress it (tar, zstd), record its
+                  SHA-256 and GTID position, restore-test it (below), and
+                  only then publish it under <dir>/<UTC time>; then remove
+                  the oldest beyond the retention count.
+  verify [NAME]   restore test of a published backup (default: the latest):
+                  the archive's SHA-256 must match, it must unpack, and a
+                  throwaway server (no network, its own socket) must start
+                  on the unpacked copy and read every table of it.
+  list            the published backups, newest first, as JSON.
+
+Every run writes Prometheus metrics for the node exporter's textfile
+collector: when the last good backup finished, whether the last run
+succeeded, its size and duration, how old a backup may get, and whether the
+last verification passed. The settings are in a JSON file (--config,
+written by the distweb.infra.mysql_backup role)."""
+
+from __future__ import absolute_import, division, print_function
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ARCHIVE = 'backup.tar.zst'
+INFO = 'info.json'
+SYSTEM_SCHEMAS = ('mysql', 'information_schema', 'performance_schema', 'sys')
+
+
+class BackupError(Exception):
+    pass
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def run(argv, log_file=None, **kwargs):
+    """Run argv; on failure raise BackupError with the tail of its output."""
+    if log_file:
+        with open(log_file, 'ab') as out:
+            done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False, **kwargs)
+        if done.returncode != 0:
+            with open(log_file, 'rb') as got:
+                tail = got.read()[-2000:].decode('utf-8', 'replace')
+            raise BackupError('%s failed (exit %d): %s' % (argv[0], done.returncode, tail))
+        return done
+    done = subprocess.run(argv, capture_output=True, check=False, **kwargs)
+    if done.returncode != 0:
+        raise BackupError('%s failed (exit %d): %s' % (
+            argv[0], done.returncode, (done.stderr or done.stdout)[-2000:].decode('utf-8', 'replace')))
+    return done
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as data:
+        for block in iter(lambda: data.read(1024 * 1024), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def published(cfg):
+    """Names of the published backups (directories with an info file), oldest first."""
+    names = []
+    for name in os.listdir(cfg['dir']):
+        if not name.startswith('.') and os.path.isfile(os.path.join(cfg['dir'], name, INFO)):
+            names.append(name)
+    return sorted(names)
+
+
+def read_info(cfg, name):
+    with open(os.path.join(cfg['dir'], name, INFO)) as data:
+        return json.load(data)
+
+
+def write_json(path, value):
+    with open(path + '.new', 'w') as out:
+        json.dump(value, out, indent=2, sort_keys=True)
+        out.write('\n')
+    os.replace(path + '.new', path)
+
+
+def sql(cfg, query, socket_path=None):
+    """Rows of a query on a local server (tab-separated, no headers)."""
+    done = run([cfg['client'], '--socket=%s' % (socket_path or cfg['socket']), '--batch', '--skip-column-names',
+                '--execute', query])
+    return [line.split('\t') for line in done.stdout.decode().splitlines()]
+
+
+def position(copy_dir, cfg, replica):
+    """The copy's GTID position. On a replica, the applied position the
+    backup tool recorded with --slave-info (its gtid_slave_pos at the
+    copy's consistent point); else, or when that is missing, the last field
+    of its binlog info. Each file under the flavour's name or the older
+    xtrabackup_ one (MariaDB 10.11 writes those)."""
+    def first(names):
+        for name in names:
+            try:
+                with open(os.path.join(copy_dir, name)) as data:
+                    return data.read()
+            except OSError:
+                continue
+        return None
+    if replica:
+        slave_info = first([cfg['binlog_info'].replace('binlog_info', 'slave_info'), 'xtrabackup_slave_info']) or ''
+        found = re.search(r"gtid_slave_pos\s*=\s*'([0-9,-]*)'", slave_info)
+        if found and found.group(1):
+            return found.group(1)
+    binlog_info = first([cfg['binlog_info'], 'xtrabackup_binlog_info'])
+    if binlog_info is None:
+        raise BackupError('the copy has neither %s nor xtrabackup_binlog_info' % cfg['binlog_info'])
+    fields = binlog_info.split()
+    return fields[-1] if len(fields) >= 3 else ''
+
+
+def pack(copy_dir, archive, cfg):
+    """tar | zstd of the prepared copy; zstd adds its own frame checksum."""
+    with open(archive, 'wb') as out:
+        tar = subprocess.Popen(['tar', '-C', copy_dir, '-cf', '-', '.'], stdout=subprocess.PIPE)
+        zstd = subprocess.run(['zstd', '-q', '-T0', '-%d' % cfg['compress_level'], '-c'],
+                              stdin=tar.stdout, stdout=out, stderr=subprocess.PIPE, check=False)
+        tar.stdout.close()
+        if tar.wait() != 0 or zstd.returncode != 0:
+            raise BackupError('packing the copy failed: %s' % zstd.stderr.decode('utf-8', 'replace')[-500:])
+
+
+def unpack(archive, target):
+    os.makedirs(target)
+    zstd = subprocess.Popen(['zstd', '-q', '-d', '-c', archive], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tar = subprocess.run(['tar', '-C', target, '-xf', '-'], stdin=zstd.stdout, capture_output=True, check=False)
+    zstd.stdout.close()
+    zstd_error = zstd.stderr.read().decode('utf-8', 'replace')
+    if zstd.wait() != 0 or tar.returncode != 0:
+        raise BackupError('the archive does not unpack: %s %s' % (
+            zstd_error[-500:], tar.stderr.decode('utf-8', 'replace')[-500:]))
+
+
+def restore_test(cfg, archive, expected_sha256, work):
+    """Prove that an archive restores: checksum, unpack, start a throwaway
+    server on it (no network, its own socket and pid file), read every
+    table. Returns {tables, rows}."""
+    got = sha256(archive)
+    if got != expected_sha256:
+        raise BackupError('checksum mismatch: %s has SHA-256 %s, the backup recorded %s' % (
+            archive, got, expected_sha256))
+    data = os.path.join(work, 'data')
+    unpack(archive, data)
+    run(['chown', '-R', cfg['server_user'], work])
+    sock = os.path.join(work, 'mysqld.sock')
+    server = subprocess.Popen([
+        cfg['server_binary'], '--no-defaults', '--user=%s' % cfg['server_user'], '--datadir=%s' % data,
+        '--socket=%s' % sock, '--pid-file=%s' % os.path.join(work, 'mysqld.pid'), '--skip-networking',
+        '--skip-grant-tables', '--skip-log-bin', '--skip-slave-start', '--innodb-buffer-pool-size=64M',
+        '--log-error=%s' % os.path.join(work, 'mysqld.err')], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + cfg['verify_start_timeout']
+        while True:
+            if server.poll() is not None:
+                raise BackupError('the server would not start on the restored copy: %s' % tail(
+                    os.path.join(work, 'mysqld.err')))
+            if os.path.exists(sock) and can_connect(sock):
+                break
+            if time.monotonic() > deadline:
+                raise BackupError('the server did not start on the restored copy within %ds: %s' % (
+                    cfg['verify_start_timeout'], tail(os.path.join(work, 'mysqld.err'))))
+            time.sleep(0.5)
+        tables = sql(cfg, "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE'"
+                          " AND TABLE_SCHEMA NOT IN (%s)" % ', '.join("'%s'" % s for s in SYSTEM_SCHEMAS), sock)
+        rows = 0
+        for schema, table in tables:
+            # reads the whole table: a damaged page fails the query
+            rows += int(sql(cfg, 'SELECT COUNT(*) FROM `%s`.`%s`' % (schema.replace('`', '``'), table.replace('`', '``')),
+                            sock)[0][0])
+        return {'tables': len(tables), 'rows': rows}
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def can_connect(path):
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def tail(path, size=1500):
+    try:
+        with open(path, 'rb') as data:
+            return data.read()[-size:].decode('utf-8', 'replace')
+    except OSError:
+        return '(no log)'
+
+
+def metrics(cfg, ok=None, duration=None, verified=None):
+    """Write the textfile collector's metrics from the published backups and
+    this run's outcome (None: not a run of that kind, keep the last value)."""
+    path = cfg.get('metrics_file')
+    if not path:
+        return
+    state_path = os.path.join(cfg['dir'], '.state.json')
+    state = {}
+    if os.path.exists(state_path):
+        with open(state_path) as data:
+            state = json.load(data)
+    if ok is not None:
+        state['last_run_success'] = 1 if ok else 0
+        state['last_run_timestamp'] = time.time()
+        if duration is not None and ok:
+            state['last_duration_seconds'] = duration
+    if verified is not None:
+        state['last_verify_success'] = 1 if verified else 0
+    write_json(state_path, state)
+    names = published(cfg)
+    latest = read_info(cfg, names[-1]) if names else None
+    lines = [
+        '# HELP distweb_mysql_backup_max_age_seconds How old the latest backup may get before it is overdue.',
+        '# TYPE distweb_mysql_backup_max_age_seconds gauge',
+        'distweb_mysql_backup_max_age_seconds %d' % cfg['max_age_seconds'],
+        '# HELP distweb_mysql_backup_count Published backups kept.',
+        '# TYPE distweb_mysql_backup_count gauge',
+        'distweb_mysql_backup_count %d' % len(names),
+    ]
+    if latest:
+        lines += [
+            '# HELP distweb_mysql_backup_last_success_timestamp_seconds When the latest published backup was finished.',
+            '# TYPE distweb_mysql_backup_last_success_timestamp_seconds gauge',
+            'distweb_mysql_backup_last_success_timestamp_seconds %d' % latest['finished'],
+            '# HELP distweb_mysql_backup_last_size_bytes Size of the latest backup archive.',
+            '# TYPE distweb_mysql_backup_last_size_bytes gauge',
+            'distweb_mysql_backup_last_size_bytes %d' % latest['archive_bytes'],
+        ]
+    for key, name, text in (
+            ('last_run_success', 'distweb_mysql_backup_last_run_success', '1 when the last backup run published a backup.'),
+            ('last_duration_seconds', 'distweb_mysql_backup_last_duration_seconds', 'Seconds the last good backup took.'),
+            ('last_verify_success', 'distweb_mysql_backup_last_verify_success',
+             '1 when the last restore test (distweb-backup verify) passed.')):
+        if key in state:
+            lines += ['# HELP %s %s' % (name, text), '# TYPE %s gauge' % name, '%s %s' % (name, state[key])]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + '.new', 'w') as out:
+        out.write('\n'.join(lines) + '\n')
+    os.chmod(path + '.new', 0o644)
+    os.replace(path + '.new', path)
+
+
+def do_backup(cfg):
+    started = time.time()
+    stamp = datetime.datetime.fromtimestamp(started, datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+    work = tempfile.mkdtemp(prefix='.work-%s-' % stamp, dir=cfg['dir'])
+    os.chmod(work, 0o750)
+    shutil.chown(work, group=cfg['server_user'])
+    try:
+        copy = os.path.join(work, 'copy')
+        log_file = os.path.join(work, 'backup.log')
+        read_only = sql(cfg, 'SELECT @@global.read_only')[0][0] == '1'
+        log('copying the running server (%s)' % ('a read-only replica' if read_only else 'the writable primary'))
+        argv = [cfg['backup_command'], '--backup', '--target-dir=%s' % copy, '--user=root', '--socket=%s' % cfg['socket']]
+        run(argv + (['--slave-info'] if read_only else []), log_file)
+        log('preparing the copy')
+        run([cfg['backup_command'], '--prepare', '--target-dir=%s' % copy], log_file)
+        gtid = position(copy, cfg, read_only)
+        # read first by a restore (distweb.infra.mysql_replica, seed_backup.yml)
+        with open(os.path.join(copy, 'distweb_backup_gtid'), 'w') as out:
+            out.write(gtid + '\n')
+        copied = time.time()
+        archive = os.path.join(work, ARCHIVE)
+        log('packing the copy')
+        pack(copy, archive, cfg)
+        data_bytes = sum(os.path.getsize(os.path.join(top, f)) for top, _dirs, files in os.walk(copy) for f in files)
+        shutil.rmtree(copy)
+        digest = sha256(archive)
+        with open(archive + '.sha256', 'w') as out:
+            out.write('%s  %s\n' % (digest, ARCHIVE))
+        log('restore test of the archive')
+        checked = restore_test(cfg, archive, digest, os.path.join(work, 'verify'))
+        shutil.rmtree(os.path.join(work, 'verify'))
+        info = {
+            'name': stamp, 'host': socket.gethostname(), 'started': int(started), 'copied': int(copied),
+            'finished': int(time.time()), 'gtid': gtid, 'from_read_only': read_only, 'sha256': digest,
+            'archive_bytes': os.path.getsize(archive), 'data_bytes': data_bytes, 'verified': checked,
+            'verified_at': int(time.time()),
+        }
+        write_json(os.path.join(work, INFO), info)
+        final = os.path.join(cfg['dir'], stamp)
+        os.rename(work, final)
+        os.chmod(final, 0o750)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    for old in published(cfg)[:-cfg['keep']]:
+        log('removing %s (keeping the %d newest)' % (old, cfg['keep']))
+        shutil.rmtree(os.path.join(cfg['dir'], old))
+    log('published %s: GTID %s, %d bytes of data in a %d-byte archive, %d tables and %d rows restored in the test' % (
+        stamp, gtid, data_bytes, info['archive_bytes'], checked['tables'], checked['rows']))
+    return info
+
+
+def do_verify(cfg, name):
+    names = published(cfg)
+    if not names:
+        raise BackupError('no backup in %s' % cfg['dir'])
+    name = name or names[-1]
+    if name not in names:
+        raise BackupError('no backup named %s in %s (there are: %s)' % (name, cfg['dir'], ', '.join(names)))
+    info = read_info(cfg, name)
+    work = tempfile.mkdtemp(prefix='.verify-', dir=cfg['dir'])
+    os.chmod(work, 0o750)
+    shutil.chown(work, group=cfg['server_user'])
+    try:
+        checked = restore_test(cfg, os.path.join(cfg['dir'], name, ARCHIVE), info['sha256'], work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    info['verified'], info['verified_at'] = checked, int(time.time())
+    write_json(os.path.join(cfg['dir'], name, INFO), info)
+    log('%s restores: %d tables, %d rows' % (name, checked['tables'], checked['rows']))
+    return info
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', default='/etc/distweb/backup.json')
+    sub = parser.add_subparsers(dest='command', required=True)
+    sub.add_parser('backup')
+    verify = sub.add_parser('verify')
+    verify.add_argument('name', nargs='?')
+    sub.add_parser('list')
+    args = parser.parse_args(argv)
+    with open(args.config) as data:
+        cfg = json.load(data)
+    if args.command == 'list':
+        print(json.dumps([read_info(cfg, name) for name in reversed(published(cfg))], indent=2))
+        return 0
+    started = time.monotonic()
+    try:
+        if args.command == 'backup':
+            do_backup(cfg)
+            metrics(cfg, ok=True, duration=time.monotonic() - started, verified=True)
+        else:
+            do_verify(cfg, args.name)
+            metrics(cfg, verified=True)
+    except (BackupError, OSError, ValueError, KeyError) as exc:
+        if args.command == 'backup':
+            metrics(cfg, ok=False)
+        else:
+            metrics(cfg, verified=False)
+        print('distweb-backup %s failed: %s' % (args.command, exc), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
