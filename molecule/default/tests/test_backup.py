@@ -8,6 +8,7 @@ backup restored onto server3 and attached as a replica matches the primary
 restore playbook refuses the primary and a healthy replica."""
 
 import json
+import secrets
 import time
 
 import pytest
@@ -22,7 +23,6 @@ from labclient import (
     playbook,
     slave_status,
     table_checksum,
-    wait_for,
 )
 
 BACKUP_HOST = "server2"  # the first replica (mysql_backup_host's default)
@@ -53,15 +53,16 @@ def gtid_before(primary, *words):
     """The GTID of the transaction just before the one whose statement
     contains all ``words``, read from the primary's binary logs
     (SHOW BINLOG EVENTS): what an operator finds with mariadb-binlog."""
-    previous, current = None, None
+    previous, current, found = None, None, []
     for (log, *_size) in rows(primary, "SHOW BINARY LOGS"):
         for event in rows(primary, f"SHOW BINLOG EVENTS IN '{log}'"):
             kind, info = event[2], event[5]
             if kind == "Gtid":
                 previous, current = current, info.split()[-1]
             elif all(word in info for word in words):
-                return previous
-    raise AssertionError(f"no statement with {words} in {primary}'s binary logs")
+                found.append(previous)
+    assert len(found) == 1, f"{len(found)} statements with {words} in {primary}'s binary logs"
+    return found[0]
 
 
 def test_the_converge_published_a_restore_tested_backup():
@@ -101,22 +102,23 @@ def test_the_restore_in_check_mode_says_what_it_would_do_and_does_nothing():
 def dropped():
     """Under a logged write load: a backup, more writes and rows of a probe
     table, the probe table dropped on the primary, more writes. Returns the
-    load, the monotonic times around the drop, the probe rows and the GTID
-    just before the drop."""
-    sql(PRIMARY, "CREATE OR REPLACE TABLE foobar.pitr_probe (id INT PRIMARY KEY, note VARCHAR(64))")
-    sql(PRIMARY, "INSERT INTO foobar.pitr_probe VALUES (1, 'before the backup')")
+    load, the monotonic times around the drop and the GTID just before the
+    drop."""
+    table = f"foobar.pitr_probe_{secrets.token_hex(3)}"
+    sql(PRIMARY, f"CREATE TABLE {table} (id INT PRIMARY KEY, note VARCHAR(64))")
+    sql(PRIMARY, f"INSERT INTO {table} VALUES (1, 'before the backup')")
     with WriteLoad(max_writes=20000, max_seconds=600) as load:
         time.sleep(2)
         backup = docker("exec", container(BACKUP_HOST), "systemctl", "start", "distweb-backup.service", check=False, timeout=900)
         assert backup.returncode == 0, backup.stdout + backup.stderr
-        sql(PRIMARY, "INSERT INTO foobar.pitr_probe VALUES (2, 'after the backup')")
+        sql(PRIMARY, f"INSERT INTO {table} VALUES (2, 'after the backup')")
         time.sleep(3)
         drop_started = time.monotonic()
-        sql(PRIMARY, "DROP TABLE foobar.pitr_probe")
+        sql(PRIMARY, f"DROP TABLE {table}")
         drop_done = time.monotonic()
         time.sleep(3)
-    until = gtid_before(PRIMARY, "DROP TABLE", "pitr_probe")
-    return {"load": load, "drop_started": drop_started, "drop_done": drop_done, "until": until}
+    until = gtid_before(PRIMARY, "DROP TABLE", table.split(".")[1])
+    return {"load": load, "drop_started": drop_started, "drop_done": drop_done, "until": until, "table": table}
 
 
 def test_a_point_in_time_restore_brings_back_the_dropped_table_and_nothing_after(dropped):
@@ -125,7 +127,7 @@ def test_a_point_in_time_restore_brings_back_the_dropped_table_and_nothing_after
                       "-e", "restore_force=true")
     assert result.returncode == 0, output(result)
 
-    assert rows(TARGET, "SELECT id, note FROM foobar.pitr_probe ORDER BY id") == [["1", "before the backup"], ["2", "after the backup"]]
+    assert rows(TARGET, f"SELECT id, note FROM {dropped['table']} ORDER BY id") == [["1", "before the backup"], ["2", "after the backup"]]
     assert rows(TARGET, "SELECT @@read_only") == [["1"]]
     assert slave_status(TARGET) == {}, "the restored node still replicates"
 
@@ -148,7 +150,7 @@ def test_the_latest_backup_attached_as_a_replica_matches_the_primary(dropped):
     assert status.get("Slave_IO_Running") == "Yes" and status.get("Slave_SQL_Running") == "Yes", status
     position = rows(PRIMARY, "SELECT @@gtid_binlog_pos")[0][0]
     assert rows(TARGET, f"SELECT MASTER_GTID_WAIT('{position}', 120)") == [["0"]]
-    assert rows(TARGET, "SHOW TABLES IN foobar LIKE 'pitr_probe'") == [], "the drop was not replayed"
+    assert rows(TARGET, f"SHOW TABLES IN foobar LIKE '{dropped['table'].split('.')[1]}'") == [], "the drop was not replayed"
     assert_stored_once(TARGET, dropped["load"])
     code, report, lines, checked = table_checksum(PRIMARY, REPLICAS)
     assert code == 0, report

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, distweb developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -129,6 +128,17 @@ def position(copy_dir, cfg, replica):
         raise BackupError('the copy has neither %s nor xtrabackup_binlog_info' % cfg['binlog_info'])
     fields = binlog_info.split()
     return fields[-1] if len(fields) >= 3 else ''
+
+
+def after(position, gtid):
+    """Whether a GTID position (a list, one GTID per domain) is past
+    ``gtid`` in its domain: such a backup cannot be rolled forward to it."""
+    domain, _server, seq = gtid.split('-')
+    for item in position.split(','):
+        parts = item.strip().split('-')
+        if len(parts) == 3 and parts[0] == domain:
+            return int(parts[2]) > int(seq)
+    return False
 
 
 def pack(copy_dir, archive, cfg):
@@ -300,7 +310,7 @@ def do_backup(cfg):
             out.write('%s  %s\n' % (digest, ARCHIVE))
         log('restore test of the archive')
         checked = restore_test(cfg, archive, digest, os.path.join(work, 'verify'))
-        shutil.rmtree(os.path.join(work, 'verify'))
+        shutil.rmtree(os.path.join(work, 'verify'), ignore_errors=True)
         info = {
             'name': stamp, 'host': socket.gethostname(), 'started': int(started), 'copied': int(copied),
             'finished': int(time.time()), 'gtid': gtid, 'from_read_only': read_only, 'sha256': digest,
@@ -350,12 +360,16 @@ def main(argv=None):
     sub.add_parser('backup')
     verify = sub.add_parser('verify')
     verify.add_argument('name', nargs='?')
-    sub.add_parser('list')
+    listing = sub.add_parser('list')
+    listing.add_argument('--until', default='', help='only backups at or before this GTID (domain-server-sequence)')
     args = parser.parse_args(argv)
     with open(args.config) as data:
         cfg = json.load(data)
     if args.command == 'list':
-        print(json.dumps([read_info(cfg, name) for name in reversed(published(cfg))], indent=2))
+        infos = [read_info(cfg, name) for name in reversed(published(cfg))]
+        if args.until:
+            infos = [info for info in infos if not after(info.get('gtid', ''), args.until)]
+        print(json.dumps(infos, indent=2))
         return 0
     started = time.monotonic()
     try:

@@ -1,0 +1,170 @@
+"""The backup program (roles/mysql_backup/files/distweb_backup.py) without a
+database: the copy's GTID position (a replica's applied position first, both
+file names), a pack that unpacks to the same bytes, a damaged archive
+refused before anything is unpacked, and a run that publishes only whole,
+tested backups, keeps the newest mysql_backup_keep, and reports each
+outcome in the metrics. The backup tool, the client and the throwaway
+server are faked here; the Molecule default scenario runs the real ones."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+SCRIPT = ROOT / "roles" / "mysql_backup" / "files" / "distweb_backup.py"
+spec = importlib.util.spec_from_file_location("distweb_backup", SCRIPT)
+backup = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(backup)
+
+needs_zstd = pytest.mark.skipif(shutil.which("zstd") is None, reason="zstd is not installed here")
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    (tmp_path / "backups").mkdir()
+    return {
+        "dir": str(tmp_path / "backups"), "keep": 2, "max_age_seconds": 3600, "compress_level": 1,
+        "verify_start_timeout": 5, "metrics_file": str(tmp_path / "metrics" / "backup.prom"),
+        "socket": "/nonexistent.sock", "backup_command": "mariadb-backup", "binlog_info": "mariadb_backup_binlog_info",
+        "client": "mariadb", "server_binary": "/usr/sbin/mariadbd", "server_user": "root",
+    }
+
+
+def metrics(cfg):
+    return dict(line.split() for line in open(cfg["metrics_file"]) if not line.startswith("#"))
+
+
+def test_a_replica_copy_takes_the_applied_position_of_the_slave_info(tmp_path, cfg):
+    (tmp_path / "xtrabackup_binlog_info").write_text("mysql-bin.000001\t328\t0-1-30\n")
+    (tmp_path / "xtrabackup_slave_info").write_text("SET GLOBAL gtid_slave_pos = '0-1-31';\nCHANGE MASTER TO master_use_gtid = slave_pos;\n")
+    assert backup.position(str(tmp_path), cfg, replica=True) == "0-1-31"
+    assert backup.position(str(tmp_path), cfg, replica=False) == "0-1-30"
+
+
+def test_the_flavour_file_name_wins_and_a_copy_without_any_fails(tmp_path, cfg):
+    (tmp_path / "mariadb_backup_binlog_info").write_text("mysql-bin.000002 4 0-1-40,1-2-3\n")
+    (tmp_path / "xtrabackup_binlog_info").write_text("mysql-bin.000001 4 0-1-1\n")
+    assert backup.position(str(tmp_path), cfg, replica=True) == "0-1-40,1-2-3"
+    with pytest.raises(backup.BackupError, match="neither mariadb_backup_binlog_info nor xtrabackup_binlog_info"):
+        backup.position(str(tmp_path / "missing"), cfg, replica=False)
+
+
+@needs_zstd
+def test_a_pack_unpacks_to_the_same_files(tmp_path, cfg):
+    copy = tmp_path / "copy"
+    (copy / "foobar").mkdir(parents=True)
+    (copy / "foobar" / "records.ibd").write_bytes(os.urandom(200000))
+    (copy / "ibdata1").write_bytes(b"x" * 100000)
+    backup.pack(str(copy), str(tmp_path / "a.tar.zst"), cfg)
+    backup.unpack(str(tmp_path / "a.tar.zst"), str(tmp_path / "out"))
+    assert (tmp_path / "out" / "foobar" / "records.ibd").read_bytes() == (copy / "foobar" / "records.ibd").read_bytes()
+    assert (tmp_path / "out" / "ibdata1").read_bytes() == b"x" * 100000
+
+
+def test_a_damaged_archive_is_refused_before_it_is_unpacked(tmp_path, cfg):
+    archive = tmp_path / "backup.tar.zst"
+    archive.write_bytes(b"not what was recorded")
+    with pytest.raises(backup.BackupError, match="checksum mismatch"):
+        backup.restore_test(cfg, str(archive), "0" * 64, str(tmp_path / "work"))
+    assert not (tmp_path / "work").exists()
+
+
+@needs_zstd
+def test_an_archive_that_does_not_unpack_fails_even_with_a_matching_checksum(tmp_path, cfg):
+    archive = tmp_path / "backup.tar.zst"
+    archive.write_bytes(b"\x28\xb5\x2f\xfd garbage")
+    with pytest.raises(backup.BackupError, match="does not unpack"):
+        backup.restore_test(cfg, str(archive), backup.sha256(str(archive)), str(tmp_path / "work"))
+
+
+@pytest.fixture
+def fake_server(monkeypatch):
+    """mariadb-backup writes a copy with its binlog info, the client says
+    read_only=1, the restore test passes; ``fail`` makes the next copy fail."""
+    state = {"fail": False, "seq": 0}
+
+    def run(argv, log_file=None, **kwargs):
+        if "--backup" in argv:
+            if state["fail"]:
+                raise backup.BackupError("mariadb-backup failed (exit 1): disk full")
+            target = next(a.split("=", 1)[1] for a in argv if a.startswith("--target-dir="))
+            os.makedirs(target)
+            state["seq"] += 1
+            with open(os.path.join(target, "xtrabackup_binlog_info"), "w") as out:
+                out.write("mysql-bin.000001 4 0-1-%d\n" % state["seq"])
+            with open(os.path.join(target, "ibdata1"), "wb") as out:
+                out.write(b"data" * 1000)
+        return None
+
+    times = iter(range(1796000000, 1796100000, 60))
+    monkeypatch.setattr(backup, "run", run)
+    monkeypatch.setattr(backup, "sql", lambda cfg, query, socket_path=None: [["1"]])
+    monkeypatch.setattr(backup, "restore_test", lambda cfg, archive, digest, work: {"tables": 1, "rows": 7})
+    monkeypatch.setattr(backup.time, "time", lambda: next(times))
+    return state
+
+
+@needs_zstd
+def test_backups_are_published_whole_and_the_oldest_beyond_keep_removed(cfg, fake_server):
+    names = []
+    for _round in range(3):
+        assert backup.main(["--config", write_cfg(cfg), "backup"]) == 0
+        names.append(backup.published(cfg)[-1])
+    assert backup.published(cfg) == names[1:], "keep is 2"
+    info = backup.read_info(cfg, names[-1])
+    assert info["gtid"] == "0-1-3" and info["from_read_only"] is True and info["verified"] == {"tables": 1, "rows": 7}
+    assert open(os.path.join(cfg["dir"], names[-1], "backup.tar.zst.sha256")).read().split()[0] == info["sha256"]
+    assert [n for n in os.listdir(cfg["dir"]) if n.startswith(".work")] == []
+    assert sorted(os.listdir(os.path.join(cfg["dir"], names[-1]))) == ["backup.tar.zst", "backup.tar.zst.sha256", "info.json"]
+    got = metrics(cfg)
+    assert got["distweb_mysql_backup_last_run_success"] == "1" and got["distweb_mysql_backup_count"] == "2"
+    assert got["distweb_mysql_backup_last_success_timestamp_seconds"] == str(info["finished"])
+
+
+@needs_zstd
+def test_a_failed_backup_publishes_nothing_keeps_the_older_ones_and_says_so(cfg, fake_server, capsys):
+    assert backup.main(["--config", write_cfg(cfg), "backup"]) == 0
+    good = backup.published(cfg)
+    fake_server["fail"] = True
+    assert backup.main(["--config", write_cfg(cfg), "backup"]) == 1
+    assert "disk full" in capsys.readouterr().err
+    assert backup.published(cfg) == good
+    assert [n for n in os.listdir(cfg["dir"]) if n.startswith(".work")] == []
+    got = metrics(cfg)
+    assert got["distweb_mysql_backup_last_run_success"] == "0"
+    assert got["distweb_mysql_backup_last_success_timestamp_seconds"] == str(backup.read_info(cfg, good[-1])["finished"])
+
+
+def test_verify_of_a_missing_backup_names_the_ones_there_and_marks_the_metric(cfg, capsys):
+    os.makedirs(os.path.join(cfg["dir"], "20260101T000000Z"))
+    with open(os.path.join(cfg["dir"], "20260101T000000Z", "info.json"), "w") as out:
+        json.dump({"name": "20260101T000000Z", "finished": 1, "archive_bytes": 1, "sha256": "0" * 64}, out)
+    assert backup.main(["--config", write_cfg(cfg), "verify", "20991231T000000Z"]) == 1
+    assert "no backup named 20991231T000000Z" in capsys.readouterr().err
+    assert metrics(cfg)["distweb_mysql_backup_last_verify_success"] == "0"
+
+
+def write_cfg(cfg):
+    path = os.path.join(os.path.dirname(cfg["dir"]), "backup.json")
+    with open(path, "w") as out:
+        json.dump(cfg, out)
+    return path
+
+
+def test_list_until_keeps_only_backups_at_or_before_the_point(cfg, capsys):
+    for name, gtid in (("20260101T000000Z", "0-1-10"), ("20260102T000000Z", "0-1-20,1-2-5"), ("20260103T000000Z", "0-1-30")):
+        os.makedirs(os.path.join(cfg["dir"], name))
+        with open(os.path.join(cfg["dir"], name, "info.json"), "w") as out:
+            json.dump({"name": name, "gtid": gtid}, out)
+    assert backup.main(["--config", write_cfg(cfg), "list", "--until", "0-1-20"]) == 0
+    assert [b["name"] for b in json.loads(capsys.readouterr().out)] == ["20260102T000000Z", "20260101T000000Z"]
+    assert backup.main(["--config", write_cfg(cfg), "list", "--until", "0-1-9"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert backup.main(["--config", write_cfg(cfg), "list"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    # a point in another domain: no backup is past it there
+    assert backup.after("0-1-30", "2-1-1") is False and backup.after("0-1-30,2-1-5", "2-1-4") is True
