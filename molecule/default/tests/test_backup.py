@@ -4,8 +4,9 @@ load a backup is taken, a table dropped on the primary, and the point just
 before the drop restored onto server3: every write acknowledged before the
 drop is there, none sent after it, and the table is back. Then the latest
 backup restored onto server3 and attached as a replica matches the primary
-(pt-table-checksum). A corrupted backup fails its restore test, and the
-restore playbook refuses the primary and a healthy replica."""
+(pt-table-checksum). A corrupted backup fails its restore test and its
+restore is refused, and the restore playbook refuses the primary and a
+healthy replica."""
 
 import json
 import secrets
@@ -72,8 +73,13 @@ def test_the_converge_published_a_restore_tested_backup():
     assert latest["host"] == BACKUP_HOST, latest
     assert latest["from_read_only"] is True, "the backup was not taken on a replica"
     assert latest["verified"]["tables"] > 0, latest  # foobar.records, read whole by the restore test
-    assert docker("exec", container(BACKUP_HOST), "systemctl", "is-enabled", "distweb-backup.timer").stdout.strip() == "enabled"
-    assert docker("exec", container(BACKUP_HOST), "systemctl", "is-active", "distweb-backup.timer").stdout.strip() == "active"
+    for timer in ("distweb-backup.timer", "distweb-backup-verify.timer"):
+        assert docker("exec", container(BACKUP_HOST), "systemctl", "is-enabled", timer).stdout.strip() == "enabled", timer
+        assert docker("exec", container(BACKUP_HOST), "systemctl", "is-active", timer).stdout.strip() == "active", timer
+    # the scheduled restore test, started as its timer would
+    verify = docker("exec", container(BACKUP_HOST), "systemctl", "start", "distweb-backup-verify.service", check=False, timeout=900)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert published()[0]["verified_at"] >= latest["verified_at"]
     assert metric("distweb_mysql_backup_last_run_success") == 1
     assert metric("distweb_mysql_backup_last_success_timestamp_seconds") == latest["finished"]
 
@@ -171,6 +177,13 @@ def test_a_corrupted_backup_fails_its_restore_test():
         failed = backup_cli("verify", "20000101T000000Z", check=False)
         assert failed.returncode == 1 and "checksum mismatch" in failed.stderr, failed.stdout + failed.stderr
         assert metric("distweb_mysql_backup_last_verify_success") == 0
+
+        # a restore of it is refused before the target is touched
+        before = rows(TARGET, "SELECT @@gtid_slave_pos"), slave_status(TARGET).get("Master_Host")
+        result = playbook("playbooks/restore.yml", "-e", f"restore_target={TARGET}", "-e", "restore_backup=20000101T000000Z",
+                          "-e", "restore_force=true")
+        assert result.returncode != 0 and "Check the backup archive's checksum" in flat(result), output(result)
+        assert slave_status(TARGET).get("Slave_SQL_Running") == "Yes" and slave_status(TARGET).get("Master_Host") == before[1]
 
         # the checksums rewritten to match: unpacking (zstd's own check) or the server still catches it
         docker("exec", container(BACKUP_HOST), "sh", "-ec",

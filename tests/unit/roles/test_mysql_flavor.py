@@ -99,7 +99,13 @@ def test_mariadb_gives_the_grants_and_statements_of_before():
         'crash_repair_positions': 'SELECT @@global.gtid_binlog_pos, @@global.gtid_slave_pos, @@global.server_id',
         'binlog_files': 'SHOW BINARY LOGS', 'binlog_events': 'SHOW BINLOG EVENTS IN %s LIMIT %s',
         'relay_log_events': 'SHOW RELAYLOG EVENTS IN %s FROM %s LIMIT 2',
-        'ddl_exec_mode': 'SELECT @@global.slave_ddl_exec_mode', 'set_binlog_state': 'SET GLOBAL gtid_binlog_state = %s'}
+        'ddl_exec_mode': 'SELECT @@global.slave_ddl_exec_mode', 'set_binlog_state': 'SET GLOBAL gtid_binlog_state = %s',
+        'semi_sync_replica_off': 'SET GLOBAL rpl_semi_sync_slave_enabled = OFF',
+        'pitr_source': 'CHANGE MASTER TO master_host = %(host)s, master_port = %(port)s, master_user = %(user)s, '
+                       'master_password = %(password)s, master_use_gtid = slave_pos, master_ssl = %(ssl)s, '
+                       'master_ssl_ca = %(ca)s, master_ssl_verify_server_cert = %(verify)s',
+        'pitr_start_until': 'START SLAVE UNTIL master_gtid_pos = %(until)s',
+        'pitr_applied': 'SELECT @@global.gtid_slave_pos AS pos'}
     assert flavor['_mysql_server_flavor_packages'] + [flavor['_mysql_server_flavor_backup_package']] == [
         'mariadb-server', 'mariadb-client', 'mariadb-backup']
     assert flavor['_mysql_server_flavor_service'] == 'mariadb'
