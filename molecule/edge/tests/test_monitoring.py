@@ -43,6 +43,7 @@ ALERTS = {
     "InstanceDown", "HAProxyServerDown", "HAProxyBackendAllDown", "MySQLReplicationStopped",
     "MySQLReplicationLag", "MySQLNoWritablePrimary", "MySQLSplitBrain", "MySQLSemiSyncAsync",
     "HAProxyHigh5xxRatio", "DiskAlmostFull", "DiskFillingUp", "TLSCertificateExpiringSoon",
+    "MySQLBackupFailed", "MySQLBackupTooOld", "MySQLBackupVerifyFailed",
 }
 
 
@@ -87,6 +88,20 @@ def test_every_alert_rule_is_loaded():
     assert ALERTS <= loaded, f"missing: {sorted(ALERTS - loaded)}"
     assert all(rule["health"] == "ok" for rule in rules), [r["name"] for r in rules if r["health"] != "ok"]
     assert all(rule["annotations"].get("runbook") for rule in rules)
+
+
+def test_the_backup_hosts_metrics_reach_prometheus():
+    """The converge's first backup on the backup host (the first replica,
+    server2): its textfile metrics are scraped, so the backup alerts see a
+    good run, a fresh backup and a passed restore test."""
+    def scraped():
+        return {labels["instance"].split(":")[0]: value
+                for labels, value in prometheus_query("distweb_mysql_backup_last_run_success")}
+    wait_for(lambda: scraped() == {"server2": 1.0}, 120, interval=2, what="server2's backup metrics in Prometheus")
+    age = prometheus_query("time() - distweb_mysql_backup_last_success_timestamp_seconds")
+    limit = prometheus_query("distweb_mysql_backup_max_age_seconds")
+    assert len(age) == 1 and 0 <= age[0][1] < limit[0][1], (age, limit)
+    assert [value for _labels, value in prometheus_query("distweb_mysql_backup_last_verify_success")] == [1.0]
 
 
 @pytest.mark.parametrize("host,port", [("server1", 9100), ("server1", 9104), ("server1", 9113),

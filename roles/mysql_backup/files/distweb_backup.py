@@ -86,8 +86,12 @@ def published(cfg):
 
 
 def read_info(cfg, name):
+    """A published backup's info; its name is its directory's (a copied or
+    renamed backup is listed, chosen and restored by the name it has)."""
     with open(os.path.join(cfg['dir'], name, INFO)) as data:
-        return json.load(data)
+        info = json.load(data)
+    info['name'] = name
+    return info
 
 
 def write_json(path, value):

@@ -168,3 +168,11 @@ def test_list_until_keeps_only_backups_at_or_before_the_point(cfg, capsys):
     assert len(json.loads(capsys.readouterr().out)) == 3
     # a point in another domain: no backup is past it there
     assert backup.after("0-1-30", "2-1-1") is False and backup.after("0-1-30,2-1-5", "2-1-4") is True
+
+
+def test_a_backup_is_listed_by_its_directory_name(cfg, capsys):
+    os.makedirs(os.path.join(cfg["dir"], "20260105T000000Z"))
+    with open(os.path.join(cfg["dir"], "20260105T000000Z", "info.json"), "w") as out:
+        json.dump({"name": "20260101T000000Z", "gtid": "0-1-1"}, out)  # copied from another backup
+    assert backup.main(["--config", write_cfg(cfg), "list"]) == 0
+    assert [b["name"] for b in json.loads(capsys.readouterr().out)] == ["20260105T000000Z"]
