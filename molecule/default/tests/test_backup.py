@@ -164,6 +164,24 @@ def test_the_latest_backup_attached_as_a_replica_matches_the_primary(dropped):
     assert {name: differ for name, (chunks, differ) in checked.items() if chunks > 0} == dict.fromkeys(REPLICAS, 0), (checked, report)
 
 
+def test_a_point_the_primary_never_wrote_leaves_the_target_replicating_from_nobody(dropped):
+    """A typo in the GTID: the replay never reaches it. Once restore_timeout
+    is over the playbook fails and says why, and the target does not go on
+    following the primary past the backup; then it is attached again."""
+    domain, server, seq = rows(PRIMARY, "SELECT @@gtid_binlog_pos")[0][0].split(",")[0].split("-")
+    never = f"{domain}-{server}-{int(seq) + 1000000}"
+    result = playbook("playbooks/restore.yml", "-e", f"restore_target={TARGET}", "-e", f"restore_until_gtid={never}",
+                      "-e", "restore_force=true", "-e", "restore_timeout=10")
+    assert result.returncode != 0, output(result)
+    assert f"The replay to {never} failed" in flat(result) and "replicates from nobody" in flat(result), output(result)
+    assert slave_status(TARGET) == {}, "the target still replicates after a failed replay"
+    assert rows(TARGET, "SELECT @@read_only") == [["1"]]
+
+    attached = playbook("playbooks/restore.yml", "-e", f"restore_target={TARGET}")
+    assert attached.returncode == 0, output(attached)
+    assert slave_status(TARGET).get("Slave_SQL_Running") == "Yes"
+
+
 def test_a_corrupted_backup_fails_its_restore_test():
     latest = published()[0]["name"]
     copy = f"{BACKUP_DIR}/20000101T000000Z"  # the oldest name: the next backup's retention removes it
