@@ -767,6 +767,23 @@ def heal(name):
     docker("exec", container(name), "nft", "delete", "table", "inet", FAULT_TABLE, check=False)
 
 
+def gtid_before(primary, *words):
+    """The GTID of the transaction just before the one whose statement
+    contains all ``words``, read from the primary's binary logs (SHOW
+    BINLOG EVENTS), as an operator finds a point-in-time restore's point
+    with mariadb-binlog; exactly one such statement must be there."""
+    previous, current, found = None, None, []
+    for (log, *_size) in node_sql(primary, "SHOW BINARY LOGS"):
+        for event in node_sql(primary, f"SHOW BINLOG EVENTS IN '{log}'"):
+            kind, info = event[2], event[5]
+            if kind == "Gtid":
+                previous, current = current, info.split()[-1]
+            elif all(word in info for word in words):
+                found.append(previous)
+    assert len(found) == 1, f"{len(found)} statements with {words} in {primary}'s binary logs"
+    return found[0]
+
+
 def wait_for_gtid(name, gtid, timeout=60):
     """Wait until a node has applied ``gtid`` (MASTER_GTID_WAIT); True if so."""
     result = node_sql(name, f"SELECT MASTER_GTID_WAIT('{gtid}', {int(timeout)})")

@@ -20,6 +20,7 @@ from labclient import (
     container,
     docker,
     flat,
+    gtid_before,
     output,
     playbook,
     slave_status,
@@ -48,22 +49,6 @@ def metric(name):
     values = [line.split()[1] for line in text.splitlines() if line.startswith(name + " ")]
     assert len(values) == 1, text
     return float(values[0])
-
-
-def gtid_before(primary, *words):
-    """The GTID of the transaction just before the one whose statement
-    contains all ``words``, read from the primary's binary logs
-    (SHOW BINLOG EVENTS): what an operator finds with mariadb-binlog."""
-    previous, current, found = None, None, []
-    for (log, *_size) in rows(primary, "SHOW BINARY LOGS"):
-        for event in rows(primary, f"SHOW BINLOG EVENTS IN '{log}'"):
-            kind, info = event[2], event[5]
-            if kind == "Gtid":
-                previous, current = current, info.split()[-1]
-            elif all(word in info for word in words):
-                found.append(previous)
-    assert len(found) == 1, f"{len(found)} statements with {words} in {primary}'s binary logs"
-    return found[0]
 
 
 def test_the_converge_published_a_restore_tested_backup():
