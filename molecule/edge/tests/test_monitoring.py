@@ -43,7 +43,7 @@ ALERTS = {
     "InstanceDown", "HAProxyServerDown", "HAProxyBackendAllDown", "MySQLReplicationStopped",
     "MySQLReplicationLag", "MySQLNoWritablePrimary", "MySQLSplitBrain", "MySQLSemiSyncAsync",
     "HAProxyHigh5xxRatio", "DiskAlmostFull", "DiskFillingUp", "TLSCertificateExpiringSoon",
-    "MySQLBackupFailed", "MySQLBackupTooOld", "MySQLBackupVerifyFailed",
+    "MySQLBackupFailed", "MySQLBackupTooOld", "MySQLBackupVerifyFailed", "MySQLBackupMissing",
 }
 
 

@@ -4,9 +4,12 @@
 """Physical backups of the local database server, each one proven to
 restore before it counts.
 
-  backup          take a copy of the running server (mariadb-backup, no
-                  global lock), prepare it (apply the redo log written
-                  while it was taken: a copy that cannot be prepared is no
+  backup          refuse to start when the file system of <dir> has less
+                  free space than twice the server's data directory plus
+                  a margin (the copy, then its archive beside it); take a
+                  copy of the running server (mariadb-backup, no global
+                  lock), prepare it (apply the redo log written while it
+                  was taken: a copy that cannot be prepared is no
                   backup), pack and compress it (tar, zstd), record its
                   SHA-256 and GTID position, restore-test it (below), and
                   only then publish it under <dir>/<UTC time>; then remove
@@ -40,6 +43,9 @@ import time
 
 ARCHIVE = 'backup.tar.zst'
 INFO = 'info.json'
+# Free space a backup needs besides twice the data directory: the redo log
+# the copy's prepare applies, the restore test's server files, the logs.
+SPACE_MARGIN = 256 * 1024 * 1024
 SYSTEM_SCHEMAS = ('mysql', 'information_schema', 'performance_schema', 'sys')
 
 
@@ -233,6 +239,39 @@ def tail(path, size=1500):
         return '(no log)'
 
 
+def tree_bytes(path):
+    """Sum of the sizes of the files under path (a file removed while it is
+    walked, such as a temporary table's, counts nothing)."""
+    total = 0
+    for top, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(top, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def check_space(cfg):
+    """Refuse a backup the file system of cfg['dir'] has no room for: the
+    copy takes about the size of the server's data directory, and its
+    archive up to as much again (the compression is not known before), then
+    the restore test's unpacked copy takes the copy's place."""
+    datadir = sql(cfg, 'SELECT @@datadir')[0][0]
+    if not os.path.isdir(datadir):
+        raise BackupError('the server\'s data directory %s (@@datadir) is not a directory here' % datadir)
+    data_bytes = tree_bytes(datadir)
+    needed = 2 * data_bytes + SPACE_MARGIN
+    stat = os.statvfs(cfg['dir'])
+    free = stat.f_bavail * stat.f_frsize
+    if free < needed:
+        raise BackupError(
+            'not enough free space in %s: %d bytes free, %d bytes needed (twice the %d bytes in the data directory %s, '
+            'for the copy and its archive, plus a %d-byte margin); nothing was copied' % (
+                cfg['dir'], free, needed, data_bytes, datadir, SPACE_MARGIN))
+    log('%d bytes free in %s, %d needed' % (free, cfg['dir'], needed))
+
+
 def metrics(cfg, ok=None, duration=None, verified=None):
     """Write the textfile collector's metrics from the published backups and
     this run's outcome (None: not a run of that kind, keep the last value)."""
@@ -288,6 +327,7 @@ def metrics(cfg, ok=None, duration=None, verified=None):
 def do_backup(cfg):
     started = time.time()
     stamp = datetime.datetime.fromtimestamp(started, datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+    check_space(cfg)
     work = tempfile.mkdtemp(prefix='.work-%s-' % stamp, dir=cfg['dir'])
     os.chmod(work, 0o750)
     shutil.chown(work, group=cfg['server_user'])
@@ -308,7 +348,7 @@ def do_backup(cfg):
         archive = os.path.join(work, ARCHIVE)
         log('packing the copy')
         pack(copy, archive, cfg)
-        data_bytes = sum(os.path.getsize(os.path.join(top, f)) for top, _dirs, files in os.walk(copy) for f in files)
+        data_bytes = tree_bytes(copy)
         shutil.rmtree(copy)
         digest = sha256(archive)
         with open(archive + '.sha256', 'w') as out:

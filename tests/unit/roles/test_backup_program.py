@@ -1,16 +1,19 @@
 """The backup program (roles/mysql_backup/files/distweb_backup.py) without a
 database: the copy's GTID position (a replica's applied position first, both
 file names), a pack that unpacks to the same bytes, a damaged archive
-refused before anything is unpacked, and a run that publishes only whole,
-tested backups, keeps the newest mysql_backup_keep, and reports each
-outcome in the metrics. The backup tool, the client and the throwaway
-server are faked here; the Molecule default scenario runs the real ones."""
+refused before anything is unpacked, a run refused before the copy when
+the backup directory's file system has no room for it, and a run that
+publishes only whole, tested backups, keeps the newest mysql_backup_keep,
+and reports each outcome in the metrics. The backup tool, the client, the
+free space and the throwaway server are faked here; the Molecule default
+scenario runs the real ones."""
 
 import importlib.util
 import json
 import os
 import pathlib
 import shutil
+import types
 
 import pytest
 
@@ -82,13 +85,22 @@ def test_an_archive_that_does_not_unpack_fails_even_with_a_matching_checksum(tmp
 
 
 @pytest.fixture
-def fake_server(monkeypatch):
+def fake_server(monkeypatch, tmp_path):
     """mariadb-backup writes a copy with its binlog info, the client says
-    read_only=1, the restore test passes; ``fail`` makes the next copy fail."""
-    state = {"fail": False, "seq": 0}
+    read_only=1 and that the data directory (``datadir``, 4000 bytes) is
+    tmp_path/datadir, the backup directory's file system has ``free`` bytes
+    free (plenty), the restore test passes; ``fail`` makes the next copy
+    fail; ``copies`` counts the copies started."""
+    datadir = tmp_path / "datadir"
+    (datadir / "foobar").mkdir(parents=True)
+    (datadir / "ibdata1").write_bytes(b"d" * 3000)
+    (datadir / "foobar" / "records.ibd").write_bytes(b"r" * 1000)
+    state = {"fail": False, "seq": 0, "copies": 0, "datadir": str(datadir), "free": 1 << 40}
+    real_statvfs = os.statvfs
 
     def run(argv, log_file=None, **kwargs):
         if "--backup" in argv:
+            state["copies"] += 1
             if state["fail"]:
                 raise backup.BackupError("mariadb-backup failed (exit 1): disk full")
             target = next(a.split("=", 1)[1] for a in argv if a.startswith("--target-dir="))
@@ -102,7 +114,16 @@ def fake_server(monkeypatch):
 
     times = iter(range(1796000000, 1796100000, 60))
     monkeypatch.setattr(backup, "run", run)
-    monkeypatch.setattr(backup, "sql", lambda cfg, query, socket_path=None: [["1"]])
+
+    def statvfs(path):
+        if os.path.realpath(path) != os.path.realpath(state["dir"]):
+            return real_statvfs(path)
+        return types.SimpleNamespace(f_bavail=state["free"], f_frsize=1)
+
+    state["dir"] = str(tmp_path / "backups")
+    monkeypatch.setattr(backup, "sql", lambda cfg, query, socket_path=None: [
+        [state["datadir"] + "/"] if "@@datadir" in query else ["1"]])
+    monkeypatch.setattr(backup.os, "statvfs", statvfs)
     monkeypatch.setattr(backup, "restore_test", lambda cfg, archive, digest, work: {"tables": 1, "rows": 7})
     monkeypatch.setattr(backup.time, "time", lambda: next(times))
     return state
@@ -137,6 +158,35 @@ def test_a_failed_backup_publishes_nothing_keeps_the_older_ones_and_says_so(cfg,
     got = metrics(cfg)
     assert got["distweb_mysql_backup_last_run_success"] == "0"
     assert got["distweb_mysql_backup_last_success_timestamp_seconds"] == str(backup.read_info(cfg, good[-1])["finished"])
+
+
+@needs_zstd
+def test_a_backup_with_room_for_it_runs_on(cfg, fake_server, capsys):
+    fake_server["free"] = 2 * 4000 + backup.SPACE_MARGIN
+    assert backup.main(["--config", write_cfg(cfg), "backup"]) == 0
+    assert fake_server["copies"] == 1 and len(backup.published(cfg)) == 1
+    assert "%d bytes free in %s, %d needed" % (fake_server["free"], cfg["dir"], 2 * 4000 + backup.SPACE_MARGIN) in capsys.readouterr().out
+
+
+def test_a_backup_without_room_for_it_is_refused_before_the_copy(cfg, fake_server, capsys):
+    needed = 2 * 4000 + backup.SPACE_MARGIN
+    fake_server["free"] = needed - 1
+    assert backup.main(["--config", write_cfg(cfg), "backup"]) == 1
+    err = capsys.readouterr().err
+    assert "not enough free space in %s: %d bytes free, %d bytes needed" % (cfg["dir"], needed - 1, needed) in err
+    assert "twice the 4000 bytes in the data directory %s/" % fake_server["datadir"] in err
+    assert fake_server["copies"] == 0, "the copy must not start"
+    assert backup.published(cfg) == []
+    assert sorted(os.listdir(cfg["dir"])) == [".state.json"], "nothing but the metrics' state is written"
+    got = metrics(cfg)
+    assert got["distweb_mysql_backup_last_run_success"] == "0" and got["distweb_mysql_backup_count"] == "0"
+
+
+def test_a_data_directory_that_is_not_there_is_refused_rather_than_counted_empty(cfg, fake_server, capsys):
+    fake_server["datadir"] = os.path.join(fake_server["datadir"], "missing")
+    assert backup.main(["--config", write_cfg(cfg), "backup"]) == 1
+    assert "data directory %s/ (@@datadir) is not a directory here" % fake_server["datadir"] in capsys.readouterr().err
+    assert fake_server["copies"] == 0
 
 
 def test_verify_of_a_missing_backup_names_the_ones_there_and_marks_the_metric(cfg, capsys):
