@@ -346,46 +346,69 @@ def http_get(host, port, path, timeout):
 
 
 class PrimaryProbe(object):
-    """Asks other nodes' endpoints for /primary, keeping each node's answer
-    for ``ttl`` seconds. Concurrent askers of one node wait for a single
-    request. ``fetch`` and ``clock`` are for tests."""
+    """Asks other nodes' endpoints for /primary (or their state, GET /),
+    keeping each answer for ``ttl`` seconds from when it was asked.
+    Concurrent askers of one node wait for a single request. An answer that
+    took longer than ``ttl`` to come (the asker, or the whole node, was
+    frozen while the request was out: a paused VM or container) describes
+    the moment it was sent, not now: it is asked again, once. ``fetch`` and
+    ``clock`` are for tests."""
 
     def __init__(self, timeout=1.0, ttl=1.0, fetch=None, clock=None):
         self.timeout, self.ttl = timeout, ttl
         self.fetch = fetch or http_get
         self.clock = clock or time.monotonic
         self._lock = threading.Lock()
-        self._entries = {}  # (host, port) -> [lock, expires, answer]
+        self._entries = {}  # key -> [lock, expires, answer]
+
+    def _kept(self, key, ask):
+        with self._lock:
+            entry = self._entries.setdefault(key, [threading.Lock(), None, None])
+        with entry[0]:
+            if entry[1] is not None and self.clock() < entry[1]:
+                return entry[2]
+            for _attempt in range(2):
+                asked = self.clock()
+                answer = ask()
+                if self.clock() - asked <= self.ttl:
+                    break
+            entry[1], entry[2] = asked + self.ttl, answer
+            return answer
 
     def is_primary(self, host, port):
         """(True/False, detail)."""
-        key = (host, int(port))
-        host, port = key
-        with self._lock:
-            entry = self._entries.setdefault(key, [threading.Lock(), None, None])
-        with entry[0]:
-            if entry[1] is not None and self.clock() < entry[1]:
-                return entry[2]
-            answer = self._ask(host, port)
-            entry[1], entry[2] = self.clock() + self.ttl, answer
-            return answer
+        host, port = host, int(port)
+        return self._kept((host, port), lambda: self._ask(host, port))
 
     def state_of(self, host, port):
         """The JSON answer of the node's GET / (None when it does not
-        answer), kept for ``ttl`` seconds like is_primary's."""
-        key = ('/', host, int(port))
-        with self._lock:
-            entry = self._entries.setdefault(key, [threading.Lock(), None, None])
-        with entry[0]:
-            if entry[1] is not None and self.clock() < entry[1]:
-                return entry[2]
-            try:
-                status, body = self.fetch(host, int(port), '/', self.timeout)
-                answer = json.loads(body) if status == 200 else None
-            except Exception:  # refused, timed out, not our endpoint
-                answer = None
-            entry[1], entry[2] = self.clock() + self.ttl, answer
-            return answer
+        answer), kept like is_primary's."""
+        host, port = host, int(port)
+        return self._kept(('/', host, port), lambda: self._state(host, port))
+
+    def states_of(self, nodes):
+        """state_of of every (host, port), asked at the same time: a round
+        of the guard waits for the slowest peer, not for the sum of them."""
+        answers = [None] * len(nodes)
+
+        def ask(i):
+            answers[i] = self.state_of(*nodes[i])
+
+        threads = [threading.Thread(target=ask, args=(i,), daemon=True) for i in range(1, len(nodes))]
+        for thread in threads:
+            thread.start()
+        if nodes:
+            ask(0)
+        for thread in threads:
+            thread.join()
+        return answers
+
+    def _state(self, host, port):
+        try:
+            status, body = self.fetch(host, port, '/', self.timeout)
+            return json.loads(body) if status == 200 else None
+        except Exception:  # refused, timed out, not our endpoint
+            return None
 
     def _ask(self, host, port):
         try:
@@ -412,9 +435,8 @@ def elected_elsewhere(config, probe, state):
     names = set(str(n) for n in config.get('names') or [])
     other = None
     followed = False
-    for peer in config.get('peers') or []:
-        host, port = parse_peer(peer, config['port'])
-        answer = probe.state_of(host, port)
+    peers = [parse_peer(peer, config['port']) for peer in config.get('peers') or []]
+    for (host, port), answer in zip(peers, probe.states_of(peers)):
         if not answer:
             continue
         if answer.get('local_primary'):
@@ -519,16 +541,31 @@ class Guard(object):
     """Fences this node when it is writable, has no semi-sync replica and
     another node answers /primary 200. Never un-fences."""
 
-    def __init__(self, config, connect=None, probe=None, log=None):
+    # A round that starts this much later than its interval says was frozen
+    # (a paused VM or container) or starved: its fence line says so.
+    PAUSE = 1.0
+
+    def __init__(self, config, connect=None, probe=None, log=None, clock=None):
         self.config = config
         self.connect = connect
         self.probe = probe or PrimaryProbe(config['peer_timeout'], config['peer_cache'])
-        self.peers = [parse_peer(p, config['port']) for p in config.get('peers') or []]
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.clock = clock or time.monotonic
         self._last_error = None
+        self._last_round = None
 
     def check(self):
         """One round. Returns what it found or did, in words."""
+        began = self.clock()
+        paused = 0.0
+        if self._last_round is not None:
+            paused = began - self._last_round - self.config['guard_interval']
+        try:
+            return self._round(began, paused)
+        finally:
+            self._last_round = self.clock()
+
+    def _round(self, began, paused):
         conn = _local_admin_connection(self.config, self.connect)
         try:
             cur = conn.cursor()
@@ -543,14 +580,22 @@ class Guard(object):
             fenced, killed, error = fence(cur)
             if fenced:
                 self.log('distweb-mysql-health guard: FENCED this node (read_only=1, %d client session(s) '
-                         'killed): it was writable while %s is the primary and no replica follows this node'
-                         % (killed, peer))
+                         'killed): it was writable while %s is the primary and no replica follows this node%s'
+                         % (killed, peer, self._timing(began, paused)))
                 return 'fenced'
             self.log('distweb-mysql-health guard: could not fence this node (%d client session(s) killed): %s'
                      % (killed, error))
             return 'fence failed'
         finally:
             conn.close()
+
+    def _timing(self, began, paused):
+        """How long the fencing round took, and the pause before it when the
+        node was frozen (or starved) first."""
+        took = ' (%d ms' % round((self.clock() - began) * 1000)
+        if paused >= self.PAUSE:
+            took += ', %.1f s after the round was due: this node was frozen or starved' % paused
+        return took + ')'
 
     def run(self, stop=None):
         _run_every(self, self.config['guard_interval'], 'guard', stop)

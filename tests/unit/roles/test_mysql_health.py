@@ -506,13 +506,14 @@ def test_the_source_is_asked_on_its_own_health_port():
 PEERS = ["db2:9201", "db3:9201"]
 
 
-def make_guard(server, answers, peers=None):
+def make_guard(server, answers, peers=None, clock=None):
     peers = PEERS if peers is None else peers
     endpoints = FakeEndpoints(answers)
     lines = []
     config = health_config(require_semi_sync=True, guard=True, peers=peers, names=["db1", "10.0.0.11"])
-    guard = health.Guard(config, connect=server.connect, probe=health.PrimaryProbe(fetch=endpoints.fetch),
-                         log=lines.append)
+    clock = clock or Clock()
+    guard = health.Guard(config, connect=server.connect, probe=health.PrimaryProbe(fetch=endpoints.fetch, clock=clock),
+                         log=lines.append, clock=clock)
     return guard, endpoints, lines
 
 
@@ -539,7 +540,7 @@ def test_the_guard_fences_a_writable_node_without_replicas_when_another_is_prima
     listings = [i for i, s in enumerate(server.statements) if s.startswith("SELECT ID")]
     assert kills[0] < set_ro < listings[-1], server.statements
     assert lines == ["distweb-mysql-health guard: FENCED this node (read_only=1, 3 client session(s) killed): "
-                     "it was writable while db3:9201 is the primary and no replica follows this node"]
+                     "it was writable while db3:9201 is the primary and no replica follows this node (0 ms)"]
     assert writes_that_unfence_or_touch_semi_sync(server) == []
     # logs in as the guard account over the socket, without a password
     login = server.logins[0]
@@ -564,6 +565,60 @@ def test_a_woken_old_primary_is_fenced_although_its_replica_count_is_stale():
     assert guard.check() == "fenced"
     assert server.read_only is True
     assert "db2:9201 is the primary" in lines[0]
+
+
+def test_the_fence_line_says_the_node_was_frozen_before_the_round():
+    # a round, then the node is paused for 12 s, then the next round fences
+    clock = Clock()
+    server = FakeServer(read_only=False, clients=2)
+    guard, endpoints, lines = make_guard(server, {("db2", 9201): {"primary": 503, "source": "db1"},
+                                                  ("db3", 9201): {"primary": 503, "source": "db1"}}, clock=clock)
+    assert guard.check() == "writable, no other primary (or replicas follow this one)"
+    clock.now += 12.2
+    endpoints.answers = {("db2", 9201): 200, ("db3", 9201): {"primary": 503, "source": "db2"}}
+    assert guard.check() == "fenced"
+    assert lines[0].endswith("(0 ms, 12.0 s after the round was due: this node was frozen or starved)"), lines
+
+
+def test_an_answer_that_came_back_after_a_freeze_is_asked_again():
+    # the request went out before the node froze; the peer's answer (no
+    # other primary) waited in the socket until the node woke 12 s later:
+    # it tells of the moment it was sent, so the probe asks once more
+    clock = Clock()
+    answers = iter([(503, b'{"reason": "before"}'), (200, b'{"reason": "after"}')])
+    asked = []
+
+    def fetch(host, port, path, timeout):
+        asked.append(clock.now)
+        if len(asked) == 1:
+            clock.now += 12
+        return next(answers)
+
+    probe = health.PrimaryProbe(fetch=fetch, clock=clock, ttl=1.0)
+    assert probe.is_primary("db2", 9201) == (True, "answers /primary 200")
+    assert asked == [1000.0, 1012.0]
+    # kept for ttl from when it was asked, then asked again
+    clock.now += 0.5
+    assert probe.is_primary("db2", 9201)[0] is True and len(asked) == 2
+    clock.now += 0.6
+    probe.is_primary("db2", 9201)
+    assert len(asked) == 3
+
+
+def test_the_guard_asks_its_peers_at_the_same_time():
+    # each peer answers only once both requests are out: asked one after
+    # the other, the first would time out at the barrier
+    barrier = threading.Barrier(2, timeout=5)
+    inner = FakeEndpoints({("db2", 9201): 200, ("db3", 9201): {"primary": 503, "source": "db2"}})
+
+    def fetch(host, port, path, timeout):
+        barrier.wait()
+        return inner.fetch(host, port, path, timeout)
+
+    probe = health.PrimaryProbe(fetch=fetch)
+    answers = probe.states_of([("db2", 9201), ("db3", 9201)])
+    assert [a["local_primary"] for a in answers] == [True, False]
+    assert probe.states_of([]) == []
 
 
 def test_a_node_without_semi_sync_replicas_is_fenced_even_if_a_replica_names_it():
@@ -602,7 +657,7 @@ def test_the_guard_leaves_a_lone_primary_alone_while_no_other_node_is_primary():
     guard, endpoints, lines = make_guard(server, {("db2", 9201): 503, ("db3", 9201): TimeoutError("timed out")})
     assert guard.check() == "writable, no other primary (or replicas follow this one)"
     assert server.read_only is False and server.killed == [] and lines == []
-    assert [c[:2] for c in endpoints.calls] == [("db2", 9201), ("db3", 9201)]
+    assert sorted(c[:2] for c in endpoints.calls) == [("db2", 9201), ("db3", 9201)]
 
 
 def test_the_guard_does_nothing_on_a_read_only_node_and_never_unfences():
