@@ -104,32 +104,58 @@ def dropped():
         assert backup.returncode == 0, backup.stdout + backup.stderr
         sql(PRIMARY, f"INSERT INTO {table} VALUES (2, 'after the backup')")
         time.sleep(3)
+        # the drop 0.2 s into a new UTC second: restore_until_time of that
+        # second is the moment just before it (the binary log's time stamps
+        # are whole seconds)
+        time.sleep(1.2 - time.time() % 1.0)
+        second = int(time.time())
+        second_started = time.monotonic() - (time.time() - second)
         drop_started = time.monotonic()
         sql(PRIMARY, f"DROP TABLE {table}")
         drop_done = time.monotonic()
         time.sleep(3)
     until = gtid_before(PRIMARY, "DROP TABLE", table.split(".")[1])
-    return {"load": load, "drop_started": drop_started, "drop_done": drop_done, "until": until, "table": table}
+    return {"load": load, "drop_started": drop_started, "drop_done": drop_done, "until": until, "table": table,
+            "second": second, "second_started": second_started}
 
 
-def test_a_point_in_time_restore_brings_back_the_dropped_table_and_nothing_after(dropped):
+def assert_restored_up_to(dropped, acknowledged_before, sent_after):
+    """The target holds the probe table's rows and every write of the load
+    acknowledged before ``acknowledged_before``, and none sent after
+    ``sent_after`` (monotonic times)."""
     load = dropped["load"]
-    result = playbook("playbooks/restore.yml", "-e", f"restore_target={TARGET}", "-e", f"restore_until_gtid={dropped['until']}",
-                      "-e", "restore_force=true")
-    assert result.returncode == 0, output(result)
-
     assert rows(TARGET, f"SELECT id, note FROM {dropped['table']} ORDER BY id") == [["1", "before the backup"], ["2", "after the backup"]]
     assert rows(TARGET, "SELECT @@read_only") == [["1"]]
     assert slave_status(TARGET) == {}, "the restored node still replicates"
-
     present = {row[0] for row in rows(TARGET, "SELECT value FROM foobar.records")}
-    before = [value for (sent, answered, ok), value in zip(load.answers, load.sent) if ok and answered < dropped["drop_started"]]
-    after = [value for (sent, _answered, _ok), value in zip(load.answers, load.sent) if sent > dropped["drop_done"]]
+    before = [value for (sent, answered, ok), value in zip(load.answers, load.sent) if ok and answered < acknowledged_before]
+    after = [value for (sent, _answered, _ok), value in zip(load.answers, load.sent) if sent > sent_after]
     assert len(before) > 20 and len(after) > 5, (len(before), len(after))
     lost = [value for value in before if value not in present]
-    assert lost == [], f"{len(lost)} writes acknowledged before the drop are missing: {lost[:5]}"
+    assert lost == [], f"{len(lost)} writes acknowledged before the point are missing: {lost[:5]}"
     replayed = [value for value in after if value in present]
-    assert replayed == [], f"{len(replayed)} writes sent after the drop were restored: {replayed[:5]}"
+    assert replayed == [], f"{len(replayed)} writes sent after the point were restored: {replayed[:5]}"
+
+
+def test_a_point_in_time_restore_brings_back_the_dropped_table_and_nothing_after(dropped):
+    result = playbook("playbooks/restore.yml", "-e", f"restore_target={TARGET}", "-e", f"restore_until_gtid={dropped['until']}",
+                      "-e", "restore_force=true")
+    assert result.returncode == 0, output(result)
+    assert_restored_up_to(dropped, dropped["drop_started"], dropped["drop_done"])
+
+
+def test_a_point_in_time_restore_by_time_stops_before_that_second(dropped):
+    # the second the drop began in: every transaction stamped before it is
+    # replayed, the drop and everything sent from that second on is not
+    moment = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(dropped["second"]))
+    result = playbook("playbooks/restore.yml", "-e", f"restore_target={TARGET}", "-e", json.dumps({"restore_until_time": moment}),
+                      "-e", "restore_force=true")
+    assert result.returncode == 0, output(result)
+    assert_restored_up_to(dropped, dropped["second_started"], dropped["second_started"])
+    # a time and a GTID together are refused before anything is touched
+    both = playbook("playbooks/restore.yml", "-e", f"restore_target={TARGET}", "-e", json.dumps({"restore_until_time": moment}),
+                    "-e", f"restore_until_gtid={dropped['until']}", "-e", "restore_force=true")
+    assert both.returncode != 0 and "not both. Nothing was changed" in flat(both), output(both)
 
 
 def test_the_latest_backup_attached_as_a_replica_matches_the_primary(dropped):

@@ -19,6 +19,12 @@ restore before it counts.
                   throwaway server (no network, its own socket) must start
                   on the unpacked copy and read every table of it.
   list            the published backups, newest first, as JSON.
+  gtid-at TIME    the GTID position of the last transaction stamped before
+                  TIME (UTC, YYYY-MM-DD HH:MM:SS), read from this node's own
+                  binary log (a replica's holds the primary's transactions,
+                  with their original time stamps, one-second precision).
+                  Refused when the log starts after TIME, or holds nothing
+                  at or after it (the node may not have it all yet).
 
 Every run writes Prometheus metrics for the node exporter's textfile
 collector: when the last good backup finished, whether the last run
@@ -140,14 +146,14 @@ def position(copy_dir, cfg, replica):
     return fields[-1] if len(fields) >= 3 else ''
 
 
-def after(position, gtid):
-    """Whether a GTID position (a list, one GTID per domain) is past
-    ``gtid`` in its domain: such a backup cannot be rolled forward to it."""
-    domain, _server, seq = gtid.split('-')
-    for item in position.split(','):
-        parts = item.strip().split('-')
-        if len(parts) == 3 and parts[0] == domain:
-            return int(parts[2]) > int(seq)
+def after(position, until):
+    """Whether a GTID position is past ``until`` (a GTID, or a position: one
+    GTID per domain) in one of its domains: such a backup cannot be rolled
+    forward to it."""
+    have = parse_position(position)
+    for domain, gtid in parse_position(until).items():
+        if domain in have and int(have[domain].split('-')[2]) > int(gtid.split('-')[2]):
+            return True
     return False
 
 
@@ -377,6 +383,69 @@ def do_backup(cfg):
     return info
 
 
+# A binary log event's header as mariadb-binlog prints it (TZ=UTC), and the
+# two events that carry GTIDs: a transaction's own, and the list of every
+# domain's last GTID at the start of a log file.
+EVENT_HEADER = re.compile(r'^#(\d{6}) +(\d{1,2}:\d{2}:\d{2}) server id \d+ +end_log_pos \d+')
+EVENT_GTID = re.compile(r'\sGTID (\d+)-(\d+)-(\d+)')
+EVENT_GTID_LIST = re.compile(r'\sGtid list \[([0-9,\- ]*)\]')
+
+
+def parse_position(text):
+    """{domain: 'domain-server-seq'} of a GTID position."""
+    found = {}
+    for item in (text or '').replace(' ', '').split(','):
+        if item:
+            found[item.split('-')[0]] = item
+    return found
+
+
+def gtid_at(cfg, moment):
+    """The GTID position (one GTID per domain, comma-separated) of the last
+    transaction whose events this node's binary log stamps before
+    ``moment`` (datetime, UTC)."""
+    if moment > datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None):
+        raise BackupError('%s is in the future (UTC)' % moment)
+    stop = moment.strftime('%Y-%m-%d %H:%M:%S')
+    base = os.path.dirname(sql(cfg, 'SELECT @@global.log_bin_basename')[0][0])
+    files = [os.path.join(base, row[0]) for row in sql(cfg, 'SHOW BINARY LOGS')]
+    if not files:
+        raise BackupError('this node writes no binary log')
+    # read as it comes: the log up to the point may be days of writes
+    reader = subprocess.Popen([cfg['binlog_command'], '--base64-output=decode-rows', '--stop-datetime=%s' % stop] + files,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, TZ='UTC'))
+    state, seen = {}, 0
+    for raw in reader.stdout:
+        line = raw.decode(errors='replace')
+        header = EVENT_HEADER.match(line)
+        if not header:
+            continue
+        stamp = datetime.datetime.strptime('%s %s' % header.groups(), '%y%m%d %H:%M:%S')
+        if stamp >= moment:  # mariadb-binlog stops here; the file's own header may be later
+            continue
+        seen += 1
+        listed = EVENT_GTID_LIST.search(line)
+        if listed and not state:
+            state = parse_position(listed.group(1))
+        gtid = EVENT_GTID.search(line)
+        if gtid:
+            state[gtid.group(1)] = '-'.join(gtid.groups())
+    errors = reader.stderr.read()
+    if reader.wait() != 0:
+        raise BackupError('%s failed (exit %d): %s' % (cfg['binlog_command'], reader.returncode,
+                                                       errors[-2000:].decode('utf-8', 'replace')))
+    if not seen:
+        raise BackupError('the binary log of this node (%s and on) begins after %s: it cannot say what was '
+                          'written before; name a GTID instead' % (os.path.basename(files[0]), stop))
+    whole = parse_position(sql(cfg, 'SELECT @@global.gtid_binlog_pos')[0][0])
+    if state == whole:
+        raise BackupError('this node has no transaction stamped at or after %s yet (its last: %s): it may not '
+                          'have all of those before it; wait for one, or name a GTID' % (stop, ','.join(sorted(whole.values()))))
+    if not state:
+        raise BackupError('no GTID before %s in the binary log of this node' % stop)
+    return ','.join(state[domain] for domain in sorted(state, key=int))
+
+
 def do_verify(cfg, name):
     names = published(cfg)
     if not names:
@@ -407,9 +476,19 @@ def main(argv=None):
     verify.add_argument('name', nargs='?')
     listing = sub.add_parser('list')
     listing.add_argument('--until', default='', help='only backups at or before this GTID (domain-server-sequence)')
+    at = sub.add_parser('gtid-at')
+    at.add_argument('time', help='UTC, YYYY-MM-DD HH:MM:SS')
     args = parser.parse_args(argv)
     with open(args.config) as data:
         cfg = json.load(data)
+    if args.command == 'gtid-at':
+        try:
+            moment = datetime.datetime.strptime(args.time, '%Y-%m-%d %H:%M:%S')
+            print(gtid_at(cfg, moment))
+        except (ValueError, BackupError) as error:
+            print('gtid-at: %s' % error, file=sys.stderr)  # stdout is the answer alone
+            return 1
+        return 0
     if args.command == 'list':
         infos = [read_info(cfg, name) for name in reversed(published(cfg))]
         if args.until:

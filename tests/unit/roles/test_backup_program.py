@@ -226,3 +226,91 @@ def test_a_backup_is_listed_by_its_directory_name(cfg, capsys):
         json.dump({"name": "20260101T000000Z", "gtid": "0-1-1"}, out)  # copied from another backup
     assert backup.main(["--config", write_cfg(cfg), "list"]) == 0
     assert [b["name"] for b in json.loads(capsys.readouterr().out)] == ["20260105T000000Z"]
+
+
+# ------------------------------------------------------------ gtid-at TIME
+
+# A binary log as mariadb-binlog prints it (TZ=UTC), GTIDs 11 to 13 after
+# the file's Gtid list of 0-1-10.
+BINLOG = """# at 4
+#261203 10:00:00 server id 1  end_log_pos 256 CRC32 0x0c8e1e5b  Start: binlog v 4, server v 11.8.3-MariaDB-log created 261203 10:00:00
+# at 256
+#261203 10:00:00 server id 1  end_log_pos 299 CRC32 0x4c1c4a5d 	Gtid list [0-1-10]
+# at 299
+#261203 10:00:05 server id 1  end_log_pos 341 CRC32 0x1a2b3c4d 	GTID 0-1-11 trans
+BEGIN
+#261203 10:00:05 server id 1  end_log_pos 372 CRC32 0x5e6f7a8b 	Xid = 51
+COMMIT/*!*/;
+# at 372
+#261203 10:00:07 server id 3  end_log_pos 414 CRC32 0x11223344 	GTID 0-3-12 trans
+#261203 10:00:07 server id 3  end_log_pos 445 CRC32 0x55667788 	Xid = 52
+# at 445
+#261203 10:00:09 server id 1  end_log_pos 487 CRC32 0x99aabbcc 	GTID 0-1-13 ddl
+DROP TABLE foobar.records
+"""
+
+# The fake mariadb-binlog: prints the log above up to the first event
+# stamped at or after --stop-datetime, as the real one does.
+FAKE_BINLOG = r'''#!/usr/bin/env python3
+import datetime, re, sys
+stop = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--stop-datetime="))
+stop = datetime.datetime.strptime(stop, "%Y-%m-%d %H:%M:%S")
+for line in open(sys.argv[0] + ".log"):
+    found = re.match(r"^#(\d{6}) +(\d{1,2}:\d\d:\d\d) server id", line)
+    if found and datetime.datetime.strptime(" ".join(found.groups()), "%y%m%d %H:%M:%S") >= stop:
+        break
+    sys.stdout.write(line)
+'''
+
+
+@pytest.fixture
+def binlog(monkeypatch, tmp_path, cfg):
+    tool = tmp_path / "fake-binlog"
+    tool.write_text(FAKE_BINLOG)
+    tool.chmod(0o755)
+    (tmp_path / "fake-binlog.log").write_text(BINLOG)
+    cfg["binlog_command"] = str(tool)
+    answers = {"SELECT @@global.log_bin_basename": [["/var/lib/mysql/mysql-bin"]],
+               "SHOW BINARY LOGS": [["mysql-bin.000001", "487"]],
+               "SELECT @@global.gtid_binlog_pos": [["0-1-13"]]}
+    monkeypatch.setattr(backup, "sql", lambda cfg, query, socket_path=None: answers[query])
+    return answers
+
+
+def at(text):
+    return backup.datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+
+
+@pytest.mark.parametrize("moment, position", [
+    ("2026-12-03 10:00:07", "0-1-11"),  # 12 is stamped 10:00:07 itself: not before
+    ("2026-12-03 10:00:08", "0-3-12"),
+    ("2026-12-03 10:00:09", "0-3-12"),  # the drop at 10:00:09 is left out
+    ("2026-12-03 10:00:03", "0-1-10"),  # before any transaction of the file: its Gtid list
+])
+def test_gtid_at_is_the_last_transaction_stamped_before_the_time(binlog, cfg, moment, position):
+    assert backup.gtid_at(cfg, at(moment)) == position
+
+
+def test_gtid_at_refuses_a_time_the_log_cannot_answer(binlog, cfg):
+    with pytest.raises(backup.BackupError, match="begins after 2026-12-03 09:59:59: it cannot say"):
+        backup.gtid_at(cfg, at("2026-12-03 09:59:59"))
+    # after the last transaction the node has: it may lag behind the primary
+    with pytest.raises(backup.BackupError, match="no transaction stamped at or after 2026-12-03 10:00:10 yet"):
+        backup.gtid_at(cfg, at("2026-12-03 10:00:10"))
+    with pytest.raises(backup.BackupError, match="in the future"):
+        backup.gtid_at(cfg, at("2099-01-01 00:00:00"))
+
+
+def test_gtid_at_on_the_command_line(binlog, cfg, tmp_path, capsys):
+    path = tmp_path / "backup.json"
+    path.write_text(json.dumps(cfg))
+    assert backup.main(["--config", str(path), "gtid-at", "2026-12-03 10:00:08"]) == 0
+    assert capsys.readouterr().out == "0-3-12\n"
+    assert backup.main(["--config", str(path), "gtid-at", "yesterday"]) == 1
+    assert "does not match format" in capsys.readouterr().err
+
+
+def test_a_backup_past_any_domain_of_a_position_cannot_roll_forward_to_it():
+    assert backup.after("0-1-30,1-2-7", "0-1-30,1-2-6") is True
+    assert backup.after("0-1-30,1-2-6", "0-1-31,1-2-6") is False
+    assert backup.after("0-1-30", "1-2-1") is False
