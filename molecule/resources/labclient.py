@@ -495,9 +495,18 @@ class SplitBrainSampler:
                     conn = None
                     if attempt == 2:
                         self._note("sql", name, None)
-            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            self._pace(started)
         if conn is not None:
             conn.close()
+
+    def _pace(self, started):
+        """Wait for a source's next reading: one interval after the last
+        one began, and never less than half an interval after it ended. A
+        reading that hung (a frozen node answers the moment it wakes) is
+        not followed by another within the same millisecond: two readings
+        that close would make primaries() count a node writable for a
+        millisecond as one writable for a whole reading interval."""
+        self._stop.wait(max(self.interval / 2, self.interval - (time.monotonic() - started)))
 
     def _http(self, name):
         url = f"http://{node_address(name)}:{HEALTH_PORT}/primary"
@@ -510,7 +519,7 @@ class SplitBrainSampler:
                 except requests.RequestException:
                     self._note("http", name, None)
                     http.close()
-                self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+                self._pace(started)
 
     def _router(self, name):
         while self._running():

@@ -41,8 +41,9 @@ primary woken after a failover (a paused VM or container) is stale at once,
 although its count of semi-sync replicas lags for a heartbeat or two: its
 /primary answers 503 from its first request, and the guard fences it.
 
-The guard (a background thread, on when ``guard`` is true; by default when
-require_semi_sync is) checks every guard_interval seconds: when this node is
+The guard (a process of its own, this program with --guard, started by the
+endpoint when ``guard`` is true; by default when require_semi_sync is; it
+keeps one session open) checks every guard_interval seconds: when this node is
 writable and stale, it fences this node: KILL every client session except system threads,
 replication (Binlog Dump) and its own, SET GLOBAL read_only=1, and KILL
 the client sessions again. It writes one
@@ -87,6 +88,7 @@ from __future__ import absolute_import, division, print_function
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -553,6 +555,7 @@ class Guard(object):
         self.clock = clock or time.monotonic
         self._last_error = None
         self._last_round = None
+        self._conn = None  # kept from round to round: a wake costs no login
 
     def check(self):
         """One round. Returns what it found or did, in words."""
@@ -566,14 +569,18 @@ class Guard(object):
             self._last_round = self.clock()
 
     def _round(self, began, paused):
-        conn = _local_admin_connection(self.config, self.connect)
+        if self._conn is None:
+            self._conn = _local_admin_connection(self.config, self.connect)
         try:
-            cur = conn.cursor()
+            cur = self._conn.cursor()
             if read_read_only(cur):
                 return 'read-only'
-            peer = elected_elsewhere(self.config, self.probe, {'semi_sync': read_semi_sync(cur)})
+            semi_sync = read_semi_sync(cur)
+            read = self.clock()
+            peer = elected_elsewhere(self.config, self.probe, {'semi_sync': semi_sync})
             if peer is None:
                 return 'writable, no other primary (or replicas follow this one)'
+            asked = self.clock()
             # Asking the peers took time: decide on a fresh reading.
             if read_read_only(cur):
                 return 'changed while the peers were asked'
@@ -581,18 +588,26 @@ class Guard(object):
             if fenced:
                 self.log('distweb-mysql-health guard: FENCED this node (read_only=1, %d client session(s) '
                          'killed): it was writable while %s is the primary and no replica follows this node%s'
-                         % (killed, peer, self._timing(began, paused)))
+                         % (killed, peer, self._timing(began, paused, read, asked)))
                 return 'fenced'
             self.log('distweb-mysql-health guard: could not fence this node (%d client session(s) killed): %s'
                      % (killed, error))
             return 'fence failed'
-        finally:
-            conn.close()
+        except Exception:  # the server restarted, the session was killed: log in again next round
+            conn, self._conn = self._conn, None
+            try:
+                conn.close()
+            except Exception:  # already gone
+                pass
+            raise
 
-    def _timing(self, began, paused):
-        """How long the fencing round took, and the pause before it when the
-        node was frozen (or starved) first."""
-        took = ' (%d ms' % round((self.clock() - began) * 1000)
+    def _timing(self, began, paused, read, asked):
+        """How long the fencing round took (reading this node, asking the
+        peers, fencing), and the pause before it when the node was frozen
+        (or starved) first."""
+        now = self.clock()
+        took = ' (%d ms: %d reading this node, %d asking the peers, %d fencing' % tuple(
+            round(ms * 1000) for ms in (now - began, read - began, asked - read, now - asked))
         if paused >= self.PAUSE:
             took += ', %.1f s after the round was due: this node was frozen or starved' % paused
         return took + ')'
@@ -989,15 +1004,36 @@ class HealthHTTPServer(ThreadingHTTPServer):
         ThreadingHTTPServer.handle_error(self, request, client_address)
 
 
-def main():
+def start_guard(log=None):
+    """The guard in a process of its own (this program with --guard): the
+    endpoint's request threads, many at once when a frozen node wakes up
+    to a queue of router checks, do not hold it back on the interpreter
+    lock. When it ends, the endpoint ends too, and systemd starts both
+    again: a node is never left without its guard."""
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    child = subprocess.Popen([sys.executable, os.path.abspath(__file__), '--guard'])
+
+    def watch():
+        code = child.wait()
+        log('distweb-mysql-health: the guard process ended (exit %s); stopping the endpoint with it' % code)
+        os._exit(1)
+
+    threading.Thread(target=watch, name='guard-watch', daemon=True).start()
+    return child
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
     try:
         config = load_config()
     except ConfigError as error:
         sys.exit('distweb-mysql-health: %s' % error)
+    if argv[:1] == ['--guard']:
+        Guard(config).run()
+        return
     probe = PrimaryProbe(config['peer_timeout'], config['peer_cache'])
     if config['guard']:
-        guard = Guard(config, probe=probe)
-        threading.Thread(target=guard.run, name='guard', daemon=True).start()
+        start_guard()
     if can_repair(config):
         repair = Repair(config)
         threading.Thread(target=repair.run, name='repair', daemon=True).start()

@@ -9,6 +9,7 @@ import copy
 import http.client
 import importlib.util
 import json
+import os
 import pathlib
 import re
 import threading
@@ -540,7 +541,7 @@ def test_the_guard_fences_a_writable_node_without_replicas_when_another_is_prima
     listings = [i for i, s in enumerate(server.statements) if s.startswith("SELECT ID")]
     assert kills[0] < set_ro < listings[-1], server.statements
     assert lines == ["distweb-mysql-health guard: FENCED this node (read_only=1, 3 client session(s) killed): "
-                     "it was writable while db3:9201 is the primary and no replica follows this node (0 ms)"]
+                     "it was writable while db3:9201 is the primary and no replica follows this node (0 ms: 0 reading this node, 0 asking the peers, 0 fencing)"]
     assert writes_that_unfence_or_touch_semi_sync(server) == []
     # logs in as the guard account over the socket, without a password
     login = server.logins[0]
@@ -577,7 +578,7 @@ def test_the_fence_line_says_the_node_was_frozen_before_the_round():
     clock.now += 12.2
     endpoints.answers = {("db2", 9201): 200, ("db3", 9201): {"primary": 503, "source": "db2"}}
     assert guard.check() == "fenced"
-    assert lines[0].endswith("(0 ms, 12.0 s after the round was due: this node was frozen or starved)"), lines
+    assert lines[0].endswith("0 fencing, 12.0 s after the round was due: this node was frozen or starved)"), lines
 
 
 def test_an_answer_that_came_back_after_a_freeze_is_asked_again():
@@ -778,25 +779,66 @@ def test_main_starts_the_guard_only_when_configured(monkeypatch, tmp_path, guard
             started.append(self.probe)
 
     class FakeHTTPServer:
+        served = 0
+
         def __init__(self, address, handler):
             pass
 
         def serve_forever(self):
+            FakeHTTPServer.served += 1
             raise KeyboardInterrupt
 
     monkeypatch.setattr(health, "Guard", FakeGuard)
     monkeypatch.setattr(health, "Repair", lambda config: FakeGuard(config, probe="repair"))
     monkeypatch.setattr(health, "HealthHTTPServer", FakeHTTPServer)
-    health.main()
+    monkeypatch.setattr(health, "start_guard", lambda: started.append("guard process"))
+    health.main([])
     for thread in threading.enumerate():
-        if thread.name in ("guard", "repair"):
+        if thread.name == "repair":
             thread.join(5)
-    # the repair runs whatever the guard does (it is on by default)
-    assert sorted(started, key=str).count("repair") == 1
-    guards = [probe for probe in started if probe != "repair"]
-    assert len(guards) == (1 if guard_on else 0)
-    if guard_on:
-        assert isinstance(guards[0], health.PrimaryProbe)
+    # the repair runs whatever the guard does (it is on by default); the
+    # guard runs in a process of its own
+    assert sorted(started) == (["guard process", "repair"] if guard_on else ["repair"])
+    assert FakeHTTPServer.served == 1
+    # that process (--guard) runs the guard alone: no endpoint, no repair
+    started.clear()
+    health.main(["--guard"])
+    assert started == [None] and FakeHTTPServer.served == 1
+
+
+def test_the_endpoint_ends_when_its_guard_process_ends(monkeypatch):
+    # the guard is this program with --guard; when it exits, so does the
+    # endpoint (systemd's Restart=always starts both again)
+    launched, exits, lines = [], [], []
+
+    class FakeChild:
+        def __init__(self, argv):
+            launched.append(argv)
+
+        def wait(self):
+            return 3
+
+    monkeypatch.setattr(health.subprocess, "Popen", FakeChild)
+    monkeypatch.setattr(health.os, "_exit", exits.append)
+    health.start_guard(log=lines.append)
+    for thread in threading.enumerate():
+        if thread.name == "guard-watch":
+            thread.join(5)
+    assert launched == [[health.sys.executable, os.path.abspath(health.__file__), "--guard"]]
+    assert exits == [1]
+    assert lines == ["distweb-mysql-health: the guard process ended (exit 3); stopping the endpoint with it"]
+
+
+def test_the_guard_keeps_its_session_and_logs_in_again_after_losing_it():
+    server = FakeServer(read_only=True, clients=0)
+    guard, endpoints, lines = make_guard(server, {})
+    assert guard.check() == "read-only" and guard.check() == "read-only"
+    assert len(server.logins) == 1
+    guard._conn.cursor = lambda: (_ for _ in ()).throw(pymysql.err.OperationalError(2013, "Lost connection"))
+    with pytest.raises(pymysql.err.OperationalError):
+        guard.check()
+    assert guard._conn is None
+    assert guard.check() == "read-only" and len(server.logins) == 2
 
 
 # ------------------------------------------------------------- over HTTP
