@@ -379,13 +379,13 @@ class PrimaryProbe(object):
 
     def is_primary(self, host, port):
         """(True/False, detail)."""
-        host, port = host, int(port)
+        port = int(port)
         return self._kept((host, port), lambda: self._ask(host, port))
 
     def state_of(self, host, port):
         """The JSON answer of the node's GET / (None when it does not
         answer), kept like is_primary's."""
-        host, port = host, int(port)
+        port = int(port)
         return self._kept(('/', host, port), lambda: self._state(host, port))
 
     def states_of(self, nodes):

@@ -541,7 +541,8 @@ def test_the_guard_fences_a_writable_node_without_replicas_when_another_is_prima
     listings = [i for i, s in enumerate(server.statements) if s.startswith("SELECT ID")]
     assert kills[0] < set_ro < listings[-1], server.statements
     assert lines == ["distweb-mysql-health guard: FENCED this node (read_only=1, 3 client session(s) killed): "
-                     "it was writable while db3:9201 is the primary and no replica follows this node (0 ms: 0 reading this node, 0 asking the peers, 0 fencing)"]
+                     "it was writable while db3:9201 is the primary and no replica follows this node "
+                     "(0 ms: 0 reading this node, 0 asking the peers, 0 fencing)"]
     assert writes_that_unfence_or_touch_semi_sync(server) == []
     # logs in as the guard account over the socket, without a password
     login = server.logins[0]
@@ -834,7 +835,11 @@ def test_the_guard_keeps_its_session_and_logs_in_again_after_losing_it():
     guard, endpoints, lines = make_guard(server, {})
     assert guard.check() == "read-only" and guard.check() == "read-only"
     assert len(server.logins) == 1
-    guard._conn.cursor = lambda: (_ for _ in ()).throw(pymysql.err.OperationalError(2013, "Lost connection"))
+
+    def lost():
+        raise pymysql.err.OperationalError(2013, "Lost connection")
+
+    guard._conn.cursor = lost
     with pytest.raises(pymysql.err.OperationalError):
         guard.check()
     assert guard._conn is None
