@@ -471,6 +471,7 @@ def paused(cut_then_killed, sampler, tmp_path_factory):
     restore_lab(tmp_path_factory)
     with WriteLoad() as load:
         wait_for(lambda: len(load.acknowledged) >= 20, 60, what="the write load to flow")
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() - 1))  # the nodes' journals are in UTC
         docker("pause", container(OLD_PRIMARY))
         try:
             hung = time.monotonic()
@@ -488,8 +489,11 @@ def paused(cut_then_killed, sampler, tmp_path_factory):
         wait_for(lambda: len(load.acknowledged) >= acknowledged + 20, 60, what="writes after the wake")
     new = [n for n in writable_nodes() if n != OLD_PRIMARY]
     status = playbook("playbooks/status.yml")
+    journal = docker("exec", container(OLD_PRIMARY), "journalctl", "--no-pager", "-o", "cat", "-u", "distweb-mysql-health",
+                     "--since", since, check=False).stdout
     return {"load": load, "hung": hung, "finished": finished, "woke": woke, "fenced": fenced, "result": result,
-            "status": status, "new": new[0] if len(new) == 1 else None, "reached": reached}
+            "status": status, "new": new[0] if len(new) == 1 else None, "reached": reached,
+            "guard": [line for line in journal.splitlines() if "guard: FENCED this node" in line]}
 
 
 def made_by_the_load_balancer(load):
@@ -561,6 +565,10 @@ def test_the_woken_old_primary_fenced_itself_and_lost_nothing(paused, sampler):
     for name in (new, other):
         assert_stored_once(name, paused["load"])
     assert routed_writes(OLD_PRIMARY) == []
+    # its own guard fenced it (nothing else could reach it), once; its line
+    # says how long that took after the wake
+    assert len(paused["guard"]) == 1, paused["guard"]
+    print(paused["guard"][0])
 
 
 def test_status_shows_the_woken_node_needs_a_rejoin(paused):
