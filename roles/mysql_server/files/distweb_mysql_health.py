@@ -1022,6 +1022,17 @@ def start_guard(log=None):
     return child
 
 
+def follow_parent(parent, interval=1.0, getppid=None, exit_now=None):
+    """In the guard's process: end when the endpoint that started it is
+    gone (its parent changes), so that a guard never outlives its endpoint
+    outside systemd either (systemd ends the whole unit anyway)."""
+    getppid = getppid or os.getppid
+    exit_now = exit_now or os._exit
+    while getppid() == parent:
+        time.sleep(interval)
+    exit_now(0)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -1029,6 +1040,7 @@ def main(argv=None):
     except ConfigError as error:
         sys.exit('distweb-mysql-health: %s' % error)
     if argv[:1] == ['--guard']:
+        threading.Thread(target=follow_parent, args=(os.getppid(),), name='parent-watch', daemon=True).start()
         Guard(config).run()
         return
     probe = PrimaryProbe(config['peer_timeout'], config['peer_cache'])

@@ -793,6 +793,7 @@ def test_main_starts_the_guard_only_when_configured(monkeypatch, tmp_path, guard
     monkeypatch.setattr(health, "Repair", lambda config: FakeGuard(config, probe="repair"))
     monkeypatch.setattr(health, "HealthHTTPServer", FakeHTTPServer)
     monkeypatch.setattr(health, "start_guard", lambda: started.append("guard process"))
+    monkeypatch.setattr(health, "follow_parent", lambda parent: started.append("follows %d" % parent))
     health.main([])
     for thread in threading.enumerate():
         if thread.name == "repair":
@@ -804,7 +805,10 @@ def test_main_starts_the_guard_only_when_configured(monkeypatch, tmp_path, guard
     # that process (--guard) runs the guard alone: no endpoint, no repair
     started.clear()
     health.main(["--guard"])
-    assert started == [None] and FakeHTTPServer.served == 1
+    for thread in threading.enumerate():
+        if thread.name == "parent-watch":
+            thread.join(5)
+    assert sorted(started, key=str) == [None, "follows %d" % os.getppid()] and FakeHTTPServer.served == 1
 
 
 def test_the_endpoint_ends_when_its_guard_process_ends(monkeypatch):
@@ -828,6 +832,13 @@ def test_the_endpoint_ends_when_its_guard_process_ends(monkeypatch):
     assert launched == [[health.sys.executable, os.path.abspath(health.__file__), "--guard"]]
     assert exits == [1]
     assert lines == ["distweb-mysql-health: the guard process ended (exit 3); stopping the endpoint with it"]
+
+
+def test_the_guard_process_ends_when_its_endpoint_is_gone():
+    parents = iter([41, 41, 1])  # the endpoint (41) ends: the guard is re-parented
+    exits = []
+    health.follow_parent(41, interval=0, getppid=lambda: next(parents), exit_now=exits.append)
+    assert exits == [0]
 
 
 def test_the_guard_keeps_its_session_and_logs_in_again_after_losing_it():
