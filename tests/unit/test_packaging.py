@@ -4,7 +4,10 @@ the rulebooks, the example inventory, the docs) and nothing of the lab (the
 Molecule scenarios, the lab's scripts, inventories and secrets, the tests);
 it installs with ansible-galaxy collection install, and from a directory
 that knows nothing of this checkout its playbooks and modules are found by
-FQCN in the installed copy."""
+FQCN in the installed copy. The example execution environment
+(docs/execution-environment.yml) makes an ansible-builder context with the
+tarball in it, and ansible-builder reads the collection's own needs
+(meta/execution-environment.yml)."""
 
 import json
 import os
@@ -14,10 +17,9 @@ import subprocess
 import tarfile
 
 import pytest
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-pytestmark = pytest.mark.skipif(shutil.which("ansible-galaxy") is None, reason="ansible-core is not installed here")
 
 # What a user of the installed collection runs or reads.
 SHIPPED = ("roles", "plugins", "playbooks", "extensions", "meta", "docs", "inventories/example", "site.yml",
@@ -56,19 +58,29 @@ def test_the_tarball_holds_what_users_run_and_nothing_of_the_lab(built):
     assert set(info["dependencies"]) == {"community.mysql", "community.crypto"}
 
 
-def test_the_tarball_installs_and_runs_by_fqcn_from_a_clean_directory(built, tmp_path):
-    collections = tmp_path / "collections"
-    work = tmp_path / "work"
-    work.mkdir()
-    # no ansible.cfg of the checkout's, no .collections link: the installed
-    # copy and the community collections that ansible ships are all it sees
+def clean_env(tmp_path, collections):
+    """No ansible.cfg of the checkout's, no .collections link: the installed
+    copy and the community collections that ansible ships are all it sees."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env["ANSIBLE_COLLECTIONS_PATH"] = str(collections)
     env["ANSIBLE_LOCAL_TEMP"] = str(tmp_path / "tmp")
     env["ANSIBLE_HOME"] = str(tmp_path / "home")
+    return env
+
+
+def install(built, tmp_path):
+    collections = tmp_path / "collections"
+    work = tmp_path / "work"
+    work.mkdir(parents=True)
+    env = clean_env(tmp_path, collections)
     run(["ansible-galaxy", "collection", "install", "--no-deps", "-p", str(collections), str(built)], cwd=work, env=env)
     installed = collections / "ansible_collections" / "distweb" / "infra"
     assert (installed / "MANIFEST.json").is_file()
+    return collections, installed, work, env
+
+
+def test_the_tarball_installs_and_runs_by_fqcn_from_a_clean_directory(built, tmp_path):
+    collections, installed, work, env = install(built, tmp_path)
     found = run(["ansible-galaxy", "collection", "list", "distweb.infra", "--format", "json"], cwd=work, env=env)
     assert list(json.loads(found.stdout)) == [str(collections / "ansible_collections")], found.stdout
     inventory = installed / "inventories" / "example" / "hosts.yml"
@@ -76,3 +88,27 @@ def test_the_tarball_installs_and_runs_by_fqcn_from_a_clean_directory(built, tmp
         run(["ansible-playbook", "-i", str(inventory), playbook, "--syntax-check"], cwd=work, env=env)
     doc = run(["ansible-doc", "-t", "module", "distweb.infra.mysql_failover", "--json"], cwd=work, env=env)
     assert "distweb.infra.mysql_failover" in json.loads(doc.stdout), doc.stdout[:500]
+
+
+def test_an_execution_environment_context_holds_the_collection_and_its_needs(built, tmp_path):
+    definition = (ROOT / "docs" / "execution-environment.yml").read_text()
+    assert built.name in definition, "docs/execution-environment.yml names another version's tarball than %s" % built.name
+    shutil.copy(built, tmp_path / built.name)
+    (tmp_path / "execution-environment.yml").write_text(definition)
+    env = clean_env(tmp_path, tmp_path / "none")
+    run(["ansible-builder", "create", "-f", "execution-environment.yml", "-c", "context"], cwd=tmp_path, env=env)
+    build = tmp_path / "context" / "_build"
+    assert (build / "collections" / built.name).read_bytes() == built.read_bytes()
+    wanted = yaml.safe_load((build / "requirements.yml").read_text())["collections"]
+    assert wanted == [{"name": "/build/collections/" + built.name, "type": "file"}]
+    steps = (tmp_path / "context" / "Dockerfile").read_text().splitlines()
+    copied = steps.index("COPY _build /build")
+    installs = [i for i, step in enumerate(steps) if "ansible-galaxy collection install" in step]
+    assert installs and installs[0] > copied, steps
+    # what the image gets from the collection itself, as the build's own
+    # introspection reads it from the installed collection
+    collections, dummy, work, env = install(built, tmp_path / "installed")
+    found = run(["ansible-builder", "introspect", str(collections)], cwd=work, env=env)
+    needs = yaml.safe_load(found.stdout)
+    assert {line.split()[0] for line in needs["python"]} == {"cryptography>=3.3", "PyMySQL>=1.0"}, needs
+    assert "openssh-client [platform:dpkg]  # from collection distweb.infra" in needs["system"], needs
