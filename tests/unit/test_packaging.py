@@ -112,3 +112,14 @@ def test_an_execution_environment_context_holds_the_collection_and_its_needs(bui
     needs = yaml.safe_load(found.stdout)
     assert {line.split()[0] for line in needs["python"]} == {"cryptography>=3.3", "PyMySQL>=1.0"}, needs
     assert "openssh-client [platform:dpkg]  # from collection distweb.infra" in needs["system"], needs
+
+
+def test_the_oldest_ansible_core_claimed_is_the_one_tested():
+    claimed = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text())["requires_ansible"]
+    pinned = [line.split("==")[1].strip() for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+              if line.startswith("ansible-core==")]
+    assert len(pinned) == 1, pinned
+    major_minor = ".".join(pinned[0].split(".")[:2])
+    assert claimed == ">=%s.0" % major_minor, (claimed, pinned)
+    automation = yaml.safe_load((ROOT / "roles" / "automation" / "defaults" / "main.yml").read_text())
+    assert "ansible-core==%s" % pinned[0] in automation["automation_pip_packages"]
