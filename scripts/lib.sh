@@ -103,6 +103,34 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
+# A second virtualenv with the newest ansible-core the collection is checked
+# on (requirements-newest-core.txt), on the first Python 3.12 or later found;
+# sets NEWEST_CORE_VENV. Returns 1 when there is no such Python here.
+ensure_newest_core_venv() {
+  local dir="$DISTWEB_ROOT/.cache/venv-newest-core"
+  local stamp="$dir/.requirements.sha"
+  local want python="" candidate
+  want="$(sha256sum "$DISTWEB_ROOT/requirements-newest-core.txt" | cut -d' ' -f1)"
+  NEWEST_CORE_VENV="$dir"
+  export NEWEST_CORE_VENV
+  if [ -x "$dir/bin/ansible-galaxy" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  for candidate in python3.14 python3.13 python3.12 "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python; do
+    if command -v "$candidate" >/dev/null 2>&1 \
+        && "$candidate" -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+      python="$candidate"
+      break
+    fi
+  done
+  [ -n "$python" ] || return 1
+  log "creating the newest ansible-core's virtualenv in $dir ($("$python" --version))"
+  rm -rf "$dir"
+  "$python" -m venv "$dir"
+  "$dir/bin/pip" install -q -r "$DISTWEB_ROOT/requirements-newest-core.txt"
+  echo "$want" > "$stamp"
+}
+
 activate_venv() {
   ensure_venv
   # shellcheck disable=SC1091
