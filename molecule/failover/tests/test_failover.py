@@ -23,9 +23,10 @@ app connections leave the primary in every router.
 
 A sampler (labclient.SplitBrainSampler) watches every node's read_only, its
 health endpoint's /primary and every router's write backend ten times a
-second throughout; it must never see two primaries in any of them, and it
-must have read every live source inside each failover, rejoin and switchover
-window."""
+second throughout; it must never see two primaries in any of them (but
+for the woken hung primary, from its wake until its own guard has fenced
+it: see WAKE_WINDOWS), and it must have read every live source inside each
+failover, rejoin and switchover window."""
 
 import re
 import time
@@ -52,6 +53,7 @@ from labclient import (
     replication_state,
     restore_lab,
     router_states,
+    sampling,
     slave_status,
     start_node,
     table_checksum,
@@ -63,6 +65,22 @@ from labclient import (
 OLD_PRIMARY = "server1"
 REPLICAS = [n for n in DB_NODES if n != OLD_PRIMARY]
 HOSTS = ("lb1", "server1", "server2", "server3")
+# (start, end) of the woken hung primary's own fencing: from its unpause to
+# the test's first reading of read_only=1. Nothing in a frozen node runs
+# before it wakes, so its server answers writable until its guard has
+# fenced it (tens of milliseconds; more on a loaded machine): the sampler
+# may see it beside the new primary there, and only there.
+# test_the_woken_old_primary_fenced_itself_and_lost_nothing checks what
+# counts instead: it took no acknowledged write, only its own frozen router
+# sent it any, its own guard fenced it, and it never was writable again.
+# test_automatic_failover.py allows the same window of the same fault.
+WAKE_WINDOWS = []
+
+
+@pytest.fixture(scope="module")
+def sampler():
+    """The scenario's sampler, with WAKE_WINDOWS allowed (above)."""
+    yield from sampling(WAKE_WINDOWS)
 
 
 def everything():
@@ -480,18 +498,21 @@ def paused(cut_then_killed, sampler, tmp_path_factory):
             # the write backends of the routers the failover could reach
             reached = router_states([r for r in ROUTERS if r != OLD_PRIMARY])
         finally:
+            unpausing = time.monotonic()
             docker("unpause", container(OLD_PRIMARY))
         woke = time.monotonic()
         wait_for(lambda: read_only(OLD_PRIMARY) == "1", 30,
                  what="the woken old primary to fence itself")
         fenced = time.monotonic()
+        WAKE_WINDOWS.append((unpausing, fenced))
         acknowledged = len(load.acknowledged)
         wait_for(lambda: len(load.acknowledged) >= acknowledged + 20, 60, what="writes after the wake")
     new = [n for n in writable_nodes() if n != OLD_PRIMARY]
     status = playbook("playbooks/status.yml")
     journal = docker("exec", container(OLD_PRIMARY), "journalctl", "--no-pager", "-o", "cat", "-u", "distweb-mysql-health",
                      "--since", since, check=False).stdout
-    return {"load": load, "hung": hung, "finished": finished, "woke": woke, "fenced": fenced, "result": result,
+    return {"load": load, "hung": hung, "finished": finished, "unpausing": unpausing, "woke": woke, "fenced": fenced,
+            "result": result,
             "status": status, "new": new[0] if len(new) == 1 else None, "reached": reached,
             "guard": [line for line in journal.splitlines() if "guard: FENCED this node" in line]}
 
@@ -554,21 +575,32 @@ def test_the_reachable_routers_fence_the_hung_primary_without_waiting_for_its_se
 
 def test_the_woken_old_primary_fenced_itself_and_lost_nothing(paused, sampler):
     new = paused["new"]
-    # at most one node acknowledged writes at any moment, the wake included
-    window = sampler.between(paused["woke"] - 1, paused["fenced"] + 3)
+    start, end = paused["unpausing"], paused["fenced"]
+    window = sampler.between(start - 1, end + 3)
     assert window, "no sampler round around the wake"
-    assert sampler.split_brain_rounds(window) == []
+    # Two primaries only inside the woken node's own fencing (WAKE_WINDOWS),
+    # and then only itself beside the new primary, seen by SQL and by its
+    # own frozen router: its health endpoint never said it was primary
+    split = sampler.split_brain_rounds(window)
+    for when, seen in split:
+        assert start <= when <= end, (when - start, seen)
+        assert OLD_PRIMARY not in seen["http"] and len(seen["http"]) <= 1, seen
+        assert set(seen["sql"]) | set(seen["routers"]) <= {OLD_PRIMARY, new}, seen
+    # fenced for good: never writable again once the fence was seen
+    assert True not in [snap["sql"][OLD_PRIMARY] for when, snap in sampler.between(end, end + 3)]
     # every acknowledged write is on the new primary and the other replica,
-    # once; none of them exists on the woken node only
+    # once: the woken node acknowledged nothing of its own (lossless
+    # semi-sync, its replicas following the new primary)
     other = [n for n in REPLICAS if n != new][0]
     assert wait_for_gtid(other, node_sql(new, "SELECT @@gtid_binlog_pos")[0][0])
     for name in (new, other):
         assert_stored_once(name, paused["load"])
+    # and no router sends it writes any more, its own included
     assert routed_writes(OLD_PRIMARY) == []
     # its own guard fenced it (nothing else could reach it), once; its line
     # says how long that took after the wake
     assert len(paused["guard"]) == 1, paused["guard"]
-    print(paused["guard"][0])
+    print(f"{len(split)} sampler round(s) saw the woken node beside the new primary; {paused['guard'][0]}")
 
 
 def test_status_shows_the_woken_node_needs_a_rejoin(paused):
