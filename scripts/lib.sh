@@ -86,13 +86,18 @@ ensure_docker() {
   die "the Docker engine did not start; see /var/log/dockerd.log"
 }
 
+# Whether the virtualenv in $1 holds what the requirements file $2 says now
+# (the stamp stamp_venv wrote when it installed them).
+venv_current() {
+  [ -x "$1/bin/ansible-galaxy" ] && [ "$(cat "$1/.requirements.sha" 2>/dev/null)" = "$(sha256sum "$2" | cut -d' ' -f1)" ]
+}
+
+stamp_venv() {
+  sha256sum "$2" | cut -d' ' -f1 > "$1/.requirements.sha"
+}
+
 ensure_venv() {
-  local stamp="$DISTWEB_VENV/.requirements.sha"
-  local want
-  want="$(sha256sum "$DISTWEB_ROOT/requirements-dev.txt" | cut -d' ' -f1)"
-  if [ -x "$DISTWEB_VENV/bin/ansible-playbook" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    return 0
-  fi
+  venv_current "$DISTWEB_VENV" "$DISTWEB_ROOT/requirements-dev.txt" && return 0
   log "creating the Python virtualenv in $DISTWEB_VENV"
   python3 -m venv "$DISTWEB_VENV" 2>/dev/null || {
     ensure_host_packages python3-venv
@@ -100,7 +105,7 @@ ensure_venv() {
   }
   "$DISTWEB_VENV/bin/pip" install -q --upgrade pip >/dev/null
   "$DISTWEB_VENV/bin/pip" install -q -r "$DISTWEB_ROOT/requirements-dev.txt"
-  echo "$want" > "$stamp"
+  stamp_venv "$DISTWEB_VENV" "$DISTWEB_ROOT/requirements-dev.txt"
 }
 
 # A second virtualenv with the newest ansible-core the collection is checked
@@ -108,14 +113,11 @@ ensure_venv() {
 # sets NEWEST_CORE_VENV. Returns 1 when there is no such Python here.
 ensure_newest_core_venv() {
   local dir="$DISTWEB_ROOT/.cache/venv-newest-core"
-  local stamp="$dir/.requirements.sha"
-  local want python="" candidate
-  want="$(sha256sum "$DISTWEB_ROOT/requirements-newest-core.txt" | cut -d' ' -f1)"
+  local requirements="$DISTWEB_ROOT/requirements-newest-core.txt"
+  local python="" candidate
   NEWEST_CORE_VENV="$dir"
   export NEWEST_CORE_VENV
-  if [ -x "$dir/bin/ansible-galaxy" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    return 0
-  fi
+  venv_current "$dir" "$requirements" && return 0
   for candidate in python3.14 python3.13 python3.12 "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python; do
     if command -v "$candidate" >/dev/null 2>&1 \
         && "$candidate" -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
@@ -127,8 +129,8 @@ ensure_newest_core_venv() {
   log "creating the newest ansible-core's virtualenv in $dir ($("$python" --version))"
   rm -rf "$dir"
   "$python" -m venv "$dir"
-  "$dir/bin/pip" install -q -r "$DISTWEB_ROOT/requirements-newest-core.txt"
-  echo "$want" > "$stamp"
+  "$dir/bin/pip" install -q -r "$requirements"
+  stamp_venv "$dir" "$requirements"
 }
 
 activate_venv() {
