@@ -87,7 +87,7 @@ def host_vars(host, groups=None, addresses=None, **overrides):
     facts, then vars/main.yml and defaults/main.yml resolved in order."""
     groups = GROUPS if groups is None else groups
     addresses = ADDRESSES if addresses is None else addresses
-    hostvars = {h: ({'ansible_default_ipv4': {'address': a}} if a else {}) for h, a in addresses.items()}
+    hostvars = {h: ({'ansible_facts': {'default_ipv4': {'address': a}}} if a else {}) for h, a in addresses.items()}
     variables = {
         'inventory_hostname': host,
         'group_names': sorted(g for g, members in groups.items() if host in members and g != 'all'),

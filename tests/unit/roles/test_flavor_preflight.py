@@ -121,7 +121,7 @@ def test_the_primary_refuses_to_grant_without_the_flavours_privilege_names(tmp_p
                                         '          hosts:\n            localhost:\n')
     (tmp_path / 'play.yml').write_text(PRIMARY_PREFLIGHT_ALONE)
     result = run_playbook(tmp_path, tmp_path / 'play.yml', tmp_path / 'hosts.yml',
-                          [json.dumps({'ansible_default_ipv4': {'address': '127.0.0.1'}})])
+                          [json.dumps({'mysql_primary_replication_hosts': ['127.0.0.1']})])
     out = result.stdout
     assert result.returncode != 0, out[-3000:]
     tasks = [line for line in out.splitlines() if line.startswith('TASK [')]
