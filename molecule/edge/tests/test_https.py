@@ -5,6 +5,7 @@ address reaching nginx even when it sends a forged X-Forwarded-For."""
 
 import re
 import secrets
+import time
 
 import pytest
 from labclient import VIP, client, container, docker, playbook, secrets_dir
@@ -93,3 +94,45 @@ def test_a_missing_certificate_stops_the_run_before_any_change():
     assert result.returncode != 0
     assert "Not found on the control node: /nonexistent/site.crt" in words(result), result.stdout[-3000:]
     assert_nothing_changed(result)
+
+
+ACME_ROOT = "/run/distweb-acme-test"
+
+
+def acme_get(path):
+    """Status and body of a plain-HTTP request for ``path`` at the virtual IP."""
+    out = client("curl", "-sS", "-o", "-", "-w", "\n%{http_code}", f"http://{VIP}{path}")
+    body, _, status = out.stdout.rpartition("\n")
+    return status, body
+
+
+def test_acme_challenges_pass_the_redirect_to_the_responder_and_nothing_else_does():
+    # An ACME client's HTTP-01 responder, played by Python's http.server on
+    # 127.0.0.1:8402 of both load balancers (haproxy_acme_challenge_server in
+    # the lab's variables): a public CA asks for the token over plain HTTP.
+    token = secrets.token_urlsafe(24)
+    proof = f"{token}.{secrets.token_urlsafe(16)}"
+    serve = (f"mkdir -p {ACME_ROOT}/.well-known/acme-challenge && printf %s {proof} > {ACME_ROOT}/.well-known/acme-challenge/{token}"
+             f" && (setsid python3 -m http.server 8402 --bind 127.0.0.1 --directory {ACME_ROOT} >/dev/null 2>&1 &)")
+    try:
+        for lb in ("lb1", "lb2"):
+            docker("exec", container(lb), "sh", "-c", serve)
+        deadline = time.monotonic() + 30
+        while acme_get(f"/.well-known/acme-challenge/{token}") != ("200", proof) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert acme_get(f"/.well-known/acme-challenge/{token}") == ("200", proof)
+        # an unknown token is the responder's 404, not the app's and not a redirect
+        status, body = acme_get("/.well-known/acme-challenge/unknown")
+        assert status == "404" and "records" not in body, body
+        # everything else is still redirected to HTTPS
+        assert acme_get("/.well-known/other")[0] == "301"
+        assert acme_get("/api/records?limit=1")[0] == "301"
+    finally:
+        for lb in ("lb1", "lb2"):
+            docker("exec", container(lb), "sh", "-c", f"pkill -f 'http.server 8402' ; rm -rf {ACME_ROOT}", check=False)
+    # with no responder listening the challenge fails (503): it is still not
+    # redirected to HTTPS nor sent to the app
+    deadline = time.monotonic() + 10
+    while acme_get(f"/.well-known/acme-challenge/{token}")[0] != "503" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert acme_get(f"/.well-known/acme-challenge/{token}")[0] == "503"

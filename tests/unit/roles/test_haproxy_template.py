@@ -87,3 +87,41 @@ def test_haproxy_accepts_the_configuration(tmp_path, mode):
                                                haproxy_admin_socket=str(tmp_path / 'admin.sock'),
                                                haproxy_server_state_file=str(tmp_path / 'state')), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+ACME = '127.0.0.1:8402'
+
+
+def test_no_acme_exception_by_default():
+    config = render(haproxy_tls_enabled=True, haproxy_tls_bundle_file='/etc/haproxy/certs/site.pem')
+    assert 'acme' not in config
+    assert 'http-request redirect scheme https code 301 unless { ssl_fc }' in sections(config)['frontend www']
+
+
+def test_acme_challenges_go_to_the_responder_and_are_not_redirected():
+    config = sections(render(haproxy_tls_enabled=True, haproxy_tls_bundle_file='/etc/haproxy/certs/site.pem',
+                             haproxy_acme_challenge_server=ACME, haproxy_shutdown_sessions_on_down='writes'))
+    www = config['frontend www']
+    assert 'acl acme_challenge path_beg /.well-known/acme-challenge/' in www
+    # declared before the redirect that uses it; everything else is still redirected
+    assert www.index('acl acme_challenge path_beg /.well-known/acme-challenge/') < www.index(
+        'http-request redirect scheme https code 301 unless { ssl_fc } || acme_challenge')
+    # the first use_backend rule: a challenge that is a write (never) would not reach web_writes
+    uses = [line for line in www if line.startswith('use_backend')]
+    assert uses == ['use_backend acme if acme_challenge', 'use_backend web_writes unless { method GET HEAD OPTIONS }']
+    assert config['backend acme'] == ['server acme 127.0.0.1:8402']
+
+
+def test_acme_challenges_reach_the_responder_without_https_too():
+    config = sections(render(haproxy_acme_challenge_server='[2001:db8::5]:80'))
+    assert not [line for line in config['frontend www'] if 'redirect' in line]
+    assert 'use_backend acme if acme_challenge' in config['frontend www']
+    assert config['backend acme'] == ['server acme [2001:db8::5]:80']
+
+
+@pytest.mark.skipif(role_templates.HAPROXY is None, reason='haproxy is not installed here')
+def test_haproxy_accepts_the_acme_exception(tmp_path):
+    done = role_templates.haproxy_check(render(haproxy_acme_challenge_server=ACME,
+                                               haproxy_admin_socket=str(tmp_path / 'admin.sock'),
+                                               haproxy_server_state_file=str(tmp_path / 'state')), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
