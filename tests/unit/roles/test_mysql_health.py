@@ -945,7 +945,7 @@ def render_config(host, hostvars, **overrides):
     env.filters["bool"] = lambda value: value if isinstance(value, bool) else str(value).lower() in ("true", "yes", "1")
     env.filters["to_nice_json"] = lambda value, indent=4: json.dumps(value, indent=indent, sort_keys=True)
     variables = {
-        "ansible_managed": "Ansible managed", "inventory_hostname": host,
+        "ansible_managed": "Ansible managed", "inventory_hostname": host, "ansible_facts": {},
         "groups": {"dbservers": sorted(hostvars)}, "hostvars": hostvars,
         "mysql_server_group": "dbservers", "mysql_server_socket": "/run/mysqld/mysqld.sock",
         "mysql_server_monitor_user": "monitor", "mysql_server_monitor_password": "secret",
