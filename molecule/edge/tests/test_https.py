@@ -102,7 +102,7 @@ ACME_ROOT = "/run/distweb-acme-test"
 def acme_get(path):
     """Status and body of a plain-HTTP request for ``path`` at the virtual IP."""
     out = client("curl", "-sS", "-o", "-", "-w", "\n%{http_code}", f"http://{VIP}{path}")
-    body, _, status = out.stdout.rpartition("\n")
+    body, dummy, status = out.stdout.rpartition("\n")
     return status, body
 
 

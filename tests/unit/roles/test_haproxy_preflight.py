@@ -47,4 +47,4 @@ def test_anything_else_is_refused_naming_the_variable(tmp_path, server):
     out = ' '.join(result.stdout.split())
     assert result.returncode != 0, out[-3000:]
     assert 'haproxy_acme_challenge_server must be address:port' in out, out[-3000:]
-    assert 'changed=0' in out.split('PLAY RECAP')[-1]
+    assert 'changed=0' in out.rsplit('PLAY RECAP', maxsplit=1)[-1]
