@@ -1,14 +1,23 @@
 """HTTPS at the load balancers, seen from the client container outside the
 cluster: a 301 from plain HTTP, HSTS, the lab CA's certificate for the site
 name, TLS 1.2 and 1.3 only with strong ciphers (sslscan), and the client's
-address reaching nginx even when it sends a forged X-Forwarded-For."""
+address reaching nginx even when it sends a forged X-Forwarded-For; ACME
+challenges let through the redirect, and a renewed certificate deployed as
+the README says with no failed request."""
 
+import datetime
+import json
 import re
 import secrets
+import socket
+import ssl
 import time
 
 import pytest
-from labclient import VIP, client, container, docker, playbook, secrets_dir
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from labclient import (INVENTORY, LOAD_BALANCERS, VIP, VIP_SITE, ReadLoad, WriteLoad, client, container, docker, node_address,
+                       playbook, recap, run, secrets_dir, wait_for)
 
 
 def test_plain_http_is_redirected_to_https():
@@ -136,3 +145,69 @@ def test_acme_challenges_pass_the_redirect_to_the_responder_and_nothing_else_doe
     while acme_get(f"/.well-known/acme-challenge/{token}")[0] != "503" and time.monotonic() < deadline:
         time.sleep(0.5)
     assert acme_get(f"/.well-known/acme-challenge/{token}")[0] == "503"
+
+
+def renewed_certificate(lb, directory):
+    """A new certificate for ``lb`` from the lab CA, as a renewal brings it:
+    the same key, subject and names, a new serial and validity; its path and
+    serial."""
+    pki = secrets_dir() / "pki"
+    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    old = x509.load_pem_x509_certificate((pki / f"{lb}.crt").read_bytes())
+    key = serialization.load_pem_private_key((pki / f"{lb}.key").read_bytes(), password=None)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(ca.subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=90)))
+    for extension in old.extensions:
+        if extension.oid != x509.oid.ExtensionOID.AUTHORITY_KEY_IDENTIFIER:
+            builder = builder.add_extension(extension.value, extension.critical)
+    builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    new = builder.sign(ca_key, hashes.SHA256())
+    path = directory / f"{lb}.crt"
+    path.write_bytes(new.public_bytes(serialization.Encoding.PEM))
+    return path, new.serial_number
+
+
+def served_serial(lb):
+    """The serial of the certificate ``lb`` serves for the site name (read,
+    not verified: the test compares it)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((node_address(lb), 443), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="www.foobar.com") as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+
+def test_a_renewed_certificate_is_deployed_as_the_readme_says_and_fails_no_request(tmp_path, client_ca):
+    # What the README's ACME deploy hook runs once a certificate is renewed:
+    # site.yml limited to the load balancers, with a fact cache (filled here
+    # as an earlier full run would have), under HTTPS reads and writes
+    # through the virtual IP.
+    renewed = {lb: renewed_certificate(lb, tmp_path) for lb in LOAD_BALANCERS}
+    cache = {"ANSIBLE_CACHE_PLUGIN": "ansible.builtin.jsonfile", "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts"),
+             "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "3600"}
+    filled = run("ansible", "-i", str(INVENTORY), "all", "-m", "ansible.builtin.setup", "-a", "gather_subset=min,network",
+                 env=cache)
+    assert filled.returncode == 0, filled.stdout[-3000:] + filled.stderr[-2000:]
+    with ReadLoad(site=VIP_SITE, workers=4, max_seconds=600) as reads, WriteLoad(site=VIP_SITE, max_seconds=600) as writes:
+        wait_for(lambda: len(writes.acknowledged) >= 20, 60, what="the load to flow")
+        result = playbook("site.yml", "--limit", "loadbalancers", "-e",
+                          json.dumps({"haproxy_tls_certificate_src": f"{tmp_path}/{{{{ inventory_hostname }}}}.crt"}), env=cache)
+        acknowledged = len(writes.acknowledged)
+        wait_for(lambda: len(writes.acknowledged) >= acknowledged + 20, 60, what="writes after the reload")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    changed = {host for host, counts in recap(result.stdout).items() if counts["changed"]}
+    assert changed == set(LOAD_BALANCERS), recap(result.stdout)
+    print(f"\ncertificate renewal: GET {reads.failed} failed of {len(reads.attempts)}, "
+          f"POST {writes.failed} failed of {len(writes.attempts)}")
+    assert reads.failed == 0, f"GETs failed during the reload: {reads.errors[:5]}"
+    assert writes.failed == 0, f"POSTs failed during the reload: {writes.errors[:5]}"
+    for lb, (dummy, serial) in renewed.items():
+        assert served_serial(lb) == serial, f"{lb} still serves the old certificate"
+    # the renewed certificate verifies for the site name against the lab CA
+    out = client("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", client_ca,
+                 "--resolve", f"www.foobar.com:443:{VIP}", "https://www.foobar.com/health")
+    assert out.stdout == "200", out.stdout + out.stderr
