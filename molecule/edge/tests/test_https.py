@@ -16,8 +16,8 @@ import time
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from labclient import (INVENTORY, LOAD_BALANCERS, VIP, VIP_SITE, ReadLoad, WriteLoad, client, container, docker, node_address,
-                       playbook, recap, run, secrets_dir, wait_for)
+from labclient import (INVENTORY, LOAD_BALANCERS, VIP, VIP_SITE, ReadLoad, WriteLoad, client, container, docker, playbook,
+                       recap, run, secrets_dir, wait_for)
 
 
 def test_plain_http_is_redirected_to_https():
@@ -176,7 +176,8 @@ def served_serial(lb):
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection((node_address(lb), 443), timeout=10) as raw:
+    address = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container(lb)).stdout.strip()
+    with socket.create_connection((address, 443), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname="www.foobar.com") as tls:
             return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
 
