@@ -7,6 +7,7 @@ ansible-playbook on localhost, through the collection's ansible.cfg."""
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
+import json
 import os
 import pathlib
 import subprocess
@@ -38,3 +39,23 @@ def run_playbook(tmp_path, playbook, inventory, extra_vars=(), env=None, options
         args += ['-e', extra]
     return subprocess.run(args, env=env or playbook_env(tmp_path), cwd=str(REPO), capture_output=True, text=True,
                           timeout=300, check=False)
+
+
+PREFLIGHT_ALONE = """
+- name: Run the {role} preflight
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Preflight only
+      ansible.builtin.include_role:
+        name: distweb.infra.{role}
+        tasks_from: preflight
+"""
+
+
+def run_preflight(tmp_path, role, group, settings):
+    """The ``role``'s preflight alone on localhost, a host of ``group``,
+    with ``settings`` as extra variables; the finished process."""
+    (tmp_path / 'hosts.yml').write_text('all:\n  children:\n    %s:\n      hosts:\n        localhost:\n' % group)
+    (tmp_path / ('%s.yml' % role)).write_text(PREFLIGHT_ALONE.format(role=role))
+    return run_playbook(tmp_path, tmp_path / ('%s.yml' % role), tmp_path / 'hosts.yml', [json.dumps(settings)])

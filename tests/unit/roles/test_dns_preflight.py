@@ -7,30 +7,15 @@ records pass, and each kind of bad one is refused naming what to fix."""
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import json
-
 import pytest
 
-from ansible_collections.distweb.infra.tests.unit.roles.role_playbook import run_playbook
-
-PLAYBOOK = """
-- name: Run the dns preflight
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Preflight only
-      ansible.builtin.include_role:
-        name: distweb.infra.dns
-        tasks_from: preflight
-"""
+from ansible_collections.distweb.infra.tests.unit.roles.role_playbook import run_preflight
 
 
 def preflight(tmp_path, **extra):
-    (tmp_path / 'hosts.yml').write_text('all:\n  children:\n    dnsservers:\n      hosts:\n        localhost:\n')
-    (tmp_path / 'dns.yml').write_text(PLAYBOOK)
     settings = dict(dns_listen_addresses=['192.0.2.53'])
     settings.update(extra)
-    return run_playbook(tmp_path, tmp_path / 'dns.yml', tmp_path / 'hosts.yml', [json.dumps(settings)])
+    return run_preflight(tmp_path, 'dns', 'dnsservers', settings)
 
 
 GOOD = [

@@ -8,30 +8,15 @@ refused naming the variable, before any host is changed."""
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
-import json
-
 import pytest
 
-from ansible_collections.distweb.infra.tests.unit.roles.role_playbook import run_playbook
-
-PLAYBOOK = """
-- name: Run the haproxy preflight
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Preflight only
-      ansible.builtin.include_role:
-        name: distweb.infra.haproxy
-        tasks_from: preflight
-"""
+from ansible_collections.distweb.infra.tests.unit.roles.role_playbook import run_preflight
 
 
 def preflight(tmp_path, **extra):
-    (tmp_path / 'hosts.yml').write_text('all:\n  children:\n    loadbalancers:\n      hosts:\n        localhost:\n')
-    (tmp_path / 'haproxy.yml').write_text(PLAYBOOK)
     settings = dict(haproxy_backend_servers=[{'name': 'web1', 'address': '192.0.2.11'}], haproxy_tls_enabled=False)
     settings.update(extra)
-    return run_playbook(tmp_path, tmp_path / 'haproxy.yml', tmp_path / 'hosts.yml', [json.dumps(settings)])
+    return run_preflight(tmp_path, 'haproxy', 'loadbalancers', settings)
 
 
 @pytest.mark.parametrize('server', ['', '127.0.0.1:8402', 'acme.example.net:80', '[2001:db8::5]:8402'])

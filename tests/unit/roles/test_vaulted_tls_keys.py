@@ -23,20 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 from ansible_collections.distweb.infra.tests.unit.roles.role_playbook import (  # noqa: E402  pylint: disable=wrong-import-position
-    ansible_bin, playbook_env, run_playbook)
+    PREFLIGHT_ALONE, ansible_bin, playbook_env, run_playbook)
 
 VAULT_PASSWORD = 'unit-test-only'
-
-PLAYBOOK = """
-- name: Run the {role} preflight
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Preflight only
-      ansible.builtin.include_role:
-        name: distweb.infra.{role}
-        tasks_from: preflight
-"""
 
 
 def _key_pem(key):
@@ -66,7 +55,7 @@ def files(tmp_path):
                        capture_output=True)
         assert (tmp_path / name).read_text().startswith('$ANSIBLE_VAULT;')
     for role in ('mysql_server', 'haproxy'):
-        (tmp_path / ('%s.yml' % role)).write_text(PLAYBOOK.format(role=role))
+        (tmp_path / ('%s.yml' % role)).write_text(PREFLIGHT_ALONE.format(role=role))
     (tmp_path / 'hosts.yml').write_text('all:\n  children:\n    dbservers:\n      hosts:\n        localhost:\n'
                                         '    webservers:\n      hosts:\n        localhost:\n')
     return tmp_path
