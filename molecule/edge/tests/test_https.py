@@ -3,9 +3,11 @@ cluster: a 301 from plain HTTP, HSTS, the lab CA's certificate for the site
 name, TLS 1.2 and 1.3 only with strong ciphers (sslscan), and the client's
 address reaching nginx even when it sends a forged X-Forwarded-For; ACME
 challenges let through the redirect, and a renewed certificate deployed as
-the README says with no failed request."""
+the README says with no failed request, and a connection kept alive across
+a reload answered, not dropped."""
 
 import datetime
+import http.client
 import json
 import re
 import secrets
@@ -170,14 +172,23 @@ def renewed_certificate(lb, directory):
     return path, new.serial_number
 
 
-def served_serial(lb):
-    """The serial of the certificate ``lb`` serves for the site name (read,
-    not verified: the test compares it)."""
+def lb_address(lb):
+    """``lb``'s own address on the lab network (not the virtual IP)."""
+    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container(lb)).stdout.strip()
+
+
+def unverified_tls():
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    address = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container(lb)).stdout.strip()
-    with socket.create_connection((address, 443), timeout=10) as raw:
+    return context
+
+
+def served_serial(lb):
+    """The serial of the certificate ``lb`` serves for the site name (read,
+    not verified: the test compares it)."""
+    context = unverified_tls()
+    with socket.create_connection((lb_address(lb), 443), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname="www.foobar.com") as tls:
             return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
 
@@ -212,3 +223,41 @@ def test_a_renewed_certificate_is_deployed_as_the_readme_says_and_fails_no_reque
     out = client("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", client_ca,
                  "--resolve", f"www.foobar.com:443:{VIP}", "https://www.foobar.com/health")
     assert out.stdout == "200", out.stdout + out.stderr
+
+
+def haproxy_workers(lb):
+    """The pids of the HAProxy workers on ``lb``: the children of the master
+    process systemd started, the old ones still draining after a reload
+    included."""
+    master = docker("exec", container(lb), "systemctl", "show", "--property=MainPID", "--value", "haproxy").stdout.strip()
+    return set(docker("exec", container(lb), "pgrep", "-P", master, check=False).stdout.split())
+
+
+def test_a_connection_kept_alive_across_a_reload_gets_its_next_answer():
+    # Browsers and HTTP client libraries keep a connection open between
+    # requests and send the next one on it without a retry if it fails. A
+    # reload must not close such an idle connection under them: the old
+    # process answers the next request on it, with "Connection: close",
+    # and only then lets it go (it failed GETs in the renewal test).
+    lb = LOAD_BALANCERS[0]
+    connection = http.client.HTTPSConnection(lb_address(lb), 443, timeout=10, context=unverified_tls())
+    headers = {"Host": "www.foobar.com"}
+    try:
+        connection.request("GET", "/health", headers=headers)
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200 and not first.will_close, first.headers
+        before = haproxy_workers(lb)
+        docker("exec", container(lb), "systemctl", "reload", "haproxy")
+        wait_for(lambda: haproxy_workers(lb) - before, 30, what="the reloaded HAProxy's new worker")
+        try:
+            connection.request("GET", "/health", headers=headers)
+            second = connection.getresponse()
+            second.read()
+        except (http.client.HTTPException, OSError) as exc:
+            pytest.fail(f"the reload dropped a kept-alive connection: {exc!r}")
+    finally:
+        connection.close()
+    assert second.status == 200
+    # answered by the draining process, which closes the connection after it
+    assert second.will_close, second.headers

@@ -125,3 +125,11 @@ def test_haproxy_accepts_the_acme_exception(tmp_path):
                                                haproxy_admin_socket=str(tmp_path / 'admin.sock'),
                                                haproxy_server_state_file=str(tmp_path / 'state')), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_reload_answers_idle_connections_and_ends_in_bounded_time():
+    # the live proof is the edge scenario's
+    # test_a_connection_kept_alive_across_a_reload_gets_its_next_answer
+    config = sections(render(haproxy_hard_stop_after='90s'))
+    assert 'option idle-close-on-response' in config['defaults']
+    assert 'hard-stop-after 90s' in config['global']
