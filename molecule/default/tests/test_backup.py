@@ -6,7 +6,8 @@ drop is there, none sent after it, and the table is back. Then the latest
 backup restored onto server3 and attached as a replica matches the primary
 (pt-table-checksum). A corrupted backup fails its restore test and its
 restore is refused, and the restore playbook refuses the primary and a
-healthy replica."""
+healthy replica. Last, the backups move to another node with
+playbooks/backups.yml (as after a failover) and back."""
 
 import json
 import secrets
@@ -23,6 +24,7 @@ from labclient import (
     gtid_before,
     output,
     playbook,
+    recap,
     slave_status,
     table_checksum,
 )
@@ -226,3 +228,51 @@ def test_a_corrupted_backup_fails_its_restore_test():
         docker("exec", container(BACKUP_HOST), "rm", "-rf", copy)
     backup_cli("verify")
     assert metric("distweb_mysql_backup_last_verify_success") == 1
+
+
+def timer_states(name):
+    """{timer: "enabled active"} of the two backup timers on ``name``."""
+    return {timer: " ".join(docker("exec", container(name), "systemctl", verb, timer, check=False).stdout.strip()
+                            for verb in ("is-enabled", "is-active"))
+            for timer in ("distweb-backup.timer", "distweb-backup-verify.timer")}
+
+
+def has_metrics(name):
+    return docker("exec", container(name), "test", "-e", METRICS, check=False).returncode == 0
+
+
+def listed(name):
+    return json.loads(docker("exec", container(name), "/usr/local/sbin/distweb-backup", "list").stdout)
+
+
+def test_the_backups_move_with_mysql_backup_host_and_back():
+    # After a failover that made the backup host the primary, the operator
+    # fixes the inventory and runs playbooks/backups.yml: the backups move
+    # to the new mysql_backup_host, which takes its first one at once, and
+    # the old host stops taking them but keeps what it published. Here the
+    # move is to the other replica, then back.
+    kept = published()
+    moved = playbook("playbooks/backups.yml", "-e", f"mysql_backup_host={TARGET}")
+    assert moved.returncode == 0, output(moved)
+    assert recap(moved.stdout)[PRIMARY]["changed"] == 0, recap(moved.stdout)
+    assert set(timer_states(BACKUP_HOST).values()) == {"disabled inactive"}, timer_states(BACKUP_HOST)
+    assert not has_metrics(BACKUP_HOST), "the old backup host still exports backup metrics"
+    assert published() == kept, "the old backup host's backups were not kept"
+    assert set(timer_states(TARGET).values()) == {"enabled active"}, timer_states(TARGET)
+    first = listed(TARGET)
+    assert len(first) == 1 and first[0]["host"] == TARGET and first[0]["from_read_only"] is True, first
+    assert has_metrics(TARGET)
+
+    back = playbook("playbooks/backups.yml")
+    assert back.returncode == 0, output(back)
+    assert set(timer_states(BACKUP_HOST).values()) == {"enabled active"}, timer_states(BACKUP_HOST)
+    # its metrics are back at once, from the backups it kept (no new one taken)
+    assert published() == kept
+    assert metric("distweb_mysql_backup_count") == len(kept)
+    assert metric("distweb_mysql_backup_last_success_timestamp_seconds") == kept[0]["finished"]
+    assert set(timer_states(TARGET).values()) == {"disabled inactive"}, timer_states(TARGET)
+    assert not has_metrics(TARGET)
+    # and a run more changes nothing
+    again = playbook("playbooks/backups.yml")
+    assert again.returncode == 0, output(again)
+    assert {host: c["changed"] for host, c in recap(again.stdout).items()} == dict.fromkeys(recap(again.stdout), 0)

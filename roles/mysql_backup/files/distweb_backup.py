@@ -19,6 +19,9 @@ restore before it counts.
                   throwaway server (no network, its own socket) must start
                   on the unpacked copy and read every table of it.
   list            the published backups, newest first, as JSON.
+  metrics         write the metrics file again from the published backups
+                  and the last runs' outcomes (the role runs it when the
+                  backups come back to a node that had stopped them).
   gtid-at TIME    the GTID position of the last transaction stamped before
                   TIME (UTC, YYYY-MM-DD HH:MM:SS), read from this node's own
                   binary log (a replica's holds the primary's transactions,
@@ -476,6 +479,7 @@ def main(argv=None):
     verify.add_argument('name', nargs='?')
     listing = sub.add_parser('list')
     listing.add_argument('--until', default='', help='only backups at or before this GTID (domain-server-sequence)')
+    sub.add_parser('metrics')
     at = sub.add_parser('gtid-at')
     at.add_argument('time', help='UTC, YYYY-MM-DD HH:MM:SS')
     args = parser.parse_args(argv)
@@ -494,6 +498,9 @@ def main(argv=None):
         if args.until:
             infos = [info for info in infos if not after(info.get('gtid', ''), args.until)]
         print(json.dumps(infos, indent=2))
+        return 0
+    if args.command == 'metrics':
+        metrics(cfg)
         return 0
     started = time.monotonic()
     try:

@@ -147,6 +147,18 @@ def test_backups_are_published_whole_and_the_oldest_beyond_keep_removed(cfg, fak
 
 
 @needs_zstd
+def test_the_metrics_command_writes_the_file_again_as_the_last_runs_left_it(cfg, fake_server):
+    # what the role runs when the backups come back to a node whose metrics
+    # file it removed when they moved away
+    assert backup.main(["--config", write_cfg(cfg), "backup"]) == 0
+    before = metrics(cfg)
+    os.remove(cfg["metrics_file"])
+    assert backup.main(["--config", write_cfg(cfg), "metrics"]) == 0
+    assert metrics(cfg) == before
+    assert before["distweb_mysql_backup_count"] == "1" and before["distweb_mysql_backup_last_run_success"] == "1"
+
+
+@needs_zstd
 def test_a_failed_backup_publishes_nothing_keeps_the_older_ones_and_says_so(cfg, fake_server, capsys):
     assert backup.main(["--config", write_cfg(cfg), "backup"]) == 0
     good = backup.published(cfg)
