@@ -69,6 +69,9 @@ def test_the_converge_published_a_restore_tested_backup():
     assert published()[0]["verified_at"] >= latest["verified_at"]
     assert metric("distweb_mysql_backup_last_run_success") == 1
     assert metric("distweb_mysql_backup_last_success_timestamp_seconds") == latest["finished"]
+    # a replica's copy, as the inventory expects: MySQLBackupOnPrimary stays quiet
+    assert metric("distweb_mysql_backup_last_from_primary") == 0
+    assert metric("distweb_mysql_backup_replica_expected") == 1
 
 
 def test_the_restore_refuses_the_primary_and_a_healthy_replica():

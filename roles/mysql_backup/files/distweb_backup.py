@@ -31,8 +31,9 @@ restore before it counts.
 
 Every run writes Prometheus metrics for the node exporter's textfile
 collector: when the last good backup finished, whether the last run
-succeeded, its size and duration, how old a backup may get, and whether the
-last verification passed. The settings are in a JSON file (--config,
+succeeded, its size and duration, whether it copied a writable server,
+whether the inventory names this node a replica, how old a backup may get,
+and whether the last verification passed. The settings are in a JSON file (--config,
 written by the distweb.infra.mysql_backup role)."""
 
 from __future__ import absolute_import, division, print_function
@@ -309,6 +310,9 @@ def metrics(cfg, ok=None, duration=None, verified=None):
         '# HELP distweb_mysql_backup_count Published backups kept.',
         '# TYPE distweb_mysql_backup_count gauge',
         'distweb_mysql_backup_count %d' % len(names),
+        '# HELP distweb_mysql_backup_replica_expected 1 when the inventory names this node a replica.',
+        '# TYPE distweb_mysql_backup_replica_expected gauge',
+        'distweb_mysql_backup_replica_expected %d' % (1 if cfg.get('replica_expected') else 0),
     ]
     if latest:
         lines += [
@@ -318,6 +322,9 @@ def metrics(cfg, ok=None, duration=None, verified=None):
             '# HELP distweb_mysql_backup_last_size_bytes Size of the latest backup archive.',
             '# TYPE distweb_mysql_backup_last_size_bytes gauge',
             'distweb_mysql_backup_last_size_bytes %d' % latest['archive_bytes'],
+            '# HELP distweb_mysql_backup_last_from_primary 1 when the latest backup copied a writable server.',
+            '# TYPE distweb_mysql_backup_last_from_primary gauge',
+            'distweb_mysql_backup_last_from_primary %d' % (0 if latest.get('from_read_only') else 1),
         ]
     for key, name, text in (
             ('last_run_success', 'distweb_mysql_backup_last_run_success', '1 when the last backup run published a backup.'),

@@ -159,6 +159,21 @@ def test_the_metrics_command_writes_the_file_again_as_the_last_runs_left_it(cfg,
 
 
 @needs_zstd
+def test_a_backup_of_a_writable_server_is_marked_in_the_metrics(cfg, fake_server, monkeypatch):
+    # a replica's backup: not from the primary (fake_server's read_only is 1)
+    assert backup.main(["--config", write_cfg(cfg), "backup"]) == 0
+    got = metrics(cfg)
+    assert got["distweb_mysql_backup_last_from_primary"] == "0" and got["distweb_mysql_backup_replica_expected"] == "0"
+    # the backup host, a replica as the inventory has it, made the primary
+    cfg["replica_expected"] = True
+    monkeypatch.setattr(backup, "sql", lambda cfg, query, socket_path=None: [
+        [fake_server["datadir"] + "/"] if "@@datadir" in query else ["0"]])
+    assert backup.main(["--config", write_cfg(cfg), "backup"]) == 0
+    got = metrics(cfg)
+    assert got["distweb_mysql_backup_last_from_primary"] == "1" and got["distweb_mysql_backup_replica_expected"] == "1"
+
+
+@needs_zstd
 def test_a_failed_backup_publishes_nothing_keeps_the_older_ones_and_says_so(cfg, fake_server, capsys):
     assert backup.main(["--config", write_cfg(cfg), "backup"]) == 0
     good = backup.published(cfg)
