@@ -127,3 +127,7 @@ def test_the_oldest_ansible_core_claimed_is_the_one_tested():
     assert claimed == ">=%s.0" % major_minor, (claimed, pinned)
     automation = yaml.safe_load((ROOT / "roles" / "automation" / "defaults" / "main.yml").read_text())
     assert "ansible-core==%s" % pinned[0] in automation["automation_pip_packages"]
+    # every role's Galaxy metadata claims the same oldest version
+    for meta in sorted((ROOT / "roles").glob("*/meta/main.yml")):
+        role = yaml.safe_load(meta.read_text())["galaxy_info"]
+        assert role["min_ansible_version"] == major_minor, (meta, role["min_ansible_version"])
