@@ -322,6 +322,13 @@ def test_failover_with_both_replicas_stopped_is_refused(switched_back, sampler):
     for name in REPLICAS:
         docker("exec", container(name), "systemctl", "stop", "mariadb")
     try:
+        # The failover is asked for once the primary has seen both replicas
+        # go: its dump threads notice a closed connection at their next
+        # heartbeat (0.5 s) and its health endpoint caches for a second, so
+        # the sampler's first readings after the stop may still say primary
+        # (the project's CI saw that once).
+        wait_for(lambda: sampler.rounds and sampler.rounds[-1][1]["http"][OLD_PRIMARY] is False, 30,
+                 what=f"{OLD_PRIMARY}'s health endpoint to see no semi-sync replica")
         started = time.monotonic()
         result = playbook("playbooks/failover.yml", "-e", f"mysql_cluster_failover_primary={OLD_PRIMARY}")
         finished = time.monotonic()
