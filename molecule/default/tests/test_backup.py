@@ -35,15 +35,15 @@ BACKUP_DIR = "/var/backups/distweb-mysql"
 METRICS = "/var/lib/prometheus/node-exporter/distweb_mysql_backup.prom"
 
 
-def backup_cli(*args, check=True):
-    done = docker("exec", container(BACKUP_HOST), "/usr/local/sbin/distweb-backup", *args, check=False, timeout=900)
+def backup_cli(*args, check=True, host=BACKUP_HOST):
+    done = docker("exec", container(host), "/usr/local/sbin/distweb-backup", *args, check=False, timeout=900)
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
     return done
 
 
-def published():
-    return json.loads(backup_cli("list").stdout)
+def published(host=BACKUP_HOST):
+    return json.loads(backup_cli("list", host=host).stdout)
 
 
 def metric(name):
@@ -244,10 +244,6 @@ def has_metrics(name):
     return docker("exec", container(name), "test", "-e", METRICS, check=False).returncode == 0
 
 
-def listed(name):
-    return json.loads(docker("exec", container(name), "/usr/local/sbin/distweb-backup", "list").stdout)
-
-
 def test_the_backups_move_with_mysql_backup_host_and_back():
     # After a failover that made the backup host the primary, the operator
     # fixes the inventory and runs playbooks/backups.yml: the backups move
@@ -262,7 +258,7 @@ def test_the_backups_move_with_mysql_backup_host_and_back():
     assert not has_metrics(BACKUP_HOST), "the old backup host still exports backup metrics"
     assert published() == kept, "the old backup host's backups were not kept"
     assert set(timer_states(TARGET).values()) == {"enabled active"}, timer_states(TARGET)
-    first = listed(TARGET)
+    first = published(TARGET)
     assert len(first) == 1 and first[0]["host"] == TARGET and first[0]["from_read_only"] is True, first
     assert has_metrics(TARGET)
 
