@@ -388,6 +388,7 @@ def do_backup(cfg):
     for old in published(cfg)[:-cfg['keep']]:
         log('removing %s (keeping the %d newest)' % (old, cfg['keep']))
         shutil.rmtree(os.path.join(cfg['dir'], old))
+    prune_archive(cfg)
     log('published %s: GTID %s, %d bytes of data in a %d-byte archive, %d tables and %d rows restored in the test' % (
         stamp, gtid, data_bytes, info['archive_bytes'], checked['tables'], checked['rows']))
     return info
@@ -456,6 +457,304 @@ def gtid_at(cfg, moment):
     return ','.join(state[domain] for domain in sorted(state, key=int))
 
 
+def prune_archive(cfg, margin=3600):
+    """Remove the archived binary log files no kept backup needs: those
+    last written more than ``margin`` seconds before the oldest kept
+    backup started, up to the first one that is newer. The last file of
+    each server's newest segment stays (the archive may go on with it);
+    older segments of a server are never written again and go whole."""
+    names = published(cfg)
+    if not names or not cfg.get('archive'):
+        return
+    before = read_info(cfg, names[0])['started'] - margin
+    newest = {}
+    for path in segments(cfg):
+        newest[SEGMENT.match(os.path.basename(path)).group(1)] = path
+    for path in segments(cfg):
+        files = segment_files(path)
+        for name in files[:-1] if path in newest.values() else files:
+            if os.path.getmtime(os.path.join(path, name)) >= before:
+                break
+            log('removing the archived %s of %s (older than every kept backup)' % (name, os.path.basename(path)))
+            os.remove(os.path.join(path, name))
+        if path not in newest.values() and not segment_files(path):
+            shutil.rmtree(path)
+
+
+# The binary log archive: a copy of the primary's binary log, kept beside
+# the backups as the primary writes it, for point-in-time restores that
+# need no primary. One directory ("segment") per stretch of one server's
+# log, named <UTC start>-<server id>; a server whose log was reset (a
+# rebuilt node) or purged past the archive starts a new one.
+SEGMENT = re.compile(r'^\d{8}T\d{6}Z-(\d+)$')
+BINLOG_NAME = re.compile(r'^[A-Za-z0-9_.-]+\.(\d+)$')
+# Checks of the source in a row that may fail before the archive leaves it.
+ARCHIVE_SOURCE_FAILURES = 3
+
+
+def binlog_key(name):
+    match = BINLOG_NAME.match(name)
+    return (name.rsplit('.', 1)[0], int(match.group(1))) if match else (name, -1)
+
+
+def node_sql(cfg, node, query, timeout=10):
+    """Rows of a query on a database node, as the archive's account."""
+    archive = cfg['archive']
+    argv = [cfg['client'], '--defaults-file=%s' % archive['client_config'], '--host=%s' % node['host'],
+            '--port=%d' % node['port'], '--connect-timeout=3', '--batch', '--skip-column-names', '--execute', query]
+    try:
+        done = subprocess.run(argv, capture_output=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BackupError('%s did not answer within %d s' % (node['name'], timeout))
+    if done.returncode != 0:
+        raise BackupError('%s: %s' % (node['name'], done.stderr.decode('utf-8', 'replace').strip()[-300:]))
+    return [line.split('\t') for line in done.stdout.decode().splitlines()]
+
+
+def find_primary(cfg):
+    """(node, server id) of the one writable node of the cluster. None
+    writable, or more than one, is refused: the archive waits rather than
+    follow the wrong one."""
+    writable, failed = [], []
+    for node in cfg['archive']['nodes']:
+        try:
+            read_only, server_id = node_sql(cfg, node, 'SELECT @@global.read_only, @@global.server_id')[0][:2]
+        except (BackupError, IndexError, ValueError) as error:
+            failed.append(str(error))
+            continue
+        if read_only == '0':
+            writable.append((node, server_id))
+    if len(writable) != 1:
+        raise BackupError('%s writable nodes (%s)%s: archiving nothing until there is one' % (
+            len(writable), ', '.join(node['name'] for node, _ in writable) or 'none',
+            ('; unreachable: ' + '; '.join(failed)) if failed else ''))
+    return writable[0]
+
+
+def segments(cfg, server_id=None):
+    """Segment directories (paths) of the archive, oldest first; only one
+    server's with ``server_id``."""
+    root = cfg['archive']['dir']
+    if not os.path.isdir(root):
+        return []
+    found = []
+    for name in sorted(os.listdir(root)):
+        match = SEGMENT.match(name)
+        if match and (server_id is None or match.group(1) == str(server_id)):
+            found.append(os.path.join(root, name))
+    return found
+
+
+def segment_files(path):
+    return sorted((name for name in os.listdir(path) if BINLOG_NAME.match(name)), key=binlog_key)
+
+
+def file_gtid_list(cfg, path):
+    """The Gtid list event at the start of a binary log file (the position
+    before its first transaction) as {domain: gtid}; None when the file
+    does not hold one (yet)."""
+    reader = subprocess.Popen([cfg['binlog_command'], path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        for raw in reader.stdout:
+            listed = EVENT_GTID_LIST.search(raw.decode(errors='replace'))
+            if listed:
+                return parse_position(listed.group(1))
+    finally:
+        reader.kill()
+        reader.wait()
+    return None
+
+
+def server_gtid_list(cfg, node, name):
+    """The Gtid list event at the start of one of a node's binary log files."""
+    if not BINLOG_NAME.match(name):
+        raise BackupError('unexpected binary log name %r' % name)
+    for row in node_sql(cfg, node, "SHOW BINLOG EVENTS IN '%s' LIMIT 4" % name):
+        if len(row) > 5 and row[2] == 'Gtid_list':
+            return parse_position(row[5].strip('[]'))
+    return None
+
+
+def archive_start(cfg, node, server_id, server_files):
+    """(segment path, first file to fetch): go on with the newest segment of
+    this server when its last file is still on the server and begins at the
+    same position there (fetched again whole: it may have been cut short);
+    else a new segment from the server's oldest file."""
+    if not server_files:
+        raise BackupError('%s writes no binary log' % node['name'])
+    for path in reversed(segments(cfg, server_id)):
+        files = segment_files(path)
+        if not files:
+            continue
+        last = files[-1]
+        if last not in server_files:
+            log('%s no longer has %s (reset or purged): a new segment' % (node['name'], last))
+        else:
+            ours = file_gtid_list(cfg, os.path.join(path, last))
+            if ours is None or ours == server_gtid_list(cfg, node, last):
+                return path, last
+            log('%s of %s begins elsewhere than the archived one (its log was reset): a new segment' % (last, node['name']))
+        break
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+    return os.path.join(cfg['archive']['dir'], '%s-%s' % (stamp, server_id)), server_files[0]
+
+
+def archived_past(path, name, pos):
+    """Whether the segment holds a binary log up to (name, pos)."""
+    files = segment_files(path)
+    if not files or binlog_key(files[-1]) > binlog_key(name):
+        return bool(files)
+    return files[-1] == name and os.path.getsize(os.path.join(path, name)) >= pos
+
+
+def archive_metrics(cfg, up, behind, source=''):
+    archive = cfg['archive']
+    path = archive.get('metrics_file')
+    if not path:
+        return
+    lines = [
+        '# HELP distweb_mysql_binlog_archive_up 1 while the archive copies the binary log of the one writable node.',
+        '# TYPE distweb_mysql_binlog_archive_up gauge',
+        'distweb_mysql_binlog_archive_up{source="%s"} %d' % (source, 1 if up else 0),
+        '# HELP distweb_mysql_binlog_archive_behind_seconds Seconds since the newest position of the primary known to be archived.',
+        '# TYPE distweb_mysql_binlog_archive_behind_seconds gauge',
+        'distweb_mysql_binlog_archive_behind_seconds %.1f' % behind,
+        '# HELP distweb_mysql_binlog_archive_max_behind_seconds How far behind the archive may fall before it is late.',
+        '# TYPE distweb_mysql_binlog_archive_max_behind_seconds gauge',
+        'distweb_mysql_binlog_archive_max_behind_seconds %d' % archive['max_behind_seconds'],
+        '# HELP distweb_mysql_binlog_archive_updated_timestamp_seconds When the archive last checked itself.',
+        '# TYPE distweb_mysql_binlog_archive_updated_timestamp_seconds gauge',
+        'distweb_mysql_binlog_archive_updated_timestamp_seconds %d' % time.time(),
+    ]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + '.new', 'w') as out:
+        out.write('\n'.join(lines) + '\n')
+    os.chmod(path + '.new', 0o644)
+    os.replace(path + '.new', path)
+
+
+class Archiver(object):
+    """Keeps one mariadb-binlog --stop-never copying the writable node's
+    binary log into a segment, and checks it every check_seconds: that its
+    source is still writable (a demoted or fenced primary is left once the
+    archive has all it wrote), and how far behind the archive is."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.check = cfg['archive']['check_seconds']
+        self.child = self.source = self.segment = self.errors = None
+        self.samples = []
+        self.covered_at = time.time()
+        self.failures = self.demoted = 0
+
+    def start(self):
+        node, server_id = find_primary(self.cfg)
+        server_files = [row[0] for row in node_sql(self.cfg, node, self.cfg['archive']['binlog_files'])]
+        segment, first = archive_start(self.cfg, node, server_id, server_files)
+        os.makedirs(segment, exist_ok=True)
+        archive = self.cfg['archive']
+        argv = [self.cfg['binlog_command'], '--defaults-file=%s' % archive['client_config'], '--host=%s' % node['host'],
+                '--port=%d' % node['port'], '--read-from-remote-server', '--raw', '--stop-never',
+                '--stop-never-slave-server-id=%d' % archive['server_id'], '--result-file=%s/' % segment, first]
+        self.errors = tempfile.TemporaryFile()
+        self.child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.errors)
+        self.source, self.segment, self.samples, self.failures, self.demoted = node, segment, [], 0, 0
+        log('archiving the binary log of %s (server id %s) from %s into %s' % (node['name'], server_id, first, segment))
+
+    def stop(self, why):
+        log('%s: leaving %s' % (why, self.source['name']))
+        if self.child.poll() is None:
+            self.child.terminate()
+            try:
+                self.child.wait(10)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+                self.child.wait()
+        self.child = None
+
+    def status(self):
+        read_only = node_sql(self.cfg, self.source, 'SELECT @@global.read_only')[0][0] == '1'
+        status = node_sql(self.cfg, self.source, self.cfg['archive']['binlog_status'])[0]
+        return read_only, status[0], int(status[1])
+
+    def step(self):
+        """One check; True while the archive copies from a writable node."""
+        if self.child is None:
+            self.start()
+        elif self.child.poll() is not None:
+            self.errors.seek(0)
+            errors = self.errors.read().decode('utf-8', 'replace').strip()[-500:]
+            code, self.child = self.child.returncode, None
+            raise BackupError('%s ended (exit %d): %s' % (self.cfg['binlog_command'], code, errors))
+        now = time.time()
+        try:
+            read_only, name, pos = self.status()
+            self.failures = 0
+        except (BackupError, IndexError, ValueError) as error:
+            self.failures += 1
+            if self.failures >= ARCHIVE_SOURCE_FAILURES:
+                self.stop('%d checks in a row failed (%s)' % (self.failures, error))
+            return False
+        self.samples.append((now, name, pos))
+        while self.samples and archived_past(self.segment, self.samples[0][1], self.samples[0][2]):
+            self.covered_at = self.samples.pop(0)[0]
+        if read_only:
+            # what it wrote before it was demoted is archived first, for
+            # a few checks at most
+            self.demoted += 1
+            if not self.samples or self.demoted >= ARCHIVE_SOURCE_FAILURES:
+                self.stop('%s is read-only now%s' % (self.source['name'], '' if not self.samples else
+                                                     ' (and its last position was not archived)'))
+            return False
+        self.demoted = 0
+        return True
+
+    def run(self):
+        while True:
+            up = False
+            try:
+                up = self.step()
+            except BackupError as error:
+                log(str(error))
+            archive_metrics(self.cfg, up, time.time() - self.covered_at, self.source['name'] if up else '')
+            time.sleep(self.check)
+
+
+def archive_replay(cfg, start, until, out=None):
+    """Write to ``out`` (stdout) the archived transactions after the GTID
+    position ``start`` up to and including ``until``, as SQL for the
+    client, from the newest segment that begins at or before ``start`` in
+    every domain it holds. Refused when no segment does, or when the one
+    chosen does not reach ``until``."""
+    start_at, until_at = parse_position(start), parse_position(until)
+    for path in reversed(segments(cfg)):
+        files = segment_files(path)
+        if not files:
+            continue
+        begins = file_gtid_list(cfg, os.path.join(path, files[0]))
+        if begins is None:
+            continue
+        if any(domain not in start_at or int(gtid.split('-')[2]) > int(start_at[domain].split('-')[2])
+               for domain, gtid in begins.items()):
+            continue
+        break
+    else:
+        raise BackupError('no archived binary log begins at or before %s (segments: %s); restore an older backup'
+                          % (start, ', '.join(os.path.basename(path) for path in segments(cfg)) or 'none'))
+    if not until_at:
+        raise BackupError('no GTID to stop at')
+    log_file = tempfile.TemporaryFile()
+    done = subprocess.run([cfg['binlog_command'], '--start-position=%s' % start, '--stop-position=%s' % until]
+                          + [os.path.join(path, name) for name in files],
+                          stdout=out or sys.stdout, stderr=log_file, check=False)
+    log_file.seek(0)
+    errors = log_file.read().decode('utf-8', 'replace')
+    if done.returncode != 0 or 'Did not reach stop position' in errors:
+        raise BackupError('%s of %s did not reach %s: %s' % (cfg['binlog_command'], os.path.basename(path), until,
+                                                              errors.strip()[-1000:]))
+    return path
+
+
 def do_verify(cfg, name):
     names = published(cfg)
     if not names:
@@ -489,9 +788,22 @@ def main(argv=None):
     sub.add_parser('metrics')
     at = sub.add_parser('gtid-at')
     at.add_argument('time', help='UTC, YYYY-MM-DD HH:MM:SS')
+    sub.add_parser('archive')
+    replay = sub.add_parser('archive-replay')
+    replay.add_argument('--from', dest='start', required=True, help='the GTID position the target holds')
+    replay.add_argument('--until', required=True, help='the last GTID to replay (one per domain)')
     args = parser.parse_args(argv)
     with open(args.config) as data:
         cfg = json.load(data)
+    if args.command == 'archive':
+        Archiver(cfg).run()
+    if args.command == 'archive-replay':
+        try:
+            archive_replay(cfg, args.start, args.until)
+        except BackupError as error:
+            print('archive-replay: %s' % error, file=sys.stderr)  # stdout is the SQL alone
+            return 1
+        return 0
     if args.command == 'gtid-at':
         try:
             moment = datetime.datetime.strptime(args.time, '%Y-%m-%d %H:%M:%S')
