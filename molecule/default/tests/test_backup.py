@@ -6,10 +6,14 @@ drop is there, none sent after it, and the table is back. Then the latest
 backup restored onto server3 and attached as a replica matches the primary
 (pt-table-checksum). A corrupted backup fails its restore test and its
 restore is refused, and the restore playbook refuses the primary and a
-healthy replica. Last, the backups move to another node with
-playbooks/backups.yml (as after a failover) and back."""
+healthy replica. The binary log archive on the backup host holds the
+primary's log byte for byte and every acknowledged write of a load, and a
+point-in-time restore from it succeeds where the primary's own log no
+longer reaches back to the backup. Last, the backups move to another node
+with playbooks/backups.yml (as after a failover) and back."""
 
 import json
+import re
 import secrets
 import time
 
@@ -27,12 +31,16 @@ from labclient import (
     recap,
     slave_status,
     table_checksum,
+    wait_for,
 )
 
 BACKUP_HOST = "server2"  # the first replica (mysql_backup_host's default)
 TARGET = "server3"
 BACKUP_DIR = "/var/backups/distweb-mysql"
 METRICS = "/var/lib/prometheus/node-exporter/distweb_mysql_backup.prom"
+ARCHIVE_DIR = f"{BACKUP_DIR}/binlog"
+ARCHIVE_METRICS = "/var/lib/prometheus/node-exporter/distweb_mysql_binlog_archive.prom"
+ARCHIVE_SERVER_ID = "4294967041"  # mysql_backup_binlog_server_id's default
 
 
 def backup_cli(*args, check=True, host=BACKUP_HOST):
@@ -46,11 +54,41 @@ def published(host=BACKUP_HOST):
     return json.loads(backup_cli("list", host=host).stdout)
 
 
-def metric(name):
-    text = docker("exec", container(BACKUP_HOST), "cat", METRICS).stdout
+def metric(name, path=METRICS):
+    """A metric's value in a textfile on the backup host; with labels,
+    ``name`` is written as in the file (name{label="value"})."""
+    text = docker("exec", container(BACKUP_HOST), "cat", path).stdout
     values = [line.split()[1] for line in text.splitlines() if line.startswith(name + " ")]
     assert len(values) == 1, text
     return float(values[0])
+
+
+def archive_segment(server):
+    """The newest segment of ``server``'s binary log in the archive."""
+    server_id = rows(server, "SELECT @@global.server_id")[0][0]
+    names = docker("exec", container(BACKUP_HOST), "ls", ARCHIVE_DIR).stdout.split()
+    mine = sorted(name for name in names if name.endswith(f"-{server_id}"))
+    assert mine, f"no segment of {server} (server id {server_id}) in {names}"
+    return f"{ARCHIVE_DIR}/{mine[-1]}"
+
+
+def archived_size(segment, name):
+    done = docker("exec", container(BACKUP_HOST), "stat", "-c", "%s", f"{segment}/{name}", check=False)
+    return int(done.stdout) if done.returncode == 0 else -1
+
+
+# The byte of a binary log the server sets while it writes the file (the
+# in-use flag of its format description event; 1-based): the archive's copy
+# of the file being written has it clear, as the file has once closed.
+IN_USE_FLAG_BYTE = 22
+
+
+def log_digest(name, path, size, writing=False):
+    """SHA-256 of a binary log's first ``size`` bytes, without the in-use
+    flag's byte for a file still being written."""
+    part = (f"head -c {size} {path}" if not writing else
+            f"{{ head -c {IN_USE_FLAG_BYTE - 1} {path}; tail -c +{IN_USE_FLAG_BYTE + 1} {path} | head -c {size - IN_USE_FLAG_BYTE}; }}")
+    return docker("exec", container(name), "sh", "-c", f"{part} | sha256sum").stdout.split()[0]
 
 
 def test_the_converge_published_a_restore_tested_backup():
@@ -193,6 +231,78 @@ def test_a_point_the_primary_never_wrote_leaves_the_target_replicating_from_nobo
     assert slave_status(TARGET) == {}, "the target still replicates after a failed replay"
     assert rows(TARGET, "SELECT @@read_only") == [["1"]]
 
+    attached = playbook("playbooks/restore.yml", "-e", f"restore_target={TARGET}")
+    assert attached.returncode == 0, output(attached)
+    assert slave_status(TARGET).get("Slave_SQL_Running") == "Yes"
+
+
+def test_the_binlog_archive_holds_the_primarys_log_and_every_acknowledged_write():
+    """distweb-binlog-archive on the backup host copies the primary's
+    binary log as it is written: under a logged write load, the archive
+    reaches the primary's position, its files are the primary's byte for
+    byte, every acknowledged write is in them, and the archive is no
+    replica of the primary (SHOW SLAVE HOSTS) and cost the load nothing."""
+    assert docker("exec", container(BACKUP_HOST), "systemctl", "is-active", "distweb-binlog-archive.service").stdout.strip() == "active"
+    with WriteLoad(max_writes=400, max_seconds=30) as load:
+        time.sleep(8)
+    assert load.failed == 0, load.errors[:5]
+    name, pos = rows(PRIMARY, "SHOW MASTER STATUS")[0][:2]
+    segment = archive_segment(PRIMARY)
+    wait_for(lambda: archived_size(segment, name) >= int(pos), timeout=60, what=f"the archive reaching {name}:{pos}")
+    log_dir = rows(PRIMARY, "SELECT @@global.log_bin_basename")[0][0].rsplit("/", 1)[0]
+    files = rows(PRIMARY, "SHOW BINARY LOGS")
+    for file_name, size in files:
+        writing = file_name == name
+        size = int(pos) if writing else int(size)
+        assert log_digest(BACKUP_HOST, f"{segment}/{file_name}", size, writing) == log_digest(
+            PRIMARY, f"{log_dir}/{file_name}", size, writing), f"the archived {file_name} differs from the primary's in its first {size} bytes"
+    archived = docker("exec", container(BACKUP_HOST), "sh", "-c",
+                      f"mariadb-binlog --base64-output=decode-rows -v {segment}/*", timeout=300).stdout
+    values = set(re.findall(r"^###   @2='(load-[^']*)'$", archived, re.M))
+    missing = [value for _id, value in load.acknowledged if value not in values]
+    assert load.acknowledged and missing == [], f"{len(missing)} acknowledged writes are not in the archive: {missing[:5]}"
+    # no replica to the primary, and the backup host's own replication is untouched
+    readers = {row[0] for row in rows(PRIMARY, "SHOW SLAVE HOSTS")}
+    assert ARCHIVE_SERVER_ID not in readers and rows(BACKUP_HOST, "SELECT @@global.server_id")[0][0] in readers, readers
+    assert slave_status(BACKUP_HOST).get("Slave_IO_Running") == "Yes"
+    assert metric(f'distweb_mysql_binlog_archive_up{{source="{PRIMARY}"}}', ARCHIVE_METRICS) == 1
+    # MySQLBinlogArchiveBehind stays quiet
+    assert metric("distweb_mysql_binlog_archive_behind_seconds", ARCHIVE_METRICS) <= metric(
+        "distweb_mysql_binlog_archive_max_behind_seconds", ARCHIVE_METRICS)
+
+
+def test_a_point_in_time_restore_from_the_archive_needs_no_log_on_the_primary(dropped):
+    """The primary's binary log purged past the backup (a primary rebuilt,
+    or binlog_expire_logs_seconds shorter than the backups' age): a replay
+    from the primary fails and says why, one from the archive brings back
+    the table and every write acknowledged before the drop, and nothing
+    after it. Then a new backup, and the target is a replica again."""
+    sql(PRIMARY, "FLUSH BINARY LOGS")
+
+    def purged():
+        # a file a dump thread still reads is kept (with a warning): again until they moved on
+        sql(PRIMARY, "PURGE BINARY LOGS BEFORE NOW()")
+        return len(rows(PRIMARY, "SHOW BINARY LOGS")) == 1
+
+    wait_for(purged, timeout=60, interval=1, what="the primary's binary log purged to its current file")
+    oldest = rows(PRIMARY, "SHOW BINARY LOGS")[0][0]
+    refused = playbook("playbooks/restore.yml", "-e", f"restore_target={TARGET}", "-e", f"restore_until_gtid={dropped['until']}",
+                       "-e", "restore_force=true", "-e", "restore_timeout=60")
+    assert refused.returncode != 0, output(refused)
+    # the replica's own words (1236), and where else to replay from
+    assert "binlog files have been purged" in flat(refused), output(refused)
+    assert "-e restore_binlog_from=archive" in flat(refused), output(refused)
+
+    result = playbook("playbooks/restore.yml", "-e", f"restore_target={TARGET}", "-e", f"restore_until_gtid={dropped['until']}",
+                      "-e", "restore_force=true", "-e", "restore_binlog_from=archive")
+    assert result.returncode == 0, output(result)
+    assert rows(PRIMARY, "SHOW BINARY LOGS")[0][0] == oldest, "the restore read the primary's log after all"
+    assert_restored_up_to(dropped, dropped["drop_started"], dropped["drop_done"])
+
+    # the primary's log no longer reaches back to the last backup either: a
+    # new one, then the target replicates again
+    backup = docker("exec", container(BACKUP_HOST), "systemctl", "start", "distweb-backup.service", check=False, timeout=900)
+    assert backup.returncode == 0, backup.stdout + backup.stderr
     attached = playbook("playbooks/restore.yml", "-e", f"restore_target={TARGET}")
     assert attached.returncode == 0, output(attached)
     assert slave_status(TARGET).get("Slave_SQL_Running") == "Yes"

@@ -114,12 +114,12 @@ def test_the_new_replica_was_seeded_while_writes_flowed(added_replica):
     out = converge.stdout
     assert "Seed from a consistent snapshot of the primary" in out
     # the default seed: a physical copy streamed from the primary straight to server4
-    assert re.search(r"Stream the copy \(of the source, or a backup archive\) straight to this replica\] \*+\nchanged: \[server4 -> server1", out), \
+    assert re.search(r"Send the stream from server1\] \*+\nchanged: \[server4 -> server1", out), \
         out[-3000:]
     assert load.failed == 0, f"{load.failed} writes failed while the replica joined: {load.errors[:5]}"
     # The seeding window, from the task lines as they arrived: the copy
     # began (the snapshot is taken in it) ... replication was started.
-    dump_began, _dump_ended = task_started(converge, "Stream the copy (of the source, or a backup archive) straight to this replica")
+    dump_began, _dump_ended = task_started(converge, "Send the stream from server1")
     replication_began, replication_started = task_started(converge, "Replicate from the primary with GTID", after=dump_began)
     acknowledged = [t for t, ok in load.attempts if ok]
     before = sum(1 for t in acknowledged if t < dump_began)

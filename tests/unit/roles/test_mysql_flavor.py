@@ -83,7 +83,8 @@ def test_mariadb_gives_the_grants_and_statements_of_before():
     flavor = load(VARS / 'mariadb.yml')
     privileges = {name: '*.*:' + ','.join(names) for name, names in flavor['_mysql_server_flavor_privileges'].items()}
     assert privileges == {
-        'replication': '*.*:REPLICATION SLAVE',
+        # and, for the binary log archive, BINLOG MONITOR (the primary's log files and position)
+        'replication': '*.*:REPLICATION SLAVE,BINLOG MONITOR',
         'monitor': '*.*:PROCESS,BINLOG MONITOR,SLAVE MONITOR',
         # and, for the repair after a crash inside a DDL, RELOAD (RESET
         # MASTER), BINLOG MONITOR and REPLICATION MASTER ADMIN (gtid_binlog_state)
@@ -98,6 +99,7 @@ def test_mariadb_gives_the_grants_and_statements_of_before():
         'set_gtid_position': 'SET GLOBAL gtid_slave_pos = %s',
         'crash_repair_positions': 'SELECT @@global.gtid_binlog_pos, @@global.gtid_slave_pos, @@global.server_id',
         'binlog_files': 'SHOW BINARY LOGS', 'binlog_events': 'SHOW BINLOG EVENTS IN %s LIMIT %s',
+        'binlog_status': 'SHOW MASTER STATUS',
         'relay_log_events': 'SHOW RELAYLOG EVENTS IN %s FROM %s LIMIT 2',
         'ddl_exec_mode': 'SELECT @@global.slave_ddl_exec_mode', 'set_binlog_state': 'SET GLOBAL gtid_binlog_state = %s',
         'semi_sync_replica_off': 'SET GLOBAL rpl_semi_sync_slave_enabled = OFF',
@@ -105,7 +107,7 @@ def test_mariadb_gives_the_grants_and_statements_of_before():
                        'master_password = %(password)s, master_use_gtid = slave_pos, master_ssl = %(ssl)s, '
                        'master_ssl_ca = %(ca)s, master_ssl_verify_server_cert = %(verify)s',
         'pitr_start_until': 'START SLAVE UNTIL master_gtid_pos = %(until)s',
-        'pitr_applied': 'SELECT @@global.gtid_slave_pos AS pos'}
+        'pitr_applied': 'SELECT @@global.gtid_slave_pos AS pos, @@global.gtid_binlog_pos AS binlog_pos'}
     assert flavor['_mysql_server_flavor_packages'] + [flavor['_mysql_server_flavor_backup_package']] == [
         'mariadb-server', 'mariadb-client', 'mariadb-backup']
     assert flavor['_mysql_server_flavor_service'] == 'mariadb'
