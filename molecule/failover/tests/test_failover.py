@@ -6,7 +6,8 @@ refused; the primary's container is killed under a write load through the
 load balancer and playbooks/failover.yml promotes a replica; every
 acknowledged write is on the new primary and the other replica and
 pt-table-checksum finds no difference; site.yml refuses to run against the
-now wrong inventory, on every host; the killed node comes back read-only and
+now wrong inventory, on every host; the binary log archive follows the new
+primary and holds every acknowledged write; the killed node comes back read-only and
 playbooks/rejoin.yml makes it a replica that catches up; a switchover back to
 it loses nothing; site.yml then changes nothing; a failover with both
 replicas stopped is refused and changes nothing; check mode prints every
@@ -213,6 +214,44 @@ def test_every_acknowledged_write_survived(failover):
     assert status["Master_Host"] == container(new), status
     assert (status["Slave_IO_Running"], status["Slave_SQL_Running"]) == ("Yes", "Yes"), status
     assert node_sql(other, "SELECT @@read_only") == [["1"]]
+
+
+def archive_host():
+    """The database node that runs the binary log archive (mysql_backup_host)."""
+    active = [name for name in DB_NODES if name != OLD_PRIMARY and docker(
+        "exec", container(name), "systemctl", "is-active", "distweb-binlog-archive.service", check=False).stdout.strip() == "active"]
+    assert len(active) == 1, active
+    return active[0]
+
+
+def test_the_binlog_archive_follows_the_new_primary_and_holds_every_acknowledged_write(failover):
+    """The archive lost its source with the killed primary: it found the
+    one writable node and archives its binary log, a new stretch from that
+    node's oldest file; every write the load had acknowledged, before and
+    after the failover, is in that stretch alone (what a point-in-time
+    restore from the archive reads)."""
+    load, new, host = failover["load"], failover["new"], archive_host()
+    server_id = node_sql(new, "SELECT @@global.server_id")[0][0]
+    root = "/var/backups/distweb-mysql/binlog"
+    name, pos = node_sql(new, "SHOW MASTER STATUS")[0][:2]
+
+    def segment():
+        found = sorted(n for n in docker("exec", container(host), "ls", root).stdout.split() if n.endswith(f"-{server_id}"))
+        return f"{root}/{found[-1]}" if found else None
+
+    def reached():
+        where = segment()
+        size = docker("exec", container(host), "stat", "-c", "%s", f"{where}/{name}", check=False) if where else None
+        return size is not None and size.returncode == 0 and int(size.stdout) >= int(pos)
+
+    wait_for(reached, timeout=90, interval=1, what=f"the archive on {host} reaching {new}'s {name}:{pos}")
+    metrics = docker("exec", container(host), "cat", "/var/lib/prometheus/node-exporter/distweb_mysql_binlog_archive.prom").stdout
+    assert f'distweb_mysql_binlog_archive_up{{source="{new}"}} 1' in metrics, metrics
+    archived = docker("exec", container(host), "sh", "-c", f"mariadb-binlog --base64-output=decode-rows -v {segment()}/*",
+                      timeout=300).stdout
+    values = set(re.findall(r"^###   @2='(load-[^']*)'$", archived, re.M))
+    missing = [value for _id, value in load.acknowledged if value not in values]
+    assert len(load.acknowledged) >= 50 and missing == [], f"{len(missing)} acknowledged writes are not in the archive: {missing[:5]}"
 
 
 def test_pt_table_checksum_finds_no_difference(failover):
