@@ -526,7 +526,7 @@ def find_primary(cfg):
             writable.append((node, server_id))
     if len(writable) != 1:
         raise BackupError('%s writable nodes (%s)%s: archiving nothing until there is one' % (
-            len(writable), ', '.join(node['name'] for node, _ in writable) or 'none',
+            len(writable), ', '.join(node['name'] for node, _server_id in writable) or 'none',
             ('; unreachable: ' + '; '.join(failed)) if failed else ''))
     return writable[0]
 
@@ -710,12 +710,17 @@ class Archiver(object):
         return True
 
     def run(self):
+        said = None
         while True:
             up = False
             try:
                 up = self.step()
             except BackupError as error:
-                log(str(error))
+                if str(error) != said:  # once per reason, not every check of a long wait
+                    log(str(error))
+                said = str(error)
+            else:
+                said = None
             archive_metrics(self.cfg, up, time.time() - self.covered_at, self.source['name'] if up else '')
             time.sleep(self.check)
 
@@ -750,8 +755,8 @@ def archive_replay(cfg, start, until, out=None):
     log_file.seek(0)
     errors = log_file.read().decode('utf-8', 'replace')
     if done.returncode != 0 or 'Did not reach stop position' in errors:
-        raise BackupError('%s of %s did not reach %s: %s' % (cfg['binlog_command'], os.path.basename(path), until,
-                                                              errors.strip()[-1000:]))
+        raise BackupError('%s of %s did not reach %s: %s' % (
+            cfg['binlog_command'], os.path.basename(path), until, errors.strip()[-1000:]))
     return path
 
 

@@ -165,7 +165,7 @@ def test_a_demoted_source_whose_last_position_never_arrives_is_left_after_a_few_
     segment = write_segment(cfg, "20261201T000000Z-11", [("mysql-bin.000002", 100)])
     archiver = running(cfg, cluster, segment)
     cluster.read_only["db1"] = True
-    for _ in range(backup.ARCHIVE_SOURCE_FAILURES):
+    for _check in range(backup.ARCHIVE_SOURCE_FAILURES):
         assert archiver.step() is False
     assert archiver.child is None
     assert "(and its last position was not archived)" in capsys.readouterr().out
@@ -176,7 +176,7 @@ def test_an_unreachable_source_is_left_after_a_few_failed_checks(cfg, cluster, c
     archiver = running(cfg, cluster, segment)
     child = archiver.child
     cluster.down.add("db1")
-    for _ in range(backup.ARCHIVE_SOURCE_FAILURES - 1):
+    for _check in range(backup.ARCHIVE_SOURCE_FAILURES - 1):
         assert archiver.step() is False and archiver.child is child
     assert archiver.step() is False and child.terminated and archiver.child is None
     assert "3 checks in a row failed (db1: Can't connect): leaving db1" in capsys.readouterr().out
@@ -221,8 +221,8 @@ def test_the_archive_keeps_what_the_oldest_kept_backup_needs(cfg):
     now = time.time()
     publish(cfg, "20261202T000000Z", int(now - 86400))
     old = write_segment(cfg, "20261120T000000Z-12", [("mysql-bin.000001", 10), ("mysql-bin.000002", 10)])
-    current = write_segment(cfg, "20261125T000000Z-11", [("mysql-bin.000001", 10), ("mysql-bin.000002", 10),
-                                                          ("mysql-bin.000003", 10), ("mysql-bin.000004", 10)])
+    current = write_segment(cfg, "20261125T000000Z-11",
+                            [("mysql-bin.000001", 10), ("mysql-bin.000002", 10), ("mysql-bin.000003", 10), ("mysql-bin.000004", 10)])
     ages = {"mysql-bin.000001": 5 * 86400, "mysql-bin.000002": 2 * 86400, "mysql-bin.000003": 86400 - 600,
             "mysql-bin.000004": 9 * 86400}
     for segment in (old, current):
@@ -241,12 +241,12 @@ def fake_binlog(monkeypatch, lists, stderr=b""):
     monkeypatch.setattr(backup, "file_gtid_list", lambda cfg, path: backup.parse_position(lists[os.path.basename(os.path.dirname(path))]))
     calls = []
 
-    def run(argv, stdout=None, stderr_file=None, **kwargs):
+    def run(argv, **kwargs):
         calls.append(argv)
         kwargs["stderr"].write(stderr)
         return type("Done", (), {"returncode": 0})()
 
-    monkeypatch.setattr(backup.subprocess, "run", lambda argv, **kwargs: run(argv, **kwargs))
+    monkeypatch.setattr(backup.subprocess, "run", run)
     return calls
 
 
