@@ -282,6 +282,15 @@ def check_space(cfg):
     log('%d bytes free in %s, %d needed' % (free, cfg['dir'], needed))
 
 
+def write_textfile(path, lines):
+    """Replace a textfile collector's file at once (readable by the exporter)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + '.new', 'w') as out:
+        out.write('\n'.join(lines) + '\n')
+    os.chmod(path + '.new', 0o644)
+    os.replace(path + '.new', path)
+
+
 def metrics(cfg, ok=None, duration=None, verified=None):
     """Write the textfile collector's metrics from the published backups and
     this run's outcome (None: not a run of that kind, keep the last value)."""
@@ -333,11 +342,7 @@ def metrics(cfg, ok=None, duration=None, verified=None):
              '1 when the last restore test (distweb-backup verify) passed.')):
         if key in state:
             lines += ['# HELP %s %s' % (name, text), '# TYPE %s gauge' % name, '%s %s' % (name, state[key])]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + '.new', 'w') as out:
-        out.write('\n'.join(lines) + '\n')
-    os.chmod(path + '.new', 0o644)
-    os.replace(path + '.new', path)
+    write_textfile(path, lines)
 
 
 def do_backup(cfg):
@@ -626,11 +631,7 @@ def archive_metrics(cfg, up, behind, source=''):
         '# TYPE distweb_mysql_binlog_archive_updated_timestamp_seconds gauge',
         'distweb_mysql_binlog_archive_updated_timestamp_seconds %d' % time.time(),
     ]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + '.new', 'w') as out:
-        out.write('\n'.join(lines) + '\n')
-    os.chmod(path + '.new', 0o644)
-    os.replace(path + '.new', path)
+    write_textfile(path, lines)
 
 
 class Archiver(object):
