@@ -28,12 +28,25 @@ restore before it counts.
                   with their original time stamps, one-second precision).
                   Refused when the log starts after TIME, or holds nothing
                   at or after it (the node may not have it all yet).
+  archive         the binary log archive (distweb-binlog-archive.service):
+                  keep mariadb-binlog --stop-never copying the binary log
+                  of the one writable database node into a directory per
+                  stretch of one server's log; follow the new primary after
+                  a failover or switchover once the old one's log is
+                  archived; wait while there is no writable node, or two.
+                  Runs until stopped.
+  archive-replay --from GTID --until GTID
+                  the archived transactions after --from up to and
+                  including --until, as SQL for the client, from the newest
+                  stretch that begins at or before --from; refused when none
+                  does or it does not reach --until.
 
 Every run writes Prometheus metrics for the node exporter's textfile
 collector: when the last good backup finished, whether the last run
 succeeded, its size and duration, whether it copied a writable server,
 whether the inventory names this node a replica, how old a backup may get,
-and whether the last verification passed. The settings are in a JSON file (--config,
+and whether the last verification passed; the archive writes its own (how
+far behind the primary it is, which node it follows). The settings are in a JSON file (--config,
 written by the distweb.infra.mysql_backup role)."""
 
 from __future__ import absolute_import, division, print_function
