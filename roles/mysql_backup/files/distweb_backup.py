@@ -658,7 +658,8 @@ class Archiver(object):
         self.check = cfg['archive']['check_seconds']
         self.child = self.source = self.segment = self.errors = None
         self.samples = []
-        self.covered_at = time.time()
+        self.covered_at = self.moved_at = time.time()
+        self.held = None
         self.failures = self.demoted = 0
 
     def start(self):
@@ -712,6 +713,17 @@ class Archiver(object):
         self.samples.append((now, name, pos))
         while self.samples and archived_past(self.segment, self.samples[0][1], self.samples[0][2]):
             self.covered_at = self.samples.pop(0)[0]
+        files = segment_files(self.segment)
+        held = (files[-1], os.path.getsize(os.path.join(self.segment, files[-1]))) if files else None
+        if held != self.held or not self.samples:
+            self.held, self.moved_at = held, now
+        elif now - self.moved_at > self.cfg['archive']['max_behind_seconds']:
+            # the source answers and writes on, but the copy has not grown
+            # by a byte (a stuck connection): a new one. A copy that moves,
+            # however far behind, is left to catch up.
+            self.stop('%s:%d, read %d s ago, is still not archived and the copy has not grown since' % (
+                self.samples[0][1], self.samples[0][2], now - self.samples[0][0]))
+            return False
         if read_only:
             # what it wrote before it was demoted is archived first, for
             # a few checks at most

@@ -182,6 +182,28 @@ def test_an_unreachable_source_is_left_after_a_few_failed_checks(cfg, cluster, c
     assert "3 checks in a row failed (db1: Can't connect): leaving db1" in capsys.readouterr().out
 
 
+def test_a_copy_that_stops_growing_while_the_source_writes_on_is_started_again(cfg, cluster, capsys, monkeypatch):
+    segment = write_segment(cfg, "20261201T000000Z-11", [("mysql-bin.000002", 500)])
+    archiver = running(cfg, cluster, segment)
+    child = archiver.child
+    cluster.status = ("mysql-bin.000002", 900)  # the primary writes on
+    clock = [1000.0]
+    monkeypatch.setattr(backup.time, "time", lambda: clock[0])
+    assert archiver.step() is True
+    # far behind but moving: left to catch up
+    for size in (550, 600, 650):
+        clock[0] += 40
+        (segment / "mysql-bin.000002").write_bytes(b"x" * size)
+        assert archiver.step() is True and archiver.child is child
+    # not a byte more for max_behind_seconds: stuck
+    clock[0] += cfg["archive"]["max_behind_seconds"]
+    assert archiver.step() is True and archiver.child is child
+    clock[0] += 1
+    assert archiver.step() is False and child.terminated and archiver.child is None
+    assert ("mysql-bin.000002:900, read 181 s ago, is still not archived and the copy has not grown since: leaving db1"
+            in capsys.readouterr().out)
+
+
 def test_an_ended_mariadb_binlog_is_reported_and_started_again(cfg, cluster, monkeypatch):
     segment = write_segment(cfg, "20261201T000000Z-11", [("mysql-bin.000002", 500)])
     archiver = running(cfg, cluster, segment)
