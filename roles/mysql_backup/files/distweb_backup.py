@@ -296,8 +296,15 @@ def check_space(cfg):
 
 
 def write_textfile(path, lines):
-    """Replace a textfile collector's file at once (readable by the exporter)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """Replace a textfile collector's file at once, readable by the
+    exporter's account, and so are the directories made for it: the
+    archive's service runs with umask 0077, which must not leave the
+    collector's directory unreadable to the node exporter."""
+    mask = os.umask(0o022)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    finally:
+        os.umask(mask)
     with open(path + '.new', 'w') as out:
         out.write('\n'.join(lines) + '\n')
     os.chmod(path + '.new', 0o644)

@@ -233,6 +233,18 @@ def test_the_metrics_say_how_far_behind_the_archive_is(cfg, cluster):
     assert "distweb_mysql_binlog_archive_max_behind_seconds 60\n" in text
 
 
+def test_the_metrics_directory_it_makes_stays_readable_to_the_exporter(cfg, tmp_path):
+    cfg["archive"]["metrics_file"] = str(tmp_path / "prometheus" / "node-exporter" / "archive.prom")
+    mask = os.umask(0o077)  # as the archive's service runs
+    try:
+        backup.archive_metrics(cfg, True, 0.0, "db1")
+    finally:
+        os.umask(mask)
+    for path in (tmp_path / "prometheus", tmp_path / "prometheus" / "node-exporter"):
+        assert path.stat().st_mode & 0o777 == 0o755, oct(path.stat().st_mode)
+    assert (tmp_path / "prometheus" / "node-exporter" / "archive.prom").stat().st_mode & 0o777 == 0o644
+
+
 def publish(cfg, name, started):
     path = pathlib.Path(cfg["dir"]) / name
     path.mkdir()
