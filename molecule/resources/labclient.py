@@ -678,6 +678,13 @@ def writable_nodes():
     return found
 
 
+def logged_values(name, paths):
+    """The write load's values in binary log files on node ``name``
+    (``paths``: a shell word list, globs allowed), decoded row by row."""
+    out = docker("exec", container(name), "sh", "-c", f"mariadb-binlog --base64-output=decode-rows -v {paths}", timeout=300).stdout
+    return set(re.findall(r"^###   @2='(load-[^']*)'$", out, re.M))
+
+
 def missing_values(name, values):
     """The acknowledged values a node lacks (foobar.records)."""
     present = {row[0] for row in node_sql(name, "SELECT value FROM foobar.records")}

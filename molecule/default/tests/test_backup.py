@@ -13,7 +13,6 @@ longer reaches back to the backup. Last, the backups move to another node
 with playbooks/backups.yml (as after a failover) and back."""
 
 import json
-import re
 import secrets
 import time
 
@@ -26,6 +25,7 @@ from labclient import (
     docker,
     flat,
     gtid_before,
+    logged_values,
     output,
     playbook,
     recap,
@@ -256,9 +256,7 @@ def test_the_binlog_archive_holds_the_primarys_log_and_every_acknowledged_write(
         size = int(pos) if writing else int(size)
         assert log_digest(BACKUP_HOST, f"{segment}/{file_name}", size, writing) == log_digest(
             PRIMARY, f"{log_dir}/{file_name}", size, writing), f"the archived {file_name} differs from the primary's in its first {size} bytes"
-    archived = docker("exec", container(BACKUP_HOST), "sh", "-c",
-                      f"mariadb-binlog --base64-output=decode-rows -v {segment}/*", timeout=300).stdout
-    values = set(re.findall(r"^###   @2='(load-[^']*)'$", archived, re.M))
+    values = logged_values(BACKUP_HOST, f"{segment}/*")
     missing = [value for _id, value in load.acknowledged if value not in values]
     assert load.acknowledged and missing == [], f"{len(missing)} acknowledged writes are not in the archive: {missing[:5]}"
     # no replica to the primary, and the backup host's own replication is untouched

@@ -30,9 +30,8 @@ from labclient import (
     WriteLoad,
     assert_stored_once,
     changed_tasks,
-    container,
-    docker,
     lab_secret,
+    logged_values,
     playbook,
     replication_state,
     run,
@@ -105,8 +104,7 @@ def _replicated_values(name):
     holds exactly what the node replicated after the snapshot."""
     directory = os.path.dirname(rows(name, "SELECT @@global.log_bin_basename")[0][0])
     files = [f"{directory}/{row[0]}" for row in rows(name, "SHOW BINARY LOGS")]
-    out = docker("exec", container(name), "mariadb-binlog", "--base64-output=decode-rows", "-v", *files, timeout=300).stdout
-    return set(re.findall(r"^###   @2='(load-[^']*)'$", out, re.M))
+    return logged_values(name, " ".join(files))
 
 
 def test_the_new_replica_was_seeded_while_writes_flowed(added_replica):

@@ -44,6 +44,7 @@ from labclient import (
     flat,
     heal,
     lab_secret,
+    logged_values,
     missing_values,
     node_address,
     node_sql,
@@ -247,9 +248,7 @@ def test_the_binlog_archive_follows_the_new_primary_and_holds_every_acknowledged
     wait_for(reached, timeout=90, interval=1, what=f"the archive on {host} reaching {new}'s {name}:{pos}")
     metrics = docker("exec", container(host), "cat", "/var/lib/prometheus/node-exporter/distweb_mysql_binlog_archive.prom").stdout
     assert f'distweb_mysql_binlog_archive_up{{source="{new}"}} 1' in metrics, metrics
-    archived = docker("exec", container(host), "sh", "-c", f"mariadb-binlog --base64-output=decode-rows -v {segment()}/*",
-                      timeout=300).stdout
-    values = set(re.findall(r"^###   @2='(load-[^']*)'$", archived, re.M))
+    values = logged_values(host, f"{segment()}/*")
     missing = [value for _id, value in load.acknowledged if value not in values]
     assert len(load.acknowledged) >= 50 and missing == [], f"{len(missing)} acknowledged writes are not in the archive: {missing[:5]}"
 
